@@ -1,0 +1,315 @@
+"""Typed configuration schemas, registered in Hydra's ConfigStore.
+
+The YAML files under ``conf/`` are validated against these dataclasses when Hydra composes them, so an unknown
+key or a value of the wrong type fails at composition with Hydra's message naming the key. Value checks that a
+type cannot express (ranges, choices) live in :func:`validate`, called by every entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from paraling.errors import ConfigError
+
+__all__ = [
+    "AggregationConfig",
+    "AugmentConfig",
+    "CVConfig",
+    "CorpusConfig",
+    "FeaturesConfig",
+    "ModelConfig",
+    "ParalingConfig",
+    "TrackingConfig",
+    "TrainerConfig",
+    "TransferConfig",
+    "WindowsConfig",
+    "register_configs",
+    "validate",
+]
+
+
+@dataclass
+class CorpusConfig:
+    """Where the utterances come from.
+
+    ``kind`` selects the recipe: ``csv`` (columns file,label,speaker; ``path`` is the CSV), ``folders`` (one
+    sub-folder per class under ``path``), ``manifest`` (a paraling JSONL manifest) or ``demo`` (the embedded
+    synthetic corpus, generated into ``path`` when missing).
+    """
+
+    name: str = "demo"
+    kind: str = "demo"
+    path: str | None = None
+    file_column: str = "file"
+    label_column: str = "label"
+    speaker_column: str = "speaker"
+    split_column: str | None = None
+    speaker_regex: str | None = None
+    extensions: list[str] = field(default_factory=lambda: [".wav", ".flac", ".ogg"])
+    allow_outside_root: bool = False
+    on_bad_file: str = "skip"
+    demo_speakers: int = 30
+    demo_seed: int = 0
+    demo_snr_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    positive_labels: list[str] | None = None
+
+
+@dataclass
+class FeaturesConfig:
+    """Log-mel filterbank extraction (25 ms / 10 ms, 40 bands by default)."""
+
+    kind: str = "fbank"
+    sample_rate: int = 16000
+    n_mels: int = 40
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    f_min: float = 20.0
+    f_max: float | None = None
+    normalize: str = "utterance"
+    cache: bool = True
+
+
+@dataclass
+class WindowsConfig:
+    """Local windows cut from an utterance's feature matrix.
+
+    ``short_policy`` decides what happens to utterances with fewer frames than ``width``: ``pad`` repeats the edge
+    frames (the utterance yields one window), ``skip`` drops it with a logged count, ``error`` stops with a message.
+    """
+
+    width: int = 11
+    shift: int = 2
+    short_policy: str = "pad"
+
+
+@dataclass
+class AugmentConfig:
+    """Training-only augmentation (pitch shift with Rubberband)."""
+
+    name: str = "none"
+    semitones: list[float] = field(default_factory=list)
+    crispness: int = 6
+
+
+@dataclass
+class ModelConfig:
+    """The windowed CNN: ``n_blocks`` conv+pool blocks then fully-connected layers."""
+
+    name: str = "cnn"
+    n_blocks: int = 3
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 128])
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 2, 2, 2, 2])
+    pool_size: int = 2
+    dropout_conv: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.3, 0.3])
+    fc_sizes: list[int] = field(default_factory=lambda: [500, 500])
+    dropout_fc: float = 0.5
+
+
+@dataclass
+class TrainerConfig:
+    """SGD with Nesterov momentum and linear learning-rate / momentum schedules."""
+
+    epochs: int = 8
+    batch_size: int = 256
+    lr_start: float = 0.02
+    lr_end: float = 0.0001
+    momentum_start: float = 0.9
+    momentum_end: float = 0.999
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    val_speaker_fraction: float = 0.15
+    select: str = "best"
+    patience: int = 0
+    precision: str = "auto"
+    channels_last: bool = True
+    threads: int = 0
+    max_windows_per_epoch: int | None = None
+    eval_batch_size: int = 2048
+    checkpoint: bool = True
+
+
+@dataclass
+class AggregationConfig:
+    """How window posteriors become an utterance decision: majority, mean, logmean or weighted (Ridge)."""
+
+    method: str = "weighted"
+    ridge_alpha: float = 1.0
+    use_energy: bool = True
+
+
+@dataclass
+class TransferConfig:
+    """Copy named layers from a source model (MLflow run id, ``models:/name@alias`` or ``pretrain``)."""
+
+    source: str | None = None
+    layers: list[str] = field(default_factory=list)
+    freeze_epochs: int = 0
+    lr_start: float | None = None
+    pretrain_overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CVConfig:
+    """Speaker-independent cross-validation: ``kfold`` (grouped by speaker), ``loso`` or ``split``."""
+
+    scheme: str = "kfold"
+    folds: int = 5
+    stratify: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking; ``uri`` null means ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "paraling"
+    run_name: str | None = None
+    log_model: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ParalingConfig:
+    """The root of a composed paraling configuration."""
+
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    name: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str = ".cache/paraling"
+    progress: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+    sweep: Any = None
+
+
+_GROUPS: dict[str, type] = {
+    "corpus": CorpusConfig,
+    "features": FeaturesConfig,
+    "windows": WindowsConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "trainer": TrainerConfig,
+    "aggregation": AggregationConfig,
+    "transfer": TransferConfig,
+    "cv": CVConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the root schema (``paraling_schema``) and one schema per group (``<group>/schema``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="paraling_schema", node=ParalingConfig)
+    for group, node in _GROUPS.items():
+        cs.store(group=group, name="schema", node=node)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "corpus.kind": ("csv", "folders", "manifest", "demo"),
+    "corpus.on_bad_file": ("skip", "error"),
+    "features.kind": ("fbank", "melspec"),
+    "features.normalize": ("utterance", "global", "none"),
+    "windows.short_policy": ("pad", "skip", "error"),
+    "augment.name": ("none", "pitch"),
+    "trainer.select": ("best", "last"),
+    "trainer.precision": ("auto", "fp32", "bf16"),
+    "aggregation.method": ("majority", "mean", "logmean", "weighted"),
+    "cv.scheme": ("kfold", "loso", "split"),
+    "progress": ("auto", "always", "never"),
+}
+
+_POSITIVE: tuple[str, ...] = (
+    "features.sample_rate",
+    "features.n_mels",
+    "features.frame_length_ms",
+    "features.frame_shift_ms",
+    "windows.width",
+    "windows.shift",
+    "model.n_blocks",
+    "model.pool_size",
+    "trainer.epochs",
+    "trainer.batch_size",
+    "trainer.eval_batch_size",
+    "trainer.lr_start",
+    "corpus.demo_speakers",
+)
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    return OmegaConf.select(cfg, dotted, default=None)
+
+
+def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
+    """Check values that the schema's types cannot express.
+
+    Args:
+        cfg: A composed configuration.
+
+    Returns:
+        The same configuration as a ``DictConfig``.
+
+    Raises:
+        ConfigError: Naming the key, the bad value and what is allowed.
+    """
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    for key, allowed in _CHOICES.items():
+        value = _get(cfg, key)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)}, but got {key.split('.')[-1]}={value!r}")
+    for key in _POSITIVE:
+        value = _get(cfg, key)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{key} must be > 0, but got {key.split('.')[-1]}={value!r}")
+    m = cfg.model
+    if m.n_blocks > len(m.channels) or m.n_blocks > len(m.kernel_sizes) or m.n_blocks > len(m.dropout_conv):
+        raise ConfigError(
+            f"model.n_blocks={m.n_blocks} needs at least that many entries in model.channels "
+            f"({len(m.channels)}), model.kernel_sizes ({len(m.kernel_sizes)}) and model.dropout_conv "
+            f"({len(m.dropout_conv)}); extend those lists or lower model.n_blocks"
+        )
+    for name in ("dropout_fc",):
+        p = m[name]
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"model.{name} must be in [0, 1), but got {name}={p!r}")
+    for i, p in enumerate(m.dropout_conv):
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"model.dropout_conv[{i}] must be in [0, 1), but got {p!r}")
+    t = cfg.trainer
+    if not 0.0 < t.val_speaker_fraction < 1.0:
+        raise ConfigError(f"trainer.val_speaker_fraction must be in (0, 1), but got {t.val_speaker_fraction!r}")
+    if t.lr_end < 0 or t.momentum_start < 0 or t.momentum_end >= 1.0 or t.momentum_start >= 1.0:
+        raise ConfigError(
+            "trainer momentum must lie in [0, 1) and lr_end >= 0, but got "
+            f"momentum_start={t.momentum_start}, momentum_end={t.momentum_end}, lr_end={t.lr_end}"
+        )
+    if cfg.cv.scheme == "kfold" and cfg.cv.folds < 2:
+        raise ConfigError(f"cv.folds must be >= 2 for cv.scheme=kfold, but got folds={cfg.cv.folds}")
+    if cfg.features.frame_length_ms < cfg.features.frame_shift_ms:
+        raise ConfigError(
+            "features.frame_length_ms must be >= features.frame_shift_ms, but got "
+            f"{cfg.features.frame_length_ms} < {cfg.features.frame_shift_ms}"
+        )
+    if cfg.corpus.kind in ("csv", "folders", "manifest") and not cfg.corpus.path:
+        raise ConfigError(
+            f"corpus.kind={cfg.corpus.kind} needs corpus.path; pass e.g. corpus={cfg.corpus.kind} "
+            "corpus.path=/path/to/data"
+        )
+    for layer in cfg.transfer.layers:
+        if not isinstance(layer, str):
+            raise ConfigError(f"transfer.layers must be names like conv1, but got {layer!r}")
+    return cfg
