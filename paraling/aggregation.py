@@ -1,0 +1,401 @@
+"""Window posteriors to utterance scores: voting estimators with a scikit-learn interface.
+
+A model scores fixed-width windows; an utterance is a group of windows. Every aggregator here takes
+
+- ``X`` window class posteriors, shape ``(n_windows, n_classes)`` (finite, non-negative);
+- ``groups`` the utterance of each window, shape ``(n_windows,)``, integer in ``[0, n_utts)``;
+- optionally ``energy`` the frame log energy at each window's centre, shape ``(n_windows,)``;
+
+and returns utterance class probabilities of shape ``(n_utts, n_classes)`` whose rows sum to 1. ``n_utts``
+is ``groups.max() + 1`` unless ``n_groups`` is passed; an utterance without windows gets the uniform
+distribution.
+Everything is vectorised with ``np.bincount`` (no Python loop over windows) and imports no torch.
+
+Estimators:
+
+- :class:`MajorityVote`: each window votes for its argmax class; proba = vote fractions.
+- :class:`MeanVote`: mean of the posteriors, or (``log=True``) mean of the log-posteriors, softmax-normalised
+  (a normalised geometric mean).
+- :class:`WeightedVote`: the weighted majority vote of Milde & Biemann (2018): one Ridge regression per class
+  predicts from a window's posterior vector (and energy) whether the window's argmax is correct; at prediction
+  each window votes for its argmax with that predicted correctness, clipped at 0.
+
+Example:
+    >>> import numpy as np
+    >>> X = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    >>> groups = np.array([0, 0, 1])
+    >>> make_aggregator("majority").fit(X).predict_proba(X, groups)
+    array([[0.5, 0.5],
+           [0. , 1. ]])
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any, TypeVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import Ridge
+from sklearn.utils.validation import check_is_fitted
+
+from paraling.errors import ConfigError
+
+__all__ = ["METHODS", "Aggregator", "MajorityVote", "MeanVote", "WeightedVote", "make_aggregator"]
+
+_A = TypeVar("_A", bound="Aggregator")
+
+#: Names accepted by :func:`make_aggregator`.
+METHODS: tuple[str, ...] = ("majority", "mean", "logmean", "weighted")
+
+
+# --- validation and vectorised group reductions ----------------------------------------------------------
+
+
+def _check_posteriors(X: np.ndarray) -> np.ndarray:
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(
+            f"X must be window posteriors of shape (n_windows, n_classes), but got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("X holds non-finite values (NaN or inf)")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"X must be non-negative class posteriors, but its minimum is {arr.min()}")
+    return arr
+
+
+def _check_vector(a: np.ndarray | None, n: int, name: str, *, integer: bool) -> np.ndarray | None:
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match X, but got shape {arr.shape}")
+    if integer:
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{name} must hold integers, but got dtype {arr.dtype}")
+        return arr.astype(np.int64)
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+    return arr
+
+
+def _check_groups(groups: np.ndarray, n_windows: int, n_groups: int | None) -> tuple[np.ndarray, int]:
+    g = _check_vector(groups, n_windows, "groups", integer=True)
+    if g is None:
+        raise ValueError("groups is required: the utterance index of each window, shape (n_windows,)")
+    if g.size and g.min() < 0:
+        raise ValueError(f"groups must be utterance indices >= 0, but got {g.min()}")
+    seen = int(g.max()) + 1 if g.size else 0
+    if n_groups is None:
+        return g, seen
+    if not isinstance(n_groups, (int, np.integer)) or isinstance(n_groups, bool) or n_groups < seen:
+        raise ConfigError(f"n_groups must be an integer >= groups.max() + 1 = {seen}, but got {n_groups=!r}")
+    return g, int(n_groups)
+
+
+def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Row sums of ``values`` (n_windows, k) per group → (n_groups, k), with one ``bincount``."""
+    k = values.shape[1]
+    keys = (groups[:, None] * k + np.arange(k)).ravel()
+    return np.bincount(keys, weights=values.ravel(), minlength=n_groups * k).reshape(n_groups, k)
+
+
+def _vote(
+    pred: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int
+) -> np.ndarray:
+    """Weighted votes of windows for their predicted class, per group → (n_groups, n_classes)."""
+    keys = groups * n_classes + pred
+    return np.bincount(keys, weights=weights, minlength=n_groups * n_classes).reshape(n_groups, n_classes)
+
+
+def _normalise_rows(S: np.ndarray) -> np.ndarray:
+    """Rows divided by their sum; rows summing to 0 become uniform."""
+    total = S.sum(axis=1, keepdims=True)
+    uniform = np.full_like(S, 1.0 / S.shape[1])
+    return np.divide(S, total, out=uniform, where=total > 0)
+
+
+def _check_bool(value: object, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be a bool, but got {name}={value!r}")
+
+
+# --- estimators ------------------------------------------------------------------------------------------
+
+
+class Aggregator(BaseEstimator):
+    """Base class: validation, ``fit``/``predict_proba``/``predict`` plumbing; subclasses score utterances.
+
+    Subclasses implement :meth:`_check_params`, optionally :meth:`_fit`, and :meth:`_proba`.
+    """
+
+    def _check_params(self) -> None:
+        """Raise :class:`ConfigError` for an invalid constructor parameter."""
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, energy: np.ndarray | None) -> None:
+        """Learn state from validated training windows (default: nothing to learn)."""
+
+    def _proba(
+        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(
+        self: _A,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        energy: np.ndarray | None = None,
+    ) -> _A:
+        """Validate parameters and training windows, learn what the method needs.
+
+        Args:
+            X: Window posteriors, shape ``(n_windows, n_classes)``.
+            y: True class of each window (its utterance's label repeated), shape ``(n_windows,)``; required by
+                :class:`WeightedVote` only.
+            groups: Utterance of each window, shape ``(n_windows,)``; accepted for interface symmetry, unused.
+            energy: Log energy at each window's centre, shape ``(n_windows,)``; used by :class:`WeightedVote`.
+
+        Returns:
+            ``self``.
+        """
+        self._check_params()
+        X = _check_posteriors(X)
+        n = len(X)
+        y = _check_vector(y, n, "y", integer=True)
+        if y is not None and y.size and (y.min() < 0 or y.max() >= X.shape[1]):
+            raise ValueError(
+                f"y must hold class ids in [0, {X.shape[1]}), but got range [{y.min()}, {y.max()}]"
+            )
+        if groups is not None:
+            _check_groups(groups, n, None)
+        energy = _check_vector(energy, n, "energy", integer=False)
+        self.n_classes_ = X.shape[1]
+        self._fit(X, y, energy)
+        return self
+
+    def predict_proba(
+        self,
+        X: np.ndarray,
+        groups: np.ndarray,
+        energy: np.ndarray | None = None,
+        n_groups: int | None = None,
+    ) -> np.ndarray:
+        """Utterance class probabilities.
+
+        Args:
+            X: Window posteriors, shape ``(n_windows, n_classes)``.
+            groups: Utterance of each window, shape ``(n_windows,)``, in ``[0, n_utts)``.
+            energy: Log energy at each window's centre, shape ``(n_windows,)`` (:class:`WeightedVote` only).
+            n_groups: Number of utterances; default ``groups.max() + 1``.
+
+        Returns:
+            Shape ``(n_utts, n_classes)``, rows summing to 1 (uniform for an utterance without windows).
+        """
+        check_is_fitted(self)
+        X = _check_posteriors(X)
+        if X.shape[1] != self.n_classes_:
+            raise ValueError(
+                f"X has {X.shape[1]} classes, but {type(self).__name__} was fitted with {self.n_classes_}"
+            )
+        g, n_utts = _check_groups(groups, len(X), n_groups)
+        energy = _check_vector(energy, len(X), "energy", integer=False)
+        return self._proba(X, g, n_utts, energy)
+
+    def predict(
+        self,
+        X: np.ndarray,
+        groups: np.ndarray,
+        energy: np.ndarray | None = None,
+        n_groups: int | None = None,
+    ) -> np.ndarray:
+        """Utterance class ids, shape ``(n_utts,)``: the argmax of :meth:`predict_proba` (ties → lower id)."""
+        return np.argmax(self.predict_proba(X, groups, energy, n_groups), axis=1)
+
+
+class MajorityVote(Aggregator):
+    """Each window votes for its argmax class; utterance proba = the fraction of votes per class.
+
+    ``fit`` only records ``n_classes_``.
+    """
+
+    def _proba(
+        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
+    ) -> np.ndarray:
+        votes = _vote(X.argmax(axis=1), np.ones(len(X)), groups, n_groups, X.shape[1])
+        return _normalise_rows(votes)
+
+
+class MeanVote(Aggregator):
+    """Mean of the window posteriors, or of their logarithms.
+
+    Args:
+        log: If ``True``, average ``log(max(p, eps))`` and softmax-normalise (a normalised geometric mean,
+            which lets a confident "no" from a few windows veto a class); else average ``p`` and renormalise.
+        eps: Floor applied to posteriors before the logarithm, in ``(0, 1)``.
+    """
+
+    def __init__(self, log: bool = False, eps: float = 1e-12) -> None:
+        self.log = log
+        self.eps = eps
+
+    def _check_params(self) -> None:
+        _check_bool(self.log, "log")
+        if not isinstance(self.eps, Real) or isinstance(self.eps, bool) or not 0.0 < self.eps < 1.0:
+            raise ConfigError(f"eps must be a float in (0, 1), but got eps={self.eps!r}")
+
+    def _proba(
+        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
+    ) -> np.ndarray:
+        values = np.log(np.maximum(X, self.eps)) if self.log else X
+        counts = np.bincount(groups, minlength=n_groups)[:, None]
+        has = counts > 0
+        mean = np.divide(
+            _group_sum(values, groups, n_groups), counts, out=np.zeros((n_groups, X.shape[1])), where=has
+        )
+        if self.log:
+            mean = np.exp(mean - mean.max(axis=1, keepdims=True))
+        return _normalise_rows(np.where(has, mean, 0.0))
+
+
+class WeightedVote(Aggregator):
+    """Weighted majority vote with per-class Ridge regressions (Milde & Biemann, 2018).
+
+    ``fit``: for each class ``c``, a :class:`sklearn.linear_model.Ridge` is fitted on the training windows
+    whose argmax is ``c``, regressing "the window's argmax equals its true class" (1/0) on the window's
+    posterior vector (plus its standardised energy if ``use_energy``). At prediction each window votes for its
+    argmax class ``c`` with weight ``max(ridge_c(x), 0)``; a class never predicted in training votes with
+    weight 1. Utterance proba = weighted votes normalised to sum 1 (uniform if all of an utterance's weights
+    are 0).
+
+    Args:
+        alpha: Ridge regularisation strength, ``>= 0``.
+        use_energy: Add the window's log energy (standardised with the training mean and std) as a feature;
+            then ``energy`` is required by ``fit``, ``predict_proba`` and :meth:`weights_for`.
+
+    Attributes:
+        n_classes_: Number of classes.
+        coef_: Ridge coefficients, shape ``(n_classes, n_features)``, where ``n_features`` is ``n_classes``
+            (plus 1 with energy).
+        intercept_: Ridge intercepts, shape ``(n_classes,)``.
+        class_seen_: Whether class ``c`` was the argmax of any training window, shape ``(n_classes,)``; unseen
+            classes have ``coef_ = 0`` and ``intercept_ = 1`` (weight 1).
+        energy_mean_: Training mean of the energy (0.0 without energy).
+        energy_scale_: Training std of the energy (1.0 without energy or when constant).
+    """
+
+    def __init__(self, alpha: float = 1.0, use_energy: bool = True) -> None:
+        self.alpha = alpha
+        self.use_energy = use_energy
+
+    def _check_params(self) -> None:
+        if not isinstance(self.alpha, Real) or isinstance(self.alpha, bool) or not 0.0 <= self.alpha < np.inf:
+            raise ConfigError(f"alpha must be a finite float >= 0, but got alpha={self.alpha!r}")
+        _check_bool(self.use_energy, "use_energy")
+
+    def _features(self, X: np.ndarray, energy: np.ndarray | None) -> np.ndarray:
+        if not self.use_energy:
+            return X
+        if energy is None:
+            raise ConfigError(
+                "use_energy=True but energy=None: pass the window energies or set use_energy=False"
+            )
+        return np.hstack([X, ((energy - self.energy_mean_) / self.energy_scale_)[:, None]])
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, energy: np.ndarray | None) -> None:
+        if y is None:
+            raise ValueError("WeightedVote.fit needs y, the true class of each window, shape (n_windows,)")
+        self.energy_mean_, self.energy_scale_ = 0.0, 1.0
+        if self.use_energy and energy is not None and len(energy):
+            std = float(energy.std())
+            self.energy_mean_, self.energy_scale_ = float(energy.mean()), (std if std > 0 else 1.0)
+        F = self._features(X, energy)
+        pred = X.argmax(axis=1)
+        correct = (pred == y).astype(np.float64)
+        n_classes = X.shape[1]
+        coef = np.zeros((n_classes, F.shape[1]))
+        intercept = np.ones(n_classes)
+        seen = np.zeros(n_classes, dtype=bool)
+        for c in range(n_classes):  # one regression per class
+            mask = pred == c
+            if not mask.any():
+                continue
+            ridge = Ridge(alpha=float(self.alpha)).fit(F[mask], correct[mask])
+            coef[c], intercept[c], seen[c] = ridge.coef_, ridge.intercept_, True
+        self.coef_, self.intercept_, self.class_seen_ = coef, intercept, seen
+
+    def weights_for(self, X: np.ndarray, energy: np.ndarray | None = None) -> np.ndarray:
+        """Vote weight of each window: its argmax class's Ridge prediction, clipped at 0.
+
+        Args:
+            X: Window posteriors, shape ``(n_windows, n_classes)``.
+            energy: Log energy at each window's centre, shape ``(n_windows,)`` (required with ``use_energy``).
+
+        Returns:
+            Shape ``(n_windows,)``, non-negative.
+        """
+        check_is_fitted(self)
+        X = _check_posteriors(X)
+        if X.shape[1] != self.n_classes_:
+            raise ValueError(
+                f"X has {X.shape[1]} classes, but WeightedVote was fitted with {self.n_classes_}"
+            )
+        energy = _check_vector(energy, len(X), "energy", integer=False)
+        return self._weights(X, energy)
+
+    def _weights(self, X: np.ndarray, energy: np.ndarray | None) -> np.ndarray:
+        F = self._features(X, energy)
+        pred = X.argmax(axis=1)
+        raw = np.einsum("ij,ij->i", F, self.coef_[pred]) + self.intercept_[pred]
+        return np.clip(raw, 0.0, None)
+
+    def _proba(
+        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
+    ) -> np.ndarray:
+        votes = _vote(X.argmax(axis=1), self._weights(X, energy), groups, n_groups, X.shape[1])
+        return _normalise_rows(votes)
+
+
+# --- factory ---------------------------------------------------------------------------------------------
+
+_FACTORY: dict[str, tuple[type[Aggregator], dict[str, Any]]] = {
+    "majority": (MajorityVote, {}),
+    "mean": (MeanVote, {"log": False}),
+    "logmean": (MeanVote, {"log": True}),
+    "weighted": (WeightedVote, {}),
+}
+
+
+def make_aggregator(method: str, **params: Any) -> Aggregator:
+    """Build an aggregator by name and validate its parameters at once.
+
+    Args:
+        method: One of ``majority``, ``mean``, ``logmean``, ``weighted`` (see :data:`METHODS`).
+        **params: Constructor parameters of that estimator (``eps`` for mean/logmean; ``alpha``,
+            ``use_energy`` for weighted).
+
+    Returns:
+        An unfitted estimator.
+
+    Raises:
+        ConfigError: Unknown method, unknown parameter, or invalid value.
+
+    Example:
+        >>> make_aggregator("weighted", alpha=0.5, use_energy=False)
+        WeightedVote(alpha=0.5, use_energy=False)
+    """
+    if method not in _FACTORY:
+        raise ConfigError(f"unknown aggregation method {method!r}; choose one of {', '.join(METHODS)}")
+    cls, fixed = _FACTORY[method]
+    allowed = set(cls._get_param_names()) - set(fixed)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"aggregation {method!r} got unknown parameter(s) {unknown}; "
+            f"it accepts {sorted(allowed) or 'none'}"
+        )
+    estimator = cls(**fixed, **params)
+    estimator._check_params()
+    return estimator
