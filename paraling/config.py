@@ -54,7 +54,7 @@ class CorpusConfig:
     on_bad_file: str = "skip"
     demo_speakers: int = 30
     demo_seed: int = 0
-    demo_snr_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    demo_snr_db: list[float] | None = None
     positive_labels: list[str] | None = None
 
 

@@ -1,0 +1,1 @@
+"""Thin CLI sub-commands; each module exposes ``main(argv) -> int``."""

@@ -1,0 +1,149 @@
+"""Typed utterance manifests, serialised as JSONL (one utterance per line).
+
+Fields: ``id``, ``path`` (absolute), ``label``, ``speaker``, ``duration`` (seconds), optional ``fold`` (int),
+``split`` (``train``/``test``/...), ``augmented_from`` (id of the original utterance for augmented copies) and
+``extra`` (any further CSV columns, kept verbatim).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from paraling.errors import CorpusError
+
+__all__ = ["Manifest", "Utterance", "atomic_write_text"]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled recording."""
+
+    id: str
+    path: str
+    label: str
+    speaker: str
+    duration: float
+    fold: int | None = None
+    split: str | None = None
+    augmented_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise to one JSON line (no trailing newline)."""
+        d = asdict(self)
+        return json.dumps({k: v for k, v in d.items() if v not in (None, {})}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str, where: str = "") -> Utterance:
+        """Parse one JSONL line, raising :class:`CorpusError` naming ``where`` on bad input."""
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{where}: not valid JSON ({exc}); each line must be one utterance object") from exc
+        missing = [k for k in ("id", "path", "label", "speaker") if not d.get(k) and d.get(k) != 0]
+        if missing:
+            raise CorpusError(f"{where}: utterance is missing {missing}; every line needs id, path, label, speaker")
+        d.setdefault("duration", 0.0)
+        known = {f for f in cls.__dataclass_fields__}
+        extra = {k: v for k, v in d.items() if k not in known}
+        d = {k: v for k, v in d.items() if k in known}
+        d["extra"] = {**d.get("extra", {}), **extra}
+        d["label"], d["speaker"], d["id"] = str(d["label"]), str(d["speaker"]), str(d["id"])
+        return cls(**d)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+class Manifest:
+    """An ordered, validated collection of :class:`Utterance` (ids unique)."""
+
+    def __init__(self, utterances: Iterable[Utterance], source: str = "<memory>") -> None:
+        self.utterances: list[Utterance] = list(utterances)
+        self.source = source
+        dup = [i for i, n in Counter(u.id for u in self.utterances).items() if n > 1]
+        if dup:
+            raise CorpusError(
+                f"{source}: duplicate utterance ids {dup[:5]}{'...' if len(dup) > 5 else ''}; "
+                "ids must be unique (file paths relative to the corpus root are used by default)"
+            )
+        if not self.utterances:
+            raise CorpusError(f"{source}: the corpus has no usable utterances; check the path and file patterns")
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    def __getitem__(self, i: int) -> Utterance:
+        return self.utterances[i]
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted class names."""
+        return sorted({u.label for u in self.utterances})
+
+    @property
+    def speakers(self) -> list[str]:
+        """Sorted speaker ids."""
+        return sorted({u.speaker for u in self.utterances})
+
+    def with_folds(self, folds: dict[str, int]) -> Manifest:
+        """Return a copy with ``fold`` set from ``folds`` (id -> fold)."""
+        return Manifest((replace(u, fold=folds.get(u.id, u.fold)) for u in self.utterances), self.source)
+
+    def to_jsonl(self) -> str:
+        """Serialise as JSONL text."""
+        return "".join(u.to_json() + "\n" for u in self.utterances)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the manifest atomically as JSONL."""
+        return atomic_write_text(path, self.to_jsonl())
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        """Read a JSONL manifest; relative paths are resolved against the manifest's folder."""
+        path = Path(path)
+        if not path.is_file():
+            raise CorpusError(f"{path}: manifest not found; create it with a recipe or check corpus.path")
+        root = path.parent.resolve()
+        utts = []
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    u = Utterance.from_json(line, where=f"{path}:{n}")
+                    if not os.path.isabs(u.path):
+                        u = replace(u, path=str(root / u.path))
+                    utts.append(u)
+        return cls(utts, source=str(path))
+
+    def digest(self) -> str:
+        """A short hash of ids, labels, speakers and folds (logged so runs can be compared)."""
+        h = hashlib.blake2b(digest_size=12)
+        for u in sorted(self.utterances, key=lambda u: u.id):
+            h.update(f"{u.id}\t{u.label}\t{u.speaker}\t{u.fold}\t{u.split}\t{u.augmented_from}\n".encode())
+        return h.hexdigest()

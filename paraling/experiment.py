@@ -1,0 +1,375 @@
+"""``run_experiment(cfg)``: the one place that wires corpus → features → windows → CNN → voting → metrics → MLflow.
+
+One call is one speaker-independent cross-validated experiment and one MLflow run. Per fold the CNN trains on the
+training speakers, selects its epoch on held-out speakers of the training fold, fits the voting estimators on those
+held-out speakers' windows, and scores the fold's test utterances; out-of-fold scores of every utterance are saved in
+the format of :mod:`paraling.oof`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from paraling.aggregation import make_aggregator
+from paraling.config import validate
+from paraling.data.manifest import Manifest
+from paraling.data.recipes import load_corpus
+from paraling.data.splits import assign_folds, plan_folds, split_validation_speakers
+from paraling.features import FeatureStore, LogMelSpec
+from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
+from paraling.models.cnn import build_model
+from paraling.oof import OOFScores, save_oof
+from paraling.plots import plot_curves
+from paraling.progress import Progress
+from paraling.tracking import RunTracker, flatten
+from paraling.training import EvalSet, Reporter, fit, predict_windows, resolve_device, resolve_precision
+from paraling.windows import WindowBank
+
+__all__ = ["RunResult", "prepare_data", "run_experiment"]
+
+log = logging.getLogger(__name__)
+
+AGGREGATIONS = ("majority", "mean", "logmean", "weighted")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_experiment` returns; ``uar`` is the optimised metric."""
+
+    uar: float
+    metrics: dict[str, float]
+    run_id: str | None
+    oof: OOFScores
+    fold_uars: dict[int, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedData:
+    """Manifest with folds, class names and the window bank of all utterances."""
+
+    manifest: Manifest
+    classes: list[str]
+    y_utt: np.ndarray
+    bank: WindowBank
+    spec: LogMelSpec
+    store: FeatureStore
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _augment(manifest: Manifest, cfg: DictConfig) -> tuple[Manifest, list[str], list[Any]]:
+    """Apply training-only augmentation; returns the manifest and per-utterance feature variants/transforms."""
+    if cfg.augment.name == "none":
+        return manifest, [""] * len(manifest), [None] * len(manifest)
+    from paraling.augment import augment_manifest
+
+    return augment_manifest(manifest, cfg.augment)
+
+
+def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedData:
+    """Load the corpus, assign folds, (augment), extract cached features and build the window bank."""
+    manifest = load_corpus(cfg.corpus)
+    folds = assign_folds(manifest, cfg.cv.scheme, int(cfg.cv.folds), bool(cfg.cv.stratify), int(cfg.seed))
+    manifest = manifest.with_folds(folds)
+    manifest, variants, transforms = _augment(manifest, cfg)
+    classes = manifest.labels
+    index = {c: i for i, c in enumerate(classes)}
+    y_utt = np.array([index[u.label] for u in manifest], dtype=np.int64)
+    spec = LogMelSpec.from_config(cfg.features)
+    store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
+    bar = progress.bar(len(manifest), "features") if progress else None
+    feats = store.get_many([u.path for u in manifest], variants, transforms, bar.update if bar else None)
+    if bar:
+        bar.close()
+    log.info("features: %d cached, %d computed", store.hits, store.misses)
+    bank = WindowBank(
+        [f for f, _ in feats],
+        [e for _, e in feats],
+        int(cfg.windows.width),
+        int(cfg.windows.shift),
+        cfg.windows.short_policy,
+        cfg.features.normalize,
+        [u.id for u in manifest],
+    )
+    return PreparedData(manifest, classes, y_utt, bank, spec, store)
+
+
+def _checkpoint_dir(cfg: DictConfig, manifest: Manifest) -> Path:
+    """Deterministic folder for per-fold checkpoints: same config + same data ⇒ same folder (resume)."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(d, dict)
+    d.pop("tracking", None)
+    d.pop("progress", None)
+    h = hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=10)
+    h.update(manifest.digest().encode())
+    return Path(cfg.cache_dir) / "checkpoints" / h.hexdigest()
+
+
+def _eval_set(bank: WindowBank, rows: np.ndarray, y_utt: np.ndarray) -> EvalSet:
+    mask = np.zeros(bank.n_utts, dtype=bool)
+    mask[rows] = True
+    idx = bank.windows_of(mask)
+    utt_global = bank.utt[idx].numpy()
+    local = np.full(bank.n_utts, -1, dtype=np.int64)
+    local[rows] = np.arange(len(rows))
+    return EvalSet(idx, torch.from_numpy(y_utt[utt_global]), local[utt_global], len(rows))
+
+
+class _FoldReporter:
+    """Forwards epoch metrics to the caller's reporter and logs per-fold curves to MLflow."""
+
+    def __init__(self, tracker: RunTracker, inner: Reporter | None) -> None:
+        self.tracker, self.inner = tracker, inner
+
+    def on_epoch_end(self, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        self.tracker.log_metrics({f"fold{fold}_{k}": v for k, v in metrics.items()}, step=epoch)
+        if self.inner is not None:
+            self.inner.on_epoch_end(fold, epoch, metrics)
+
+
+def _train_fold(cfg: DictConfig, data: PreparedData, plan: Any, device: torch.device, reporter: _FoldReporter,
+                ckpt_dir: Path, progress: Progress) -> dict[str, Any]:
+    """Train one fold; return window posteriors of its test utterances and the fitted aggregators' outputs."""
+    bank, manifest, y_utt = data.bank, data.manifest, data.y_utt
+    train_rows = plan.train
+    speakers = np.array([manifest[i].speaker for i in train_rows])
+    is_aug = np.array([manifest[i].augmented_from is not None for i in train_rows])
+    val_mask = split_validation_speakers(speakers, y_utt[train_rows], float(cfg.trainer.val_speaker_fraction),
+                                         int(cfg.seed) + plan.fold)
+    fit_rows, val_rows = train_rows[~val_mask], train_rows[val_mask & ~is_aug]
+    if cfg.features.normalize == "global":
+        m = np.zeros(bank.n_utts, dtype=bool)
+        m[fit_rows] = True
+        bank.set_global_norm(m)
+    train_set = _eval_set(bank, fit_rows, y_utt)
+    val_set = _eval_set(bank, val_rows, y_utt)
+    test_set = _eval_set(bank, plan.test, y_utt)
+    model = build_model(cfg.model, bank.n_mels, bank.width, len(data.classes))
+    frozen: list[str] = []
+    lr_start = None
+    if cfg.transfer.source:
+        from paraling.models.transfer import apply_transfer
+
+        frozen = apply_transfer(model, cfg.transfer, cfg)
+        lr_start = cfg.transfer.lr_start
+    bar = progress.bar(int(cfg.trainer.epochs), f"fold {plan.fold}")
+    result = fit(
+        model, bank, train_set.idx, train_set.y, val_set, cfg.trainer, reporter, plan.fold, int(cfg.seed), device,
+        ckpt_dir / f"fold{plan.fold}.pt" if cfg.trainer.checkpoint else None,
+        lambda e, m: bar.update(1, **{k: m[k] for k in ("train_loss", "val_uar") if k in m}),
+        frozen, int(cfg.transfer.freeze_epochs), lr_start,
+    )
+    bar.close()
+    dtype = resolve_precision(cfg.trainer.precision, device)
+    cl = bool(cfg.trainer.channels_last)
+    ebs = int(cfg.trainer.eval_batch_size)
+    p_val, _ = predict_windows(model, bank, val_set.idx, ebs, device, dtype, cl)
+    p_test, emb = predict_windows(model, bank, test_set.idx, ebs, device, dtype, cl, embeddings=True)
+    energy = bank.window_energy()
+    e_val, e_test = energy[val_set.idx.numpy()], energy[test_set.idx.numpy()]
+    scores = {}
+    for method in AGGREGATIONS:
+        params: dict[str, Any] = {}
+        if method == "weighted":
+            params = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
+        agg = make_aggregator(method, **params).fit(p_val, val_set.y.numpy(), val_set.utt, e_val)
+        scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
+    emb_utt = np.zeros((test_set.n_utts, emb.shape[1] if emb is not None else 0), np.float32)
+    if emb is not None and len(emb):
+        np.add.at(emb_utt, test_set.utt, emb)
+        emb_utt /= np.maximum(np.bincount(test_set.utt, minlength=test_set.n_utts), 1)[:, None]
+    return {
+        "scores": scores,
+        "window_proba": p_test,
+        "window_utt": test_set.utt,
+        "window_start": bank.starts[test_set.idx].numpy() - bank.offsets[plan.test][test_set.utt],
+        "embeddings": emb_utt,
+        "fit": result,
+        "model": model,
+    }
+
+
+def _log_model(tracker: RunTracker, models: dict[int, torch.nn.Module], data: PreparedData, cfg: DictConfig,
+               tmp: Path) -> None:
+    from safetensors.torch import save_file
+
+    out = tmp / "model"
+    out.mkdir()
+    for fold, model in models.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(out / f"fold{fold}.safetensors"))
+    spec = {
+        "classes": data.classes,
+        "features": OmegaConf.to_container(cfg.features, resolve=True),
+        "windows": OmegaConf.to_container(cfg.windows, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "aggregation": OmegaConf.to_container(cfg.aggregation, resolve=True),
+        "n_mels": data.bank.n_mels,
+        "folds": sorted(models),
+        "layer_names": next(iter(models.values())).layer_names if models else [],
+    }
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    tracker.log_artifact(out, "model")
+
+
+def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, parent_run_id: str | None = None,
+                   overrides: list[str] | None = None, tags: dict[str, str] | None = None) -> RunResult:
+    """Run one cross-validated experiment and track it as one MLflow run.
+
+    Args:
+        cfg: Composed configuration (see :mod:`paraling.config`).
+        reporter: Receives per-(fold, epoch) metrics; may raise :class:`~paraling.errors.Pruned`.
+        parent_run_id: Nest the MLflow run under this parent (sweeps).
+        overrides: The Hydra overrides that produced ``cfg`` (logged as the ``paraling train ...`` line).
+        tags: Extra MLflow tags.
+
+    Returns:
+        A :class:`RunResult` whose ``uar`` is the out-of-fold UAR of the configured aggregation.
+    """
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    cfg = validate(cfg)
+    t0 = time.perf_counter()
+    _seed_everything(int(cfg.seed))
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    device = resolve_device(cfg.device)
+    progress = Progress(cfg.progress)
+    data = prepare_data(cfg, progress)
+    if device.type == "cuda":
+        data.bank.to(device)
+    manifest = data.manifest
+    reproduce = "paraling train " + " ".join(overrides or [])
+    all_tags = {
+        "paraling.name": cfg.name,
+        "paraling.reproduce": reproduce.strip(),
+        "paraling.manifest_digest": manifest.digest(),
+        "paraling.corpus": cfg.corpus.name,
+        "paraling.seed": str(cfg.seed),
+        "paraling.device": str(device),
+        **(tags or {}),
+        **dict(cfg.tracking.tags),
+    }
+    tracker = RunTracker(cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.run_name or cfg.name,
+                         parent_run_id, all_tags, bool(cfg.tracking.enabled))
+    ckpt_dir = _checkpoint_dir(cfg, manifest)
+    with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        params.update({"data.n_utterances": len(manifest), "data.n_windows": data.bank.n_windows,
+                       "data.n_speakers": len(manifest.speakers), "data.classes": json.dumps(data.classes)})
+        tracker.log_params(params)
+        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        fold_reporter = _FoldReporter(tracker, reporter)
+        n_cls = len(data.classes)
+        orig = np.array([u.augmented_from is None for u in manifest])
+        proba = {m: np.full((len(manifest), n_cls), 1.0 / n_cls, np.float32) for m in AGGREGATIONS}
+        emb_dim = int(cfg.model.fc_sizes[-1]) if len(cfg.model.fc_sizes) else 0
+        embeddings = np.zeros((len(manifest), emb_dim), np.float32)
+        win_p, win_u, win_s = [], [], []
+        models: dict[int, torch.nn.Module] = {}
+        histories: dict[int, list[dict[str, float]]] = {}
+        for plan in plan_folds(manifest):
+            out = _train_fold(cfg, data, plan, device, fold_reporter, ckpt_dir, progress)
+            for m in AGGREGATIONS:
+                proba[m][plan.test] = out["scores"][m]
+            if out["embeddings"].shape[1] == emb_dim:
+                embeddings[plan.test] = out["embeddings"]
+            win_p.append(out["window_proba"].astype(np.float16))
+            win_u.append(plan.test[out["window_utt"]])
+            win_s.append(out["window_start"])
+            models[plan.fold] = out["model"].cpu()
+            histories[plan.fold] = out["fit"].history
+            fuar = uar(data.y_utt[plan.test], out["scores"][cfg.aggregation.method].argmax(1), n_cls)
+            tracker.log_metrics({f"fold{plan.fold}_uar": fuar, f"fold{plan.fold}_best_epoch": out["fit"].best_epoch,
+                                 f"fold{plan.fold}_windows_per_s": out["fit"].windows_per_second})
+        # mean curves over folds at step = epoch
+        n_ep = max((len(h) for h in histories.values()), default=0)
+        for ep in range(n_ep):
+            rows = [h[ep] for h in histories.values() if len(h) > ep]
+            tracker.log_metrics({k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, step=ep)
+        folds_arr = np.array([u.fold if u.fold is not None else -1 for u in manifest], dtype=np.int64)
+        scored = orig & (folds_arr >= 0)
+        keep = np.flatnonzero(orig)
+        split = np.array(["test" if (u.split or "").lower() == "test" else "cv" for u in manifest])
+        neg = data.classes.index("No_Food") if "No_Food" in data.classes else None
+        method = cfg.aggregation.method
+        metrics = summarize(data.y_utt[scored], proba[method][scored].argmax(1), folds_arr[scored],
+                            np.array([u.speaker for u in manifest])[scored], n_cls, negative_class=neg)
+        for m in AGGREGATIONS:
+            metrics[f"uar_{m}"] = uar(data.y_utt[scored], proba[m][scored].argmax(1), n_cls)
+        metrics["seconds"] = time.perf_counter() - t0
+        tracker.log_metrics(metrics)
+        remap = np.full(len(manifest), -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        windows = {}
+        if win_p:
+            windows = {"window_proba": np.concatenate(win_p), "window_utt": remap[np.concatenate(win_u)].astype(
+                np.int32), "window_start": np.concatenate(win_s).astype(np.int32)}
+        oof = OOFScores(
+            np.array([manifest[i].id for i in keep]), np.array(data.classes), data.y_utt[keep], folds_arr[keep],
+            split[keep], np.array([manifest[i].speaker for i in keep]), proba[method][keep], windows,
+        )
+        save_oof(oof, tmp / "oof" / "scores.npz")
+        np.savez_compressed(tmp / "oof" / "embeddings.npz", utt_ids=oof.utt_ids, embeddings=embeddings[keep])
+        np.savez_compressed(tmp / "oof" / "all_aggregations.npz", utt_ids=oof.utt_ids,
+                            **{m: proba[m][keep] for m in AGGREGATIONS})
+        tracker.log_artifact(tmp / "oof", "oof")
+        cm = confusion_matrix(data.y_utt[scored], proba[method][scored].argmax(1), n_cls)
+        plot_confusion_matrix(cm, data.classes, tmp / "plots" / "confusion_matrix.png")
+        plot_curves(histories, tmp / "plots" / "loss_curves.png")
+        tracker.log_artifact(tmp / "plots", "plots")
+        manifest.write(tmp / "data" / "manifest.jsonl")
+        tracker.log_artifact(tmp / "data", "data")
+        tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
+        if cfg.tracking.log_model:
+            _log_model(tracker, models, data, cfg, tmp)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    fold_uars = {int(k[len("uar_fold"):]): v for k, v in metrics.items() if k.startswith("uar_fold")
+                 and k[len("uar_fold"):].isdigit()}
+    return RunResult(float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars,
+                     time.perf_counter() - t0, histories)
+
+
+def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> None:
+    """A one-screen summary: UAR per fold, overall, run id and how to open the MLflow UI."""
+    stream = stream or sys.stdout
+    m = result.metrics
+    lines = ["", f"paraling: {cfg.name} on corpus {cfg.corpus.name} ({len(result.oof.utt_ids)} utterances, "
+             f"{len(result.oof.classes)} classes, chance UAR {1 / len(result.oof.classes):.3f})"]
+    for k, v in sorted(result.fold_uars.items()):
+        lines.append(f"  fold {k}: UAR {v:.3f}")
+    lines.append(f"  out-of-fold UAR ({cfg.aggregation.method} vote): {m['uar']:.3f}  "
+                 f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "
+                 f"+/- {m['uar_fold_std']:.3f}")
+    lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
+    if "uar_binary" in m:
+        lines.append(f"  2-class (food vs No_Food) UAR: {m['uar_binary']:.3f}")
+    lines.append(f"  time: {result.seconds:.0f} s")
+    if result.run_id:
+        from paraling.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(cfg.tracking.uri)
+        lines.append(f"  MLflow run: {result.run_id}")
+        lines.append(f"  open it:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+    print("\n".join(lines), file=stream)

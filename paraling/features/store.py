@@ -1,0 +1,139 @@
+"""On-disk feature cache keyed by ``hash(audio bytes, feature spec, augmentation)``.
+
+Each entry is one ``.npy`` file holding ``(frames, n_mels + 1)`` float32 (the last column is the frame log
+energy). Files are written to a temporary name and renamed, so a reader never sees a half-written entry; a file that
+fails to load (e.g. a disk error) is deleted and recomputed. Entries are loaded memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from paraling.data.audio import file_digest, load_audio
+from paraling.errors import AudioError, FeatureError, ResourceError
+from paraling.features.logmel import LogMelSpec, extract_logmel
+
+__all__ = ["FeatureStore", "check_free_space"]
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[np.ndarray, int], np.ndarray]
+
+
+def check_free_space(folder: str | Path, needed_bytes: int, what: str = "feature cache") -> None:
+    """Raise :class:`ResourceError` when ``folder``'s disk has less than ``needed_bytes`` (+10%) free."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes * 1.1:
+        raise ResourceError(
+            f"{folder}: only {free / 1e6:.0f} MB free but the {what} needs about {needed_bytes / 1e6:.0f} MB; "
+            "free some space, run `paraling cache clean`, or point cache_dir elsewhere"
+        )
+
+
+class FeatureStore:
+    """Compute-once cache of log-mel features.
+
+    Args:
+        root: Cache folder (``<cache_dir>/features``).
+        spec: Feature definition.
+        enabled: When false, features are computed every time and nothing is written.
+
+    Example:
+        >>> store = FeatureStore(".cache/paraling/features", LogMelSpec())  # doctest: +SKIP
+        >>> feats, energy = store.get("a.wav")  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path, spec: LogMelSpec, enabled: bool = True) -> None:
+        self.root = Path(root)
+        self.spec = spec
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+        self._digests: dict[str, str] = {}
+
+    def key(self, path: str | Path, variant: str = "") -> str:
+        """Cache key of ``path`` (file bytes) under this spec and an optional variant tag (augmentation)."""
+        p = os.fspath(path)
+        if p not in self._digests:
+            self._digests[p] = file_digest(p)
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self._digests[p].encode())
+        h.update(self.spec.key().encode())
+        h.update(variant.encode())
+        return h.hexdigest()
+
+    def _file(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get(self, path: str | Path, variant: str = "", transform: Transform | None = None) -> tuple[np.ndarray,
+                                                                                                       np.ndarray]:
+        """Return ``(features (frames, n_mels), energy (frames,))`` for ``path``, computing and caching on a miss.
+
+        Args:
+            path: Audio file.
+            variant: Tag that distinguishes transformed versions (e.g. ``pitch+1.0:c6``).
+            transform: Applied to the decoded waveform before extraction, ``transform(wave, sample_rate)``.
+
+        Raises:
+            AudioError: The file cannot be decoded (names the file and the fix).
+        """
+        if not self.enabled:
+            return self._compute(path, transform)
+        f = self._file(self.key(path, variant))
+        if f.exists():
+            try:
+                arr = np.load(f, mmap_mode="r", allow_pickle=False)
+                if arr.ndim == 2 and arr.shape[1] == self.spec.n_mels + 1:
+                    self.hits += 1
+                    return arr[:, :-1], arr[:, -1]
+            except (ValueError, OSError) as exc:
+                log.warning("%s: unreadable cache entry (%s); recomputing", f, exc)
+            f.unlink(missing_ok=True)
+        self.misses += 1
+        feats, energy = self._compute(path, transform)
+        self._write(f, np.concatenate([feats, energy[:, None]], axis=1))
+        return feats, energy
+
+    def _compute(self, path: str | Path, transform: Transform | None) -> tuple[np.ndarray, np.ndarray]:
+        wave = load_audio(path, self.spec.sample_rate)
+        if transform is not None:
+            wave = transform(wave, self.spec.sample_rate)
+        try:
+            return extract_logmel(wave, self.spec)
+        except (RuntimeError, ValueError) as exc:
+            raise AudioError(path, f"feature extraction failed ({exc}).", "check the file plays correctly.") from exc
+
+    def _write(self, f: Path, arr: np.ndarray) -> None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=f.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, arr.astype(np.float32, copy=False), allow_pickle=False)
+            os.replace(tmp, f)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if exc.errno == 28:  # ENOSPC
+                raise ResourceError(f"{self.root}: disk full while caching features; free space or "
+                                    "run `paraling cache clean`") from exc
+            raise FeatureError(f"{f}: cannot write cache entry ({exc})") from exc
+
+    def get_many(self, paths: Sequence[str | Path], variants: Sequence[str] | None = None,
+                 transforms: Sequence[Transform | None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Features for many files, in order (see :meth:`get`)."""
+        out = []
+        for i, p in enumerate(paths):
+            out.append(self.get(p, variants[i] if variants else "", transforms[i] if transforms else None))
+            if progress is not None:
+                progress(1)
+        return out

@@ -1,0 +1,127 @@
+"""The windowed CNN of Milde & Biemann (2015): conv+pool blocks, then fully-connected layers.
+
+Input ``(batch, 1, n_mels, width)``; output logits ``(batch, n_classes)``. Layers are named ``conv1..convN``,
+``fc1..fcM`` and ``out`` so that transfer learning can pick them by name. Each block is conv → max-pool → ReLU →
+dropout; ReLU after max-pool gives identical outputs to ReLU before it (both are monotone, max commutes with ReLU) at a
+fraction of the memory traffic. Convolutions use "same" padding and pooling is clamped to the current feature-map size,
+so any depth works with any window width (a dimension of size 1 is no longer pooled).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from paraling.errors import ModelError
+
+__all__ = ["WindowCNN", "build_model"]
+
+
+class WindowCNN(nn.Module):
+    """A local CNN over log-mel windows.
+
+    Args:
+        n_mels: Feature bands (input height).
+        width: Window width in frames (input width).
+        n_classes: Output classes.
+        channels: Output channels of each conv block.
+        kernel_sizes: Square kernel size of each conv block (paper: 3, 2, 2).
+        dropout_conv: Dropout after each conv block.
+        fc_sizes: Hidden fully-connected layer sizes (paper: 500, 500).
+        dropout_fc: Dropout after each hidden FC layer.
+        pool_size: Max-pooling size (clamped per dimension to the feature-map size).
+    """
+
+    def __init__(
+        self,
+        n_mels: int,
+        width: int,
+        n_classes: int,
+        channels: list[int],
+        kernel_sizes: list[int],
+        dropout_conv: list[float],
+        fc_sizes: list[int],
+        dropout_fc: float = 0.5,
+        pool_size: int = 2,
+    ) -> None:
+        super().__init__()
+        if not (len(channels) == len(kernel_sizes) == len(dropout_conv)) or not channels:
+            raise ModelError(
+                f"channels, kernel_sizes and dropout_conv need one entry per block, got {len(channels)}, "
+                f"{len(kernel_sizes)}, {len(dropout_conv)}"
+            )
+        if n_classes < 2:
+            raise ModelError(f"a classifier needs at least 2 classes, got n_classes={n_classes}")
+        self.n_mels, self.width, self.n_classes = n_mels, width, n_classes
+        self.conv_names: list[str] = []
+        self.fc_names: list[str] = []
+        self._pools: list[tuple[int, int]] = []
+        self._drops = nn.ModuleList()
+        h, w, c_in = n_mels, width, 1
+        for i, (c, k, p) in enumerate(zip(channels, kernel_sizes, dropout_conv, strict=True), 1):
+            conv = nn.Conv2d(c_in, c, kernel_size=k, padding="same")
+            name = f"conv{i}"
+            self.add_module(name, conv)
+            self.conv_names.append(name)
+            ph, pw = min(pool_size, h), min(pool_size, w)
+            self._pools.append((ph, pw))
+            h, w, c_in = h // ph, w // pw, c
+            self._drops.append(nn.Dropout(p))
+        self.flat_dim = c_in * h * w
+        d_in = self.flat_dim
+        self._fc_drop = nn.Dropout(dropout_fc)
+        for j, d in enumerate(fc_sizes, 1):
+            name = f"fc{j}"
+            self.add_module(name, nn.Linear(d_in, d))
+            self.fc_names.append(name)
+            d_in = d
+        self.embed_dim = d_in
+        self.out = nn.Linear(d_in, n_classes)
+        self.reset_parameters()
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the weight layers in order: ``conv1..``, ``fc1..``, ``out``."""
+        return [*self.conv_names, *self.fc_names, "out"]
+
+    def reset_parameters(self, names: list[str] | None = None) -> None:
+        """He (Kaiming normal, fan-in, ReLU) initialisation of the named layers (all when ``None``); zero biases."""
+        for name in names or self.layer_names:
+            layer = getattr(self, name)
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
+        for name, (ph, pw), drop in zip(self.conv_names, self._pools, self._drops, strict=True):
+            x = getattr(self, name)(x)
+            if ph > 1 or pw > 1:
+                x = torch.nn.functional.max_pool2d(x, (ph, pw))
+            x = drop(torch.relu(x))
+        x = torch.flatten(x, 1)
+        for name in self.fc_names:
+            x = self._fc_drop(torch.relu(getattr(self, name)(x)))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` for windows ``(batch, 1, n_mels, width)``."""
+        return self.out(self.features(x))
+
+
+def build_model(model_cfg: object, n_mels: int, width: int, n_classes: int) -> WindowCNN:
+    """Build a :class:`WindowCNN` from a ``model`` config node (first ``n_blocks`` entries of the lists)."""
+    n = int(model_cfg.n_blocks)  # type: ignore[attr-defined]
+    try:
+        return WindowCNN(
+            n_mels=n_mels,
+            width=width,
+            n_classes=n_classes,
+            channels=list(model_cfg.channels)[:n],  # type: ignore[attr-defined]
+            kernel_sizes=list(model_cfg.kernel_sizes)[:n],  # type: ignore[attr-defined]
+            dropout_conv=list(model_cfg.dropout_conv)[:n],  # type: ignore[attr-defined]
+            fc_sizes=list(model_cfg.fc_sizes),  # type: ignore[attr-defined]
+            dropout_fc=float(model_cfg.dropout_fc),  # type: ignore[attr-defined]
+            pool_size=int(model_cfg.pool_size),  # type: ignore[attr-defined]
+        )
+    except ValueError as exc:
+        raise ModelError(f"cannot build the CNN from model config: {exc}") from exc

@@ -1,0 +1,47 @@
+"""Small matplotlib figures logged as run artifacts (Agg backend, atomic writes)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plot_curves", "save_figure"]
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG atomically and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: str | Path) -> Path:
+    """Per-fold training/validation loss and validation UAR over epochs, one line per fold."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for fold, hist in sorted(histories.items()):
+        ep = range(len(hist))
+        axes[0].plot(ep, [h["train_loss"] for h in hist], label=f"train f{fold}")
+        if hist and "val_loss" in hist[0]:
+            axes[0].plot(ep, [h["val_loss"] for h in hist], "--", label=f"val f{fold}")
+            axes[1].plot(ep, [h["val_uar"] for h in hist], label=f"fold {fold}")
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="UAR", title="validation UAR (held-out speakers)")
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[1].legend(fontsize=7)
+    return save_figure(fig, path)

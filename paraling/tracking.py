@@ -1,0 +1,248 @@
+"""MLflow tracking: run lifecycle, nesting, params, per-epoch metrics and artifacts.
+
+The default store is ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``; ``$MLFLOW_TRACKING_URI``
+or ``tracking.uri`` override it (any URI MLflow accepts, e.g. ``http://127.0.0.1:5000``). Runs are driven through
+:class:`mlflow.tracking.MlflowClient` (no global "active run"), so nested sweep trials and parallel workers never
+step on each other. A run that raises ends as FAILED (KILLED on Ctrl-C), never RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from paraling.errors import TrackingError
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "RunTracker",
+    "environment_tags",
+    "flatten",
+    "mask_secrets",
+    "resolve_tracking_uri",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+_SECRET_URL = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key)", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """Replace the password of any ``scheme://user:password@host`` URL in ``text`` with ``***``."""
+    return _SECRET_URL.sub(r"\g<pre>***@", text)
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the default SQLite store (made absolute, folder created)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        db = Path(uri[len("sqlite:///") :]).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    elif "://" not in uri and not uri.startswith("databricks"):
+        raise TrackingError(
+            f"tracking URI {uri!r} is a plain path; MLflow's file store is refused here. Use "
+            f"{DEFAULT_TRACKING_URI!r} or an http(s):// server"
+        )
+    return uri
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to dotted keys (lists become JSON strings)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list | tuple):
+            out[key] = json.dumps(list(v))
+        else:
+            out[key] = v
+    return out
+
+
+def environment_tags() -> dict[str, str]:
+    """Library versions and platform, logged with every run (determinism, issue reports)."""
+    import mlflow
+    import numpy
+    import sklearn
+    import torch
+
+    tags = {
+        "paraling.python": platform.python_version(),
+        "paraling.platform": platform.platform(),
+        "paraling.torch": torch.__version__,
+        "paraling.numpy": numpy.__version__,
+        "paraling.sklearn": sklearn.__version__,
+        "paraling.mlflow": mlflow.__version__,
+    }
+    try:
+        import torchaudio
+
+        tags["paraling.torchaudio"] = torchaudio.__version__
+    except ImportError:  # pragma: no cover - torchaudio is a dependency
+        pass
+    from paraling import __version__
+
+    tags["paraling.version"] = __version__
+    return tags
+
+
+class RunTracker:
+    """One MLflow run (or a no-op stand-in when tracking is disabled).
+
+    Args:
+        experiment: MLflow experiment name (created on first use).
+        uri: Tracking URI (see :func:`resolve_tracking_uri`).
+        run_name: Display name.
+        parent_run_id: Makes this a nested child run.
+        tags: Extra tags.
+        enabled: When false every method is a no-op and :attr:`run_id` is ``None``.
+        run_id: Re-open an existing run instead of creating one (resume).
+    """
+
+    def __init__(
+        self,
+        experiment: str = "paraling",
+        uri: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        enabled: bool = True,
+        run_id: str | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.uri: str | None = None
+        if not enabled:
+            return
+        from mlflow.tracking import MlflowClient
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        self.uri = resolve_tracking_uri(uri)
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.experiment_id = self._experiment(experiment)
+            if run_id is not None:
+                self.run_id = run_id
+                self.client.update_run(run_id, status="RUNNING")
+                return
+            all_tags = {**environment_tags(), **(tags or {})}
+            if parent_run_id:
+                all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+            if run_name:
+                all_tags[MLFLOW_RUN_NAME] = run_name
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        except Exception as exc:  # MlflowException, sqlalchemy, requests errors
+            raise TrackingError(f"cannot open an MLflow run at {mask_secrets(self.uri)}: {exc}") from exc
+        self.run_id = run.info.run_id
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri or ""))
+        except Exception:  # created concurrently by another worker
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (values masked for secrets, truncated to MLflow's 6000-character limit)."""
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = []
+        for k, v in params.items():
+            text = "***" if _SECRET_KEY.search(k) and v not in (None, "") else mask_secrets(str(v))
+            items.append(Param(k, text[:6000]))
+        for s in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[s : s + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log all ``metrics`` of one step in one batch call (non-finite values are skipped)."""
+        if not self.enabled or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v == v and abs(float(v)) != float("inf")]
+        for s in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[s : s + 500])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set several tags (values masked for secrets)."""
+        if not self.enabled:
+            return
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, mask_secrets(str(v))[:5000]) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a local file or folder into the run's artifacts."""
+        if not self.enabled:
+            return
+        p = Path(path)
+        if p.is_dir():
+            self.client.log_artifacts(self.run_id, str(p), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(p), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Store ``text`` as an artifact file (e.g. ``config.yaml``)."""
+        if not self.enabled:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / Path(artifact_file).name
+            f.write_text(text, encoding="utf-8")
+            parent = str(Path(artifact_file).parent)
+            self.log_artifact(f, None if parent == "." else parent)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Terminate the run with ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        if not self.enabled or self.run_id is None:
+            return
+        try:
+            self.client.set_terminated(self.run_id, status=status)
+        except Exception as exc:  # the store may be gone; never mask the original error
+            log.error("could not end MLflow run %s as %s: %s", self.run_id, status, exc)
+
+    @contextmanager
+    def running(self) -> Iterator[RunTracker]:
+        """Context that ends the run FINISHED, FAILED (with the reason as a tag) or KILLED (Ctrl-C)."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.end("KILLED")
+            raise
+        except BaseException as exc:
+            if self.enabled:
+                try:
+                    self.set_tags({"paraling.error": f"{type(exc).__name__}: {exc}"[:4000]})
+                except Exception:  # pragma: no cover - best effort
+                    pass
+            self.end("FAILED")
+            raise
+        else:
+            self.end("FINISHED")

@@ -1,0 +1,321 @@
+"""The fit loop: SGD with Nesterov momentum, linear learning-rate and momentum schedules, cross-entropy.
+
+This module knows nothing of MLflow, Optuna or Hydra: progress goes to a :class:`Reporter` (tracking and search
+plug in there; a reporter may raise :class:`~paraling.errors.Pruned` to stop the run). Model selection uses
+held-out *speakers* of the training fold (the caller passes their windows as the validation set).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from paraling.errors import TrainingError
+from paraling.metrics import uar
+from paraling.windows import WindowBank
+
+__all__ = [
+    "EvalSet",
+    "FitResult",
+    "NullReporter",
+    "Reporter",
+    "fit",
+    "linear_schedule",
+    "predict_windows",
+    "resolve_device",
+    "resolve_precision",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Receives per-epoch metrics. May raise :class:`~paraling.errors.Pruned` to stop training."""
+
+    def on_epoch_end(self, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after each epoch with ``train_loss``, ``val_loss``, ``val_uar``, ``lr``, ``momentum``..."""
+
+
+class NullReporter:
+    """A reporter that ignores everything."""
+
+    def on_epoch_end(self, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Ignore the metrics."""
+
+
+@dataclass
+class EvalSet:
+    """Windows of some utterances plus what is needed to score them at utterance level.
+
+    Attributes:
+        idx: ``(n_windows,)`` window indices into the bank.
+        y: ``(n_windows,)`` true class per window.
+        utt: ``(n_windows,)`` local utterance index (0..n_utts-1) per window.
+        n_utts: Number of utterances.
+    """
+
+    idx: torch.Tensor
+    y: torch.Tensor
+    utt: np.ndarray
+    n_utts: int
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_uar: float = float("nan")
+    seconds: float = 0.0
+    windows_per_second: float = 0.0
+
+
+def linear_schedule(start: float, end: float, epochs: int) -> np.ndarray:
+    """Values linearly spaced from ``start`` (first epoch) to ``end`` (last epoch)."""
+    return np.linspace(start, end, num=max(epochs, 1)) if epochs > 1 else np.array([start])
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``cpu``; anything else is passed to :class:`torch.device`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``precision`` (``None`` = plain fp32). ``auto`` = bf16 on CUDA, fp32 on CPU."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _prep(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def predict_windows(
+    model: nn.Module,
+    bank: WindowBank,
+    idx: torch.Tensor,
+    batch_size: int = 2048,
+    device: torch.device | None = None,
+    precision: torch.dtype | None = None,
+    channels_last: bool = False,
+    embeddings: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class posteriors (and optionally embeddings) of windows ``idx``.
+
+    Returns:
+        ``(proba (n, n_classes) float32, emb (n, embed_dim) float32 or None)``.
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    probs, embs = [], []
+    try:
+        for s in range(0, int(idx.numel()), batch_size):
+            x = _prep(bank.gather(idx[s : s + batch_size]).to(device, non_blocking=True), channels_last)
+            with _autocast(device, precision):
+                h = model.features(x)  # type: ignore[operator]
+                logits = model.out(h)  # type: ignore[operator]
+            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            if embeddings:
+                embs.append(h.float().cpu())
+    finally:
+        model.train(was_training)
+    n_classes = model.out.out_features  # type: ignore[union-attr]
+    proba = torch.cat(probs).numpy() if probs else np.zeros((0, n_classes), np.float32)
+    emb = torch.cat(embs).numpy() if embeddings and embs else None
+    return proba, emb
+
+
+def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
+    """UAR of mean-posterior utterance decisions on an evaluation set."""
+    sums = np.zeros((ev.n_utts, proba.shape[1]), np.float64)
+    np.add.at(sums, ev.utt, proba)
+    y_utt = np.zeros(ev.n_utts, np.int64)
+    y_utt[ev.utt] = ev.y.cpu().numpy()
+    seen = np.bincount(ev.utt, minlength=ev.n_utts) > 0
+    return float(uar(y_utt[seen], sums[seen].argmax(1)))
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fit(
+    model: nn.Module,
+    bank: WindowBank,
+    train_idx: torch.Tensor,
+    train_y: torch.Tensor,
+    val: EvalSet | None,
+    cfg: Any,
+    reporter: Reporter | None = None,
+    fold: int = 0,
+    seed: int = 0,
+    device: torch.device | None = None,
+    checkpoint: Path | None = None,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    frozen: list[str] | None = None,
+    freeze_epochs: int = 0,
+    lr_start: float | None = None,
+) -> FitResult:
+    """Train ``model`` on windows ``train_idx`` of ``bank`` (labels ``train_y``), selecting on ``val``.
+
+    Args:
+        model: The CNN (moved to ``device`` here).
+        bank: The window bank (on ``device``).
+        train_idx: ``(n,)`` training window indices.
+        train_y: ``(n,)`` class per training window.
+        val: Validation windows of held-out speakers, or ``None`` (then the last epoch is kept).
+        cfg: A ``trainer`` config node (epochs, batch_size, lr_start/lr_end, momentum_start/end, nesterov, ...).
+        reporter: Receives per-epoch metrics; may raise ``Pruned``.
+        fold: Fold number (passed to the reporter).
+        seed: Seed for initial shuffling.
+        device: Torch device.
+        checkpoint: When given, the state after every epoch is saved there and training resumes from it.
+        progress: Called after each epoch with ``(epoch, metrics)`` (progress bars).
+        frozen: Names of layers kept frozen for the first ``freeze_epochs`` epochs (transfer learning).
+        freeze_epochs: See ``frozen``.
+        lr_start: Overrides ``cfg.lr_start`` (reduced start rate for transfer runs).
+
+    Returns:
+        A :class:`FitResult`; ``model`` holds the selected weights afterwards.
+
+    Raises:
+        TrainingError: The loss became NaN/Inf (names the epoch and suggests a lower learning rate).
+    """
+    reporter = reporter or NullReporter()
+    device = device or torch.device("cpu")
+    dtype = resolve_precision(cfg.precision, device)
+    channels_last = bool(cfg.channels_last)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    epochs = int(cfg.epochs)
+    lrs = linear_schedule(float(lr_start if lr_start is not None else cfg.lr_start), float(cfg.lr_end), epochs)
+    moms = linear_schedule(float(cfg.momentum_start), float(cfg.momentum_end), epochs)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=float(lrs[0]), momentum=float(moms[0]), nesterov=bool(cfg.nesterov),
+        weight_decay=float(cfg.weight_decay),
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed * 1000 + fold)
+    result = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        try:
+            state = torch.load(checkpoint, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            best_state = state.get("best")
+            start_epoch = int(state["epoch"]) + 1
+            result.history = [dict(h) for h in state["history"]]
+            result.best_epoch, result.best_val_uar = int(state["best_epoch"]), float(state["best_val_uar"])
+            gen.set_state(state["gen"])
+            log.info("fold %d: resumed from %s at epoch %d", fold, checkpoint, start_epoch)
+        except (RuntimeError, KeyError, OSError, EOFError) as exc:
+            log.warning("%s: unusable checkpoint (%s); training from scratch", checkpoint, exc)
+            start_epoch = 0
+    train_idx = train_idx.to(device)
+    train_y = train_y.to(device)
+    n = int(train_idx.numel())
+    bs = int(cfg.batch_size)
+    limit = cfg.max_windows_per_epoch
+    t_start = time.perf_counter()
+    seen = 0
+    for epoch in range(start_epoch, epochs):
+        for g in opt.param_groups:
+            g["lr"], g["momentum"] = float(lrs[epoch]), float(moms[epoch])
+        freeze = frozen if frozen and epoch < freeze_epochs else []
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.split(".")[0] not in freeze)
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        if limit:
+            perm = perm[: int(limit)]
+        total = torch.zeros((), device=device)
+        n_seen = 0
+        for s in range(0, int(perm.numel()), bs):
+            b = perm[s : s + bs]
+            if b.numel() < 2:
+                continue
+            x = _prep(bank.gather(train_idx[b]), channels_last)
+            yb = train_y[b]
+            with _autocast(device, dtype):
+                loss = loss_fn(model(x).float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * b.numel()
+            n_seen += int(b.numel())
+        seen += n_seen
+        train_loss = float(total) / max(n_seen, 1)
+        if not math.isfinite(train_loss):
+            raise TrainingError(
+                f"fold {fold}: training loss became {train_loss} at epoch {epoch}; lower trainer.lr_start "
+                f"(now {lrs[0]:g}) or check the features for NaN"
+            )
+        metrics = {"train_loss": train_loss, "lr": float(lrs[epoch]), "momentum": float(moms[epoch])}
+        if val is not None and val.idx.numel():
+            proba, _ = predict_windows(model, bank, val.idx, int(cfg.eval_batch_size), device, dtype, channels_last)
+            y_val = val.y.numpy()
+            metrics["val_loss"] = float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
+            metrics["val_uar"] = _utterance_uar(proba, val)
+            improved = not metrics["val_uar"] <= result.best_val_uar  # NaN-safe: first epoch always improves
+            if cfg.select == "best" and improved:
+                result.best_epoch, result.best_val_uar = epoch, metrics["val_uar"]
+                best_state = copy.deepcopy(model.state_dict())
+        result.history.append(metrics)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "opt": opt.state_dict(), "best": best_state, "epoch": epoch,
+                "history": result.history, "best_epoch": result.best_epoch, "best_val_uar": result.best_val_uar,
+                "gen": gen.get_state(),
+            })
+        if progress is not None:
+            progress(epoch, metrics)
+        reporter.on_epoch_end(fold, epoch, metrics)
+        if cfg.patience and result.best_epoch >= 0 and epoch - result.best_epoch >= int(cfg.patience):
+            log.info("fold %d: early stop at epoch %d (best %d)", fold, epoch, result.best_epoch)
+            break
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if cfg.select == "best" and best_state is not None:
+        model.load_state_dict(best_state)
+    elif cfg.select == "last":
+        result.best_epoch = len(result.history) - 1
+    result.seconds = time.perf_counter() - t_start
+    result.windows_per_second = seen / result.seconds if result.seconds > 0 else 0.0
+    return result
