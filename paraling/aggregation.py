@@ -389,7 +389,7 @@ def make_aggregator(method: str, **params: Any) -> Aggregator:
     if method not in _FACTORY:
         raise ConfigError(f"unknown aggregation method {method!r}; choose one of {', '.join(METHODS)}")
     cls, fixed = _FACTORY[method]
-    allowed = set(cls._get_param_names()) - set(fixed)
+    allowed = set(cls().get_params()) - set(fixed)
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ConfigError(
