@@ -230,19 +230,37 @@ class RunTracker:
 
     @contextmanager
     def running(self) -> Iterator[RunTracker]:
-        """Context that ends the run FINISHED, FAILED (with the reason as a tag) or KILLED (Ctrl-C)."""
+        """Context that ends the run FINISHED, FAILED (with the reason as a tag) or KILLED (Ctrl-C, pruned).
+
+        The tag ``paraling.state`` records COMPLETE, PRUNED or FAIL (Optuna's vocabulary).
+        """
+        from paraling.errors import Pruned
+
         try:
             yield self
         except KeyboardInterrupt:
+            self._state("FAIL", "interrupted (Ctrl-C)")
+            self.end("KILLED")
+            raise
+        except Pruned as exc:
+            self._state("PRUNED", str(exc))
             self.end("KILLED")
             raise
         except BaseException as exc:
-            if self.enabled:
-                try:
-                    self.set_tags({"paraling.error": f"{type(exc).__name__}: {exc}"[:4000]})
-                except Exception:  # pragma: no cover - best effort
-                    pass
+            self._state("FAIL", f"{type(exc).__name__}: {exc}")
             self.end("FAILED")
             raise
         else:
+            self._state("COMPLETE")
             self.end("FINISHED")
+
+    def _state(self, state: str, reason: str = "") -> None:
+        if not self.enabled:
+            return
+        tags = {"paraling.state": state}
+        if reason:
+            tags["paraling.error"] = reason[:4000]
+        try:
+            self.set_tags(tags)
+        except Exception as exc:  # the store may be unreachable; never mask the original error
+            log.error("could not tag MLflow run %s: %s", self.run_id, exc)
