@@ -63,8 +63,14 @@ def _data(argv: list[str]) -> int:
     d.add_argument("--speakers", type=int, default=30, help="number of speakers (default: 30)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     d.add_argument("--utts-per-class", type=int, default=None, help="utterances per speaker and class")
-    d.add_argument("--snr-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="speech-to-eating-noise ratio range (difficulty)")
+    d.add_argument(
+        "--snr-db",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="speech-to-eating-noise ratio range (difficulty)",
+    )
     g = sub.add_parser("langid", help="7-language language-ID corpus (transfer source)")
     g.add_argument("--out", default="data/langid", help="output folder (default: data/langid)")
     g.add_argument("--speakers", type=int, default=None, help="number of speaker voices")
@@ -101,9 +107,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: paraling COMMAND [ARGS...]", "", "commands:",
-             "  train      train and cross-validate (Hydra: paraling train model.n_blocks=4 ..., -m for multirun)",
-             "  data       generate the embedded corpora (paraling data demo|langid --out DIR)"]
+    lines = [
+        "usage: paraling COMMAND [ARGS...]",
+        "",
+        "commands:",
+        "  train      train and cross-validate (Hydra: paraling train model.n_blocks=4 ..., -m for multirun)",
+        "  data       generate the embedded corpora (paraling data demo|langid --out DIR)",
+    ]
     lines += [f"  {k:<10} {h}" for k, (_, h) in COMMANDS.items()]
     return "\n".join(lines)
 

@@ -34,6 +34,7 @@ from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize,
 from paraling.models.cnn import build_model
 from paraling.oof import OOFScores, save_oof
 from paraling.plots import plot_curves
+from paraling.predict import fold_state
 from paraling.progress import Progress
 from paraling.tracking import RunTracker, flatten
 from paraling.training import EvalSet, Reporter, fit, predict_windows, resolve_device, resolve_precision
@@ -147,15 +148,23 @@ class _FoldReporter:
             self.inner.on_epoch_end(fold, epoch, metrics)
 
 
-def _train_fold(cfg: DictConfig, data: PreparedData, plan: Any, device: torch.device, reporter: _FoldReporter,
-                ckpt_dir: Path, progress: Progress) -> dict[str, Any]:
+def _train_fold(
+    cfg: DictConfig,
+    data: PreparedData,
+    plan: Any,
+    device: torch.device,
+    reporter: _FoldReporter,
+    ckpt_dir: Path,
+    progress: Progress,
+) -> dict[str, Any]:
     """Train one fold; return window posteriors of its test utterances and the fitted aggregators' outputs."""
     bank, manifest, y_utt = data.bank, data.manifest, data.y_utt
     train_rows = plan.train
     speakers = np.array([manifest[i].speaker for i in train_rows])
     is_aug = np.array([manifest[i].augmented_from is not None for i in train_rows])
-    val_mask = split_validation_speakers(speakers, y_utt[train_rows], float(cfg.trainer.val_speaker_fraction),
-                                         int(cfg.seed) + plan.fold)
+    val_mask = split_validation_speakers(
+        speakers, y_utt[train_rows], float(cfg.trainer.val_speaker_fraction), int(cfg.seed) + plan.fold
+    )
     fit_rows, val_rows = train_rows[~val_mask], train_rows[val_mask & ~is_aug]
     if cfg.features.normalize == "global":
         m = np.zeros(bank.n_utts, dtype=bool)
@@ -174,10 +183,21 @@ def _train_fold(cfg: DictConfig, data: PreparedData, plan: Any, device: torch.de
         lr_start = cfg.transfer.lr_start
     bar = progress.bar(int(cfg.trainer.epochs), f"fold {plan.fold}")
     result = fit(
-        model, bank, train_set.idx, train_set.y, val_set, cfg.trainer, reporter, plan.fold, int(cfg.seed), device,
+        model,
+        bank,
+        train_set.idx,
+        train_set.y,
+        val_set,
+        cfg.trainer,
+        reporter,
+        plan.fold,
+        int(cfg.seed),
+        device,
         ckpt_dir / f"fold{plan.fold}.pt" if cfg.trainer.checkpoint else None,
         lambda e, m: bar.update(1, **{k: m[k] for k in ("train_loss", "val_uar") if k in m}),
-        frozen, int(cfg.transfer.freeze_epochs), lr_start,
+        frozen,
+        int(cfg.transfer.freeze_epochs),
+        lr_start,
     )
     bar.close()
     dtype = resolve_precision(cfg.trainer.precision, device)
@@ -191,9 +211,14 @@ def _train_fold(cfg: DictConfig, data: PreparedData, plan: Any, device: torch.de
     for method in AGGREGATIONS:
         params: dict[str, Any] = {}
         if method == "weighted":
-            params = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
+            params = {
+                "alpha": float(cfg.aggregation.ridge_alpha),
+                "use_energy": bool(cfg.aggregation.use_energy),
+            }
         agg = make_aggregator(method, **params).fit(p_val, val_set.y.numpy(), val_set.utt, e_val)
         scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
+        if method == cfg.aggregation.method:  # saved with the model so that `paraling predict` votes alike
+            state = fold_state(method, agg, bank.mean, bank.std)
     emb_utt = np.zeros((test_set.n_utts, emb.shape[1] if emb is not None else 0), np.float32)
     if emb is not None and len(emb):
         np.add.at(emb_utt, test_set.utt, emb)
@@ -206,18 +231,28 @@ def _train_fold(cfg: DictConfig, data: PreparedData, plan: Any, device: torch.de
         "embeddings": emb_utt,
         "fit": result,
         "model": model,
+        "state": state,
     }
 
 
-def _log_model(tracker: RunTracker, models: dict[int, torch.nn.Module], data: PreparedData, cfg: DictConfig,
-               tmp: Path) -> None:
+def _log_model(
+    tracker: RunTracker,
+    models: dict[int, torch.nn.Module],
+    data: PreparedData,
+    cfg: DictConfig,
+    tmp: Path,
+    states: dict[int, dict[str, Any]],
+) -> None:
     from safetensors.torch import save_file
 
     out = tmp / "model"
     out.mkdir()
     for fold, model in models.items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(out / f"fold{fold}.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            str(out / f"fold{fold}.safetensors"),
+        )
+        (out / f"fold{fold}.json").write_text(json.dumps(states[fold]))
     spec = {
         "classes": data.classes,
         "features": OmegaConf.to_container(cfg.features, resolve=True),
@@ -232,8 +267,13 @@ def _log_model(tracker: RunTracker, models: dict[int, torch.nn.Module], data: Pr
     tracker.log_artifact(out, "model")
 
 
-def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, parent_run_id: str | None = None,
-                   overrides: list[str] | None = None, tags: dict[str, str] | None = None) -> RunResult:
+def run_experiment(
+    cfg: DictConfig | Any,
+    reporter: Reporter | None = None,
+    parent_run_id: str | None = None,
+    overrides: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> RunResult:
     """Run one cross-validated experiment and track it as one MLflow run.
 
     Args:
@@ -270,14 +310,26 @@ def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, pare
         **(tags or {}),
         **dict(cfg.tracking.tags),
     }
-    tracker = RunTracker(cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.run_name or cfg.name,
-                         parent_run_id, all_tags, bool(cfg.tracking.enabled))
+    tracker = RunTracker(
+        cfg.tracking.experiment,
+        cfg.tracking.uri,
+        cfg.tracking.run_name or cfg.name,
+        parent_run_id,
+        all_tags,
+        bool(cfg.tracking.enabled),
+    )
     ckpt_dir = _checkpoint_dir(cfg, manifest)
     with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        params.update({"data.n_utterances": len(manifest), "data.n_windows": data.bank.n_windows,
-                       "data.n_speakers": len(manifest.speakers), "data.classes": json.dumps(data.classes)})
+        params.update(
+            {
+                "data.n_utterances": len(manifest),
+                "data.n_windows": data.bank.n_windows,
+                "data.n_speakers": len(manifest.speakers),
+                "data.classes": json.dumps(data.classes),
+            }
+        )
         tracker.log_params(params)
         tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         fold_reporter = _FoldReporter(tracker, reporter)
@@ -288,6 +340,7 @@ def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, pare
         embeddings = np.zeros((len(manifest), emb_dim), np.float32)
         win_p, win_u, win_s = [], [], []
         models: dict[int, torch.nn.Module] = {}
+        states: dict[int, dict[str, Any]] = {}
         histories: dict[int, list[dict[str, float]]] = {}
         for plan in plan_folds(manifest):
             out = _train_fold(cfg, data, plan, device, fold_reporter, ckpt_dir, progress)
@@ -299,10 +352,16 @@ def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, pare
             win_u.append(plan.test[out["window_utt"]])
             win_s.append(out["window_start"])
             models[plan.fold] = out["model"].cpu()
+            states[plan.fold] = out["state"]
             histories[plan.fold] = out["fit"].history
             fuar = uar(data.y_utt[plan.test], out["scores"][cfg.aggregation.method].argmax(1), n_cls)
-            tracker.log_metrics({f"fold{plan.fold}_uar": fuar, f"fold{plan.fold}_best_epoch": out["fit"].best_epoch,
-                                 f"fold{plan.fold}_windows_per_s": out["fit"].windows_per_second})
+            tracker.log_metrics(
+                {
+                    f"fold{plan.fold}_uar": fuar,
+                    f"fold{plan.fold}_best_epoch": out["fit"].best_epoch,
+                    f"fold{plan.fold}_windows_per_s": out["fit"].windows_per_second,
+                }
+            )
         # mean curves over folds at step = epoch
         n_ep = max((len(h) for h in histories.values()), default=0)
         for ep in range(n_ep):
@@ -314,8 +373,14 @@ def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, pare
         split = np.array(["test" if (u.split or "").lower() == "test" else "cv" for u in manifest])
         neg = data.classes.index("No_Food") if "No_Food" in data.classes else None
         method = cfg.aggregation.method
-        metrics = summarize(data.y_utt[scored], proba[method][scored].argmax(1), folds_arr[scored],
-                            np.array([u.speaker for u in manifest])[scored], n_cls, negative_class=neg)
+        metrics = summarize(
+            data.y_utt[scored],
+            proba[method][scored].argmax(1),
+            folds_arr[scored],
+            np.array([u.speaker for u in manifest])[scored],
+            n_cls,
+            negative_class=neg,
+        )
         for m in AGGREGATIONS:
             metrics[f"uar_{m}"] = uar(data.y_utt[scored], proba[m][scored].argmax(1), n_cls)
         metrics["seconds"] = time.perf_counter() - t0
@@ -324,16 +389,28 @@ def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, pare
         remap[keep] = np.arange(len(keep))
         windows = {}
         if win_p:
-            windows = {"window_proba": np.concatenate(win_p), "window_utt": remap[np.concatenate(win_u)].astype(
-                np.int32), "window_start": np.concatenate(win_s).astype(np.int32)}
+            windows = {
+                "window_proba": np.concatenate(win_p),
+                "window_utt": remap[np.concatenate(win_u)].astype(np.int32),
+                "window_start": np.concatenate(win_s).astype(np.int32),
+            }
         oof = OOFScores(
-            np.array([manifest[i].id for i in keep]), np.array(data.classes), data.y_utt[keep], folds_arr[keep],
-            split[keep], np.array([manifest[i].speaker for i in keep]), proba[method][keep], windows,
+            np.array([manifest[i].id for i in keep]),
+            np.array(data.classes),
+            data.y_utt[keep],
+            folds_arr[keep],
+            split[keep],
+            np.array([manifest[i].speaker for i in keep]),
+            proba[method][keep],
+            windows,
         )
         save_oof(oof, tmp / "oof" / "scores.npz")
         np.savez_compressed(tmp / "oof" / "embeddings.npz", utt_ids=oof.utt_ids, embeddings=embeddings[keep])
-        np.savez_compressed(tmp / "oof" / "all_aggregations.npz", utt_ids=oof.utt_ids,
-                            **{m: proba[m][keep] for m in AGGREGATIONS})
+        np.savez_compressed(
+            tmp / "oof" / "all_aggregations.npz",
+            utt_ids=oof.utt_ids,
+            **{m: proba[m][keep] for m in AGGREGATIONS},
+        )
         tracker.log_artifact(tmp / "oof", "oof")
         cm = confusion_matrix(data.y_utt[scored], proba[method][scored].argmax(1), n_cls)
         plot_confusion_matrix(cm, data.classes, tmp / "plots" / "confusion_matrix.png")
@@ -343,25 +420,34 @@ def run_experiment(cfg: DictConfig | Any, reporter: Reporter | None = None, pare
         tracker.log_artifact(tmp / "data", "data")
         tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
         if cfg.tracking.log_model:
-            _log_model(tracker, models, data, cfg, tmp)
+            _log_model(tracker, models, data, cfg, tmp, states)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    fold_uars = {int(k[len("uar_fold"):]): v for k, v in metrics.items() if k.startswith("uar_fold")
-                 and k[len("uar_fold"):].isdigit()}
-    return RunResult(float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars,
-                     time.perf_counter() - t0, histories)
+    fold_uars = {
+        int(k[len("uar_fold") :]): v
+        for k, v in metrics.items()
+        if k.startswith("uar_fold") and k[len("uar_fold") :].isdigit()
+    }
+    return RunResult(
+        float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars, time.perf_counter() - t0, histories
+    )
 
 
 def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> None:
     """A one-screen summary: UAR per fold, overall, run id and how to open the MLflow UI."""
     stream = stream or sys.stdout
     m = result.metrics
-    lines = ["", f"paraling: {cfg.name} on corpus {cfg.corpus.name} ({len(result.oof.utt_ids)} utterances, "
-             f"{len(result.oof.classes)} classes, chance UAR {1 / len(result.oof.classes):.3f})"]
+    lines = [
+        "",
+        f"paraling: {cfg.name} on corpus {cfg.corpus.name} ({len(result.oof.utt_ids)} utterances, "
+        f"{len(result.oof.classes)} classes, chance UAR {1 / len(result.oof.classes):.3f})",
+    ]
     for k, v in sorted(result.fold_uars.items()):
         lines.append(f"  fold {k}: UAR {v:.3f}")
-    lines.append(f"  out-of-fold UAR ({cfg.aggregation.method} vote): {m['uar']:.3f}  "
-                 f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "
-                 f"+/- {m['uar_fold_std']:.3f}")
+    lines.append(
+        f"  out-of-fold UAR ({cfg.aggregation.method} vote): {m['uar']:.3f}  "
+        f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "
+        f"+/- {m['uar_fold_std']:.3f}"
+    )
     lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
     if "uar_binary" in m:
         lines.append(f"  2-class (food vs No_Food) UAR: {m['uar_binary']:.3f}")

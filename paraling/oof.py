@@ -61,8 +61,14 @@ class OOFScores:
             inverse[order] = np.arange(len(order))
             windows["window_utt"] = inverse[windows["window_utt"]].astype(np.int32)
         return OOFScores(
-            self.utt_ids[order], self.classes, self.y[order], self.fold[order], self.split[order],
-            self.speaker[order], self.proba[order], windows,
+            self.utt_ids[order],
+            self.classes,
+            self.y[order],
+            self.fold[order],
+            self.split[order],
+            self.speaker[order],
+            self.proba[order],
+            windows,
         )
 
 

@@ -25,8 +25,9 @@ class _Bar:
 
     def update(self, n: int = 1, **postfix: Any) -> None:
         if postfix:
-            self._bar.set_postfix({k: f"{v:.3f}" if isinstance(v, float) else v for k, v in postfix.items()},
-                                  refresh=False)
+            self._bar.set_postfix(
+                {k: f"{v:.3f}" if isinstance(v, float) else v for k, v in postfix.items()}, refresh=False
+            )
         self._bar.update(n)
 
     def close(self) -> None:

@@ -226,7 +226,10 @@ def fit(
     lrs = linear_schedule(float(lr_start if lr_start is not None else cfg.lr_start), float(cfg.lr_end), epochs)
     moms = linear_schedule(float(cfg.momentum_start), float(cfg.momentum_end), epochs)
     opt = torch.optim.SGD(
-        model.parameters(), lr=float(lrs[0]), momentum=float(moms[0]), nesterov=bool(cfg.nesterov),
+        model.parameters(),
+        lr=float(lrs[0]),
+        momentum=float(moms[0]),
+        nesterov=bool(cfg.nesterov),
         weight_decay=float(cfg.weight_decay),
     )
     loss_fn = nn.CrossEntropyLoss()
@@ -299,11 +302,19 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
         result.history.append(metrics)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, {
-                "model": model.state_dict(), "opt": opt.state_dict(), "best": best_state, "epoch": epoch,
-                "history": result.history, "best_epoch": result.best_epoch, "best_val_uar": result.best_val_uar,
-                "gen": gen.get_state(),
-            })
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "best": best_state,
+                    "epoch": epoch,
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "best_val_uar": result.best_val_uar,
+                    "gen": gen.get_state(),
+                },
+            )
         if progress is not None:
             progress(epoch, metrics)
         reporter.on_epoch_end(fold, epoch, metrics)

@@ -32,7 +32,7 @@ def make_tone_corpus(
     for s in range(n_speakers):
         f0 = 150 + 25 * s
         gain = 0.1 + 0.05 * s
-        for c, label in enumerate(classes):
+        for label in classes:
             for k in range(per_class):
                 if label == "noise":
                     x = rng.normal(0, 0.3, n)
@@ -44,7 +44,6 @@ def make_tone_corpus(
                 name = f"wav/s{s}_{label}_{k}.wav"
                 sf.write(root / name, x, sample_rate, subtype="PCM_16")
                 rows.append({"file": name, "label": label, "speaker": f"spk{s}"})
-        _ = c
     csv_path = root / "corpus.csv"
     with open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["file", "label", "speaker"])
@@ -72,3 +71,9 @@ def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", os.environ.get("CI", "1"))
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture(scope="session")
+def make_corpus():
+    """The :func:`make_tone_corpus` factory, for tests that need their own corpus variant."""
+    return make_tone_corpus

@@ -29,8 +29,9 @@ class FoldPlan:
     test: np.ndarray
 
 
-def assign_folds(manifest: Manifest, scheme: str = "kfold", n_folds: int = 5, stratify: bool = True,
-                 seed: int = 0) -> dict[str, int]:
+def assign_folds(
+    manifest: Manifest, scheme: str = "kfold", n_folds: int = 5, stratify: bool = True, seed: int = 0
+) -> dict[str, int]:
     """Return ``{utterance id: fold}`` for the original (non-augmented) utterances.
 
     ``kfold``: speakers are partitioned into ``n_folds`` groups (stratified by label when possible, shuffled with
@@ -101,8 +102,7 @@ def _or(value: int | None, default: int) -> int:
     return default if value is None else int(value)
 
 
-def split_validation_speakers(speakers: np.ndarray, labels: np.ndarray, fraction: float,
-                              seed: int) -> np.ndarray:
+def split_validation_speakers(speakers: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Pick held-out validation speakers inside a training fold.
 
     Args:

@@ -75,8 +75,9 @@ class FeatureStore:
     def _file(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npy"
 
-    def get(self, path: str | Path, variant: str = "", transform: Transform | None = None) -> tuple[np.ndarray,
-                                                                                                       np.ndarray]:
+    def get(
+        self, path: str | Path, variant: str = "", transform: Transform | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(features (frames, n_mels), energy (frames,))`` for ``path``, computing and caching on a miss.
 
         Args:
@@ -123,13 +124,18 @@ class FeatureStore:
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             if exc.errno == 28:  # ENOSPC
-                raise ResourceError(f"{self.root}: disk full while caching features; free space or "
-                                    "run `paraling cache clean`") from exc
+                raise ResourceError(
+                    f"{self.root}: disk full while caching features; free space or run `paraling cache clean`"
+                ) from exc
             raise FeatureError(f"{f}: cannot write cache entry ({exc})") from exc
 
-    def get_many(self, paths: Sequence[str | Path], variants: Sequence[str] | None = None,
-                 transforms: Sequence[Transform | None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def get_many(
+        self,
+        paths: Sequence[str | Path],
+        variants: Sequence[str] | None = None,
+        transforms: Sequence[Transform | None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Features for many files, in order (see :meth:`get`)."""
         out = []
         for i, p in enumerate(paths):

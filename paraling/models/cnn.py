@@ -56,10 +56,13 @@ class WindowCNN(nn.Module):
         self.conv_names: list[str] = []
         self.fc_names: list[str] = []
         self._pools: list[tuple[int, int]] = []
+        self._pads: list[tuple[int, int, int, int] | None] = []
         self._drops = nn.ModuleList()
         h, w, c_in = n_mels, width, 1
         for i, (c, k, p) in enumerate(zip(channels, kernel_sizes, dropout_conv, strict=True), 1):
-            conv = nn.Conv2d(c_in, c, kernel_size=k, padding="same")
+            # "same" padding; even kernels pad one more on the right/bottom, done explicitly in forward
+            conv = nn.Conv2d(c_in, c, kernel_size=k, padding=k // 2 if k % 2 else 0)
+            self._pads.append(None if k % 2 else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
             name = f"conv{i}"
             self.add_module(name, conv)
             self.conv_names.append(name)
@@ -93,7 +96,9 @@ class WindowCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
-        for name, (ph, pw), drop in zip(self.conv_names, self._pools, self._drops, strict=True):
+        for name, pad, (ph, pw), drop in zip(self.conv_names, self._pads, self._pools, self._drops, strict=True):
+            if pad is not None:
+                x = torch.nn.functional.pad(x, pad)
             x = getattr(self, name)(x)
             if ph > 1 or pw > 1:
                 x = torch.nn.functional.max_pool2d(x, (ph, pw))

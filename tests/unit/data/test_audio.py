@@ -1,0 +1,103 @@
+"""The one audio decoder: formats, channels, rates and every bad-input case gives an AudioError naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from paraling.data.audio import audio_info, file_digest, load_audio, resample
+from paraling.errors import AudioError
+
+
+def _tone(sr: int, seconds: float = 0.5, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+@pytest.mark.parametrize(
+    ("subtype", "fmt", "suffix"),
+    [
+        ("PCM_U8", "WAV", ".wav"),
+        ("PCM_16", "WAV", ".wav"),
+        ("PCM_24", "WAV", ".wav"),
+        ("FLOAT", "WAV", ".wav"),
+        ("PCM_16", "FLAC", ".flac"),
+        ("VORBIS", "OGG", ".ogg"),
+    ],
+)
+def test_formats_decode_to_mono_float(tmp_path: Path, subtype: str, fmt: str, suffix: str) -> None:
+    p = tmp_path / f"a{suffix}"
+    sf.write(p, _tone(16000), 16000, subtype=subtype, format=fmt)
+    x = load_audio(p, 16000)
+    assert x.dtype == np.float32 and x.ndim == 1
+    assert abs(len(x) - 8000) < 200
+    assert 0.3 < np.abs(x).max() <= 1.0
+
+
+def test_stereo_and_six_channels_are_averaged(tmp_path: Path) -> None:
+    for ch in (2, 6):
+        p = tmp_path / f"c{ch}.wav"
+        sf.write(p, _tone(16000, channels=ch), 16000)
+        x = load_audio(p)
+        assert x.ndim == 1 and np.allclose(x, load_audio(p)[: len(x)])
+    p = tmp_path / "opposite.wav"
+    t = _tone(16000)
+    sf.write(p, np.stack([t, -t], axis=1), 16000, subtype="FLOAT")
+    assert np.abs(load_audio(p)).max() < 1e-6
+
+
+@pytest.mark.parametrize("sr", [8000, 44100, 48000])
+def test_resampled_to_target_rate(tmp_path: Path, sr: int) -> None:
+    p = tmp_path / "r.wav"
+    sf.write(p, _tone(sr, 1.0), sr)
+    x = load_audio(p, 16000)
+    assert abs(len(x) - 16000) <= 2
+    spec = np.abs(np.fft.rfft(x))
+    assert abs(np.argmax(spec) * 16000 / len(x) - 440) < 5
+
+
+def test_resample_identity() -> None:
+    x = np.ones(10, np.float32)
+    assert resample(x, 16000, 16000) is x
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    p = tmp_path / "empty.wav"
+    p.write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.wav.*0 bytes.*Fix"):
+        load_audio(p)
+
+
+def test_non_audio_and_truncated(tmp_path: Path) -> None:
+    p = tmp_path / "text.wav"
+    p.write_text("this is not audio")
+    with pytest.raises(AudioError, match="text.wav"):
+        load_audio(p)
+    good = tmp_path / "good.wav"
+    sf.write(good, _tone(16000), 16000)
+    bad = tmp_path / "trunc.wav"
+    bad.write_bytes(good.read_bytes()[:30])
+    with pytest.raises(AudioError, match="trunc.wav"):
+        audio_info(bad)
+
+
+def test_missing_file_and_nan(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="does not exist"):
+        load_audio(tmp_path / "nope.wav")
+    p = tmp_path / "nan.wav"
+    x = _tone(16000).astype(np.float32)
+    x[10] = np.nan
+    sf.write(p, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(p)
+
+
+def test_digest_depends_on_bytes(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(a, _tone(16000), 16000)
+    sf.write(b, _tone(16000) * 0.5, 16000)
+    assert file_digest(a) == file_digest(a) != file_digest(b)

@@ -1,0 +1,47 @@
+"""The windowed CNN: shapes for any depth/width, named layers, He init, embeddings, ReLU-after-pool equivalence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from paraling.config import ModelConfig
+from paraling.errors import ModelError
+from paraling.models.cnn import WindowCNN, build_model
+
+
+@pytest.mark.parametrize(("n_mels", "width", "blocks"), [(40, 11, 3), (60, 18, 5), (40, 5, 4), (20, 1, 2)])
+def test_any_depth_and_width(n_mels: int, width: int, blocks: int) -> None:
+    cfg = OmegaConf.structured(ModelConfig(n_blocks=blocks))
+    m = build_model(cfg, n_mels, width, 7)
+    assert m(torch.randn(3, 1, n_mels, width)).shape == (3, 7)
+    assert m.layer_names == [f"conv{i}" for i in range(1, blocks + 1)] + ["fc1", "fc2", "out"]
+    assert m.features(torch.randn(2, 1, n_mels, width)).shape == (2, 500)
+
+
+def test_he_init_scale() -> None:
+    torch.manual_seed(0)
+    m = WindowCNN(40, 11, 7, [32, 64, 128], [3, 2, 2], [0.1, 0.2, 0.3], [500, 500])
+    w = m.fc1.weight.detach()
+    assert abs(float(w.std()) - (2.0 / w.shape[1]) ** 0.5) < 0.1 * (2.0 / w.shape[1]) ** 0.5
+    assert float(m.conv1.bias.abs().sum()) == 0.0
+
+
+def test_relu_after_pool_matches_relu_before_pool() -> None:
+    m = WindowCNN(40, 11, 5, [8, 8], [3, 2], [0.0, 0.0], [16], dropout_fc=0.0).eval()
+    x = torch.randn(4, 1, 40, 11)
+    h = x
+    for name, pool in zip(m.conv_names, m._pools, strict=True):
+        conv = getattr(m, name)
+        same = torch.nn.functional.conv2d(h, conv.weight, conv.bias, padding="same")
+        h = torch.nn.functional.max_pool2d(torch.relu(same), pool)
+    ref = m.out(torch.relu(m.fc1(torch.flatten(h, 1))))
+    assert torch.allclose(ref, m(x), atol=1e-6)
+
+
+def test_bad_architecture() -> None:
+    with pytest.raises(ModelError, match="one entry per block"):
+        WindowCNN(40, 11, 7, [32, 64], [3], [0.1, 0.2], [500])
+    with pytest.raises(ModelError, match="at least 2 classes"):
+        WindowCNN(40, 11, 1, [32], [3], [0.1], [500])
