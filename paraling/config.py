@@ -18,6 +18,7 @@ from paraling.errors import ConfigError
 __all__ = [
     "AggregationConfig",
     "AugmentConfig",
+    "BaselineConfig",
     "CVConfig",
     "CorpusConfig",
     "FeaturesConfig",
@@ -96,8 +97,30 @@ class AugmentConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """Utterance-level models selected by ``model.name`` (``svm``, ``rf``, ``dnn``, ``lr``); see paraling.baselines.
+
+    ``features``: ``compare`` (openSMILE ComParE_2016 functionals), ``logmel`` (mean/std of the log-mel bands) or
+    ``embeddings`` (per-utterance CNN embeddings of the fold's model in run ``embedding_run``).
+    """
+
+    features: str = "compare"
+    svm_c: list[float] = field(default_factory=lambda: [0.0001, 0.001, 0.01, 0.1, 1.0])
+    lr_c: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
+    inner_folds: int = 3
+    rf_trees: int = 500
+    dnn_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    dnn_dropout: float = 0.5
+    dnn_epochs: int = 60
+    dnn_lr: float = 0.001
+    dnn_batch_size: int = 64
+    embedding_run: str | None = None
+    embedding_level: str = "utterance"
+
+
+@dataclass
 class ModelConfig:
-    """The windowed CNN: ``n_blocks`` conv+pool blocks then fully-connected layers."""
+    """The windowed CNN: ``n_blocks`` conv+pool blocks then fully-connected layers (or a baseline, see ``name``)."""
 
     name: str = "cnn"
     n_blocks: int = 3
@@ -107,6 +130,7 @@ class ModelConfig:
     dropout_conv: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.3, 0.3])
     fc_sizes: list[int] = field(default_factory=lambda: [500, 500])
     dropout_fc: float = 0.5
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 @dataclass
@@ -146,7 +170,8 @@ class TransferConfig:
     """Copy named layers from a source model (MLflow run id, ``models:/name@alias`` or ``pretrain``)."""
 
     source: str | None = None
-    layers: list[str] = field(default_factory=list)
+    layers: Any = field(default_factory=list)  # list of names, or "all"
+    source_fold: int | None = None
     freeze_epochs: int = 0
     lr_start: float | None = None
     pretrain_overrides: list[str] = field(default_factory=list)
@@ -225,6 +250,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "features.normalize": ("utterance", "global", "none"),
     "windows.short_policy": ("pad", "skip", "error"),
     "augment.name": ("none", "pitch"),
+    "model.name": ("cnn", "svm", "rf", "dnn", "lr"),
+    "model.baseline.features": ("compare", "logmel", "embeddings"),
+    "model.baseline.embedding_level": ("utterance", "window"),
     "trainer.select": ("best", "last"),
     "trainer.precision": ("auto", "fp32", "bf16"),
     "aggregation.method": ("majority", "mean", "logmean", "weighted"),
@@ -309,7 +337,8 @@ def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
             f"corpus.kind={cfg.corpus.kind} needs corpus.path; pass e.g. corpus={cfg.corpus.kind} "
             "corpus.path=/path/to/data"
         )
-    for layer in cfg.transfer.layers:
+    layers = cfg.transfer.layers
+    for layer in [layers] if isinstance(layers, str) else layers:
         if not isinstance(layer, str):
             raise ConfigError(f"transfer.layers must be names like conv1, but got {layer!r}")
     return cfg

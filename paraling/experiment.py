@@ -289,6 +289,15 @@ def run_experiment(
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
     cfg = validate(cfg)
+    if cfg.model.name != "cnn":  # utterance-level baselines (svm, rf, dnn, lr): same folds, metrics and oof format
+        from paraling.baselines.run import run_baseline
+
+        return run_baseline(cfg, parent_run_id=parent_run_id, overrides=overrides, tags=tags)
+    source_run = None
+    if cfg.transfer.source:  # resolve (or pre-train) the source before this run starts and before seeding
+        from paraling.models.transfer import resolve_source
+
+        source_run = resolve_source(cfg)
     t0 = time.perf_counter()
     _seed_everything(int(cfg.seed))
     if cfg.trainer.threads:
@@ -307,6 +316,8 @@ def run_experiment(
         "paraling.corpus": cfg.corpus.name,
         "paraling.seed": str(cfg.seed),
         "paraling.device": str(device),
+        "paraling.model_type": "cnn",
+        **({"paraling.transfer.source_run_id": source_run} if source_run else {}),
         **(tags or {}),
         **dict(cfg.tracking.tags),
     }
