@@ -30,6 +30,7 @@ from paraling.data.manifest import Manifest
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import assign_folds, plan_folds, split_validation_speakers
 from paraling.features import FeatureStore, LogMelSpec
+from paraling.features.store import check_free_space
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.models.cnn import build_model
 from paraling.oof import OOFScores, save_oof
@@ -98,6 +99,9 @@ def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedD
     y_utt = np.array([index[u.label] for u in manifest], dtype=np.int64)
     spec = LogMelSpec.from_config(cfg.features)
     store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
+    if cfg.features.cache:
+        frames = sum(u.duration for u in manifest) * 1000.0 / spec.frame_shift_ms
+        check_free_space(store.root, int(frames * (spec.n_mels + 1) * 4) + (64 << 20))
     bar = progress.bar(len(manifest), "features") if progress else None
     feats = store.get_many([u.path for u in manifest], variants, transforms, bar.update if bar else None)
     if bar:

@@ -1,0 +1,43 @@
+"""`paraling cache info|clean` and the free-space check."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from paraling.commands.cache import cache_info, clean_cache, main
+from paraling.errors import ResourceError
+from paraling.features.store import check_free_space
+
+
+def _fill(root: Path) -> None:
+    for sec, n in (("features", 3), ("checkpoints", 1)):
+        d = root / sec / "ab"
+        d.mkdir(parents=True)
+        for i in range(n):
+            (d / f"{i}.npy").write_bytes(b"x" * 1000)
+
+
+def test_info_and_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fill(tmp_path)
+    info = cache_info(tmp_path)
+    assert info["features"]["files"] == 3 and info["checkpoints"]["files"] == 1
+    main(["info", "--cache-dir", str(tmp_path)])
+    assert "features" in capsys.readouterr().out
+    old = tmp_path / "features" / "ab" / "0.npy"
+    t = time.time() - 10 * 86400
+    os.utime(old, (t, t))
+    assert clean_cache(tmp_path, older_than_days=5) == 1 and not old.exists()
+    assert clean_cache(tmp_path, section="checkpoints") == 1
+    assert cache_info(tmp_path)["features"]["files"] == 2
+    main(["clean", "--cache-dir", str(tmp_path)])
+    assert cache_info(tmp_path) == {}
+
+
+def test_free_space_check(tmp_path: Path) -> None:
+    check_free_space(tmp_path, 1)
+    with pytest.raises(ResourceError, match="paraling cache clean"):
+        check_free_space(tmp_path, 10**18)
