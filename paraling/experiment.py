@@ -29,6 +29,7 @@ from paraling.config import validate
 from paraling.data.manifest import Manifest
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import assign_folds, plan_folds, split_validation_speakers
+from paraling.errors import AudioError
 from paraling.features import FeatureStore, LogMelSpec
 from paraling.features.store import check_free_space
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
@@ -103,9 +104,28 @@ def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedD
         frames = sum(u.duration for u in manifest) * 1000.0 / spec.frame_shift_ms
         check_free_space(store.root, int(frames * (spec.n_mels + 1) * 4) + (64 << 20))
     bar = progress.bar(len(manifest), "features") if progress else None
-    feats = store.get_many([u.path for u in manifest], variants, transforms, bar.update if bar else None)
+    feats, ok = [], []
+    for i, u in enumerate(manifest):
+        try:
+            feats.append(store.get(u.path, variants[i], transforms[i]))
+            ok.append(i)
+        except AudioError as exc:
+            if cfg.corpus.on_bad_file != "skip":
+                raise
+            log.warning("skipping %s", exc)
+        if bar:
+            bar.update(1)
     if bar:
         bar.close()
+    if len(ok) < len(manifest):
+        dropped = {manifest[i].id for i in range(len(manifest)) if i not in set(ok)}
+        log.warning("%d utterance(s) could not be decoded and were skipped (corpus.on_bad_file=skip)", len(dropped))
+        keep = [u for u in manifest if u.id not in dropped and u.augmented_from not in dropped]
+        pos = {u.id: i for i, u in enumerate(manifest)}
+        feats = [feats[ok.index(pos[u.id])] for u in keep]
+        variants = [variants[pos[u.id]] for u in keep]
+        manifest = Manifest(keep, manifest.source)
+        y_utt = np.array([index[u.label] for u in manifest], dtype=np.int64)
     log.info("features: %d cached, %d computed", store.hits, store.misses)
     bank = WindowBank(
         [f for f, _ in feats],
@@ -174,6 +194,14 @@ def _train_fold(
         m = np.zeros(bank.n_utts, dtype=bool)
         m[fit_rows] = True
         bank.set_global_norm(m)
+    unseen = sorted(set(y_utt[plan.test].tolist()) - set(y_utt[fit_rows].tolist()))
+    if unseen:
+        log.warning(
+            "fold %d: class(es) %s occur in the test speakers but not in training; the CNN cannot predict "
+            "them in this fold (they still count in UAR)",
+            plan.fold,
+            [data.classes[c] for c in unseen],
+        )
     train_set = _eval_set(bank, fit_rows, y_utt)
     val_set = _eval_set(bank, val_rows, y_utt)
     test_set = _eval_set(bank, plan.test, y_utt)

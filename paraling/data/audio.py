@@ -56,7 +56,8 @@ def audio_info(path: str | Path) -> AudioInfo:
     path = Path(path)
     _check_file(path)
     try:
-        info = sf.info(str(path))
+        with open(path, "rb") as fh:  # a file object also works for names that are not valid UTF-8
+            info = sf.info(fh)
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         raise AudioError(path, f"not a readable audio file ({exc}).", _CONVERT_FIX) from exc
     if info.frames <= 0:
@@ -89,7 +90,8 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
     path = Path(path)
     _check_file(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with open(path, "rb") as fh:
+            data, sr = sf.read(fh, dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioError(path, f"cannot be decoded as audio ({exc}).", _CONVERT_FIX) from exc
     if data.shape[0] == 0:

@@ -38,8 +38,13 @@ class Utterance:
 
     def to_json(self) -> str:
         """Serialise to one JSON line (no trailing newline)."""
-        d = asdict(self)
-        return json.dumps({k: v for k, v in d.items() if v not in (None, {})}, ensure_ascii=False)
+        d = {k: v for k, v in asdict(self).items() if v not in (None, {})}
+        text = json.dumps(d, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # file names that are not valid UTF-8 (surrogate-escaped): \udcXX escapes
+            text = json.dumps(d, ensure_ascii=True)
+        return text
 
     @classmethod
     def from_json(cls, line: str, where: str = "") -> Utterance:

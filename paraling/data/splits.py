@@ -53,6 +53,14 @@ def assign_folds(
                 f"{manifest.source}: cv.scheme=split needs utterances with split=test (a 'split' column); "
                 "add one or use cv.scheme=kfold"
             )
+        overlap = set(speakers[test].tolist()) & set(speakers[~test].tolist())
+        if overlap:
+            log.warning(
+                "%s: %d speaker(s) appear in both train and test (e.g. %s): results are not speaker-independent",
+                manifest.source,
+                len(overlap),
+                sorted(overlap)[:3],
+            )
         return {i: (0 if t else -1) for i, t in zip(ids.tolist(), test.tolist(), strict=True)}
     if scheme == "loso":
         order = sorted(set(speakers.tolist()))
