@@ -17,12 +17,17 @@ the transferred layers fit; overrides given there as dotted keys (``trainer.epoc
 The weights come from the source run's ``model/fold<k>.safetensors`` with ``k = transfer.source_fold`` (default: the
 lowest fold the source logged); ``model/spec.json`` gives its layer names and feature settings.
 
-``transfer.layers`` picks what is copied: a list of names (``[conv1, conv2, conv3]``: every name must exist in both
-models with identical shapes, else :class:`~paraling.errors.TransferError` names the layer and both shapes), or
-``all`` (``[all]``): the naive transfer, every layer *except the output layer* ``out``, whose class count belongs to
-the source task, skipping (with a warning) layers that are missing or do not fit. Layers not copied keep the
-target's He initialisation. The copied layers are returned, and the training loop freezes them for
-``transfer.freeze_epochs`` epochs; ``transfer.lr_start`` replaces the trainer's start learning rate (paper: 0.01).
+``transfer.layers`` picks what is copied:
+
+- a list of names (``[conv1, conv2, conv3]``): every name must exist in both models with identical shapes, else
+  :class:`~paraling.errors.TransferError` names the layer and both shapes;
+- ``conv``: every convolution layer of the target, checked like a list (conv-only transfer, Table 1 net5);
+- ``all`` (or ``[all]``): the naive transfer (net4), every layer *except the output layer* ``out``, whose class
+  count belongs to the source task; layers missing from the source or of another shape are skipped with a warning.
+
+Layers not copied keep the target's He initialisation. The copied layers are returned, and the training loop freezes
+them for ``transfer.freeze_epochs`` epochs; ``transfer.lr_start`` replaces the trainer's start learning rate (paper:
+0.01). The transfer run is tagged ``paraling.transfer.source_run_id``.
 
 Example:
     >>> # paraling train transfer.source=<run id> 'transfer.layers=[conv1,conv2,conv3]' transfer.lr_start=0.01
@@ -174,7 +179,7 @@ def pretrain_config(cfg: DictConfig) -> DictConfig:
     if not overrides:
         raise TransferError(
             "transfer.source=pretrain needs transfer.pretrain_overrides describing the source task, e.g. "
-            "'transfer.pretrain_overrides=[experiment=pretrain_langid]' (or use transfer=naive / transfer=conv)"
+            "'transfer.pretrain_overrides=[\"experiment=pretrain_langid\"]' (or use transfer=naive / transfer=conv)"
         )
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -185,20 +190,18 @@ def pretrain_config(cfg: DictConfig) -> DictConfig:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:  # hydra.errors.*: bad group, bad key, bad value
         raise TransferError(f"transfer.pretrain_overrides={overrides} do not compose: {exc}") from exc
-    with _open(base):
-        for key in _INHERITED:
-            base[key] = OmegaConf.to_container(cfg[key], resolve=True)
-        for key in ("seed", "device", "cache_dir", "progress"):
-            base[key] = cfg[key]
-        base.tracking.uri = cfg.tracking.uri
-        base.tracking.enabled = True  # the source model must be a tracked run
-        base.tracking.log_model = True
-        base.transfer = OmegaConf.structured(TransferConfig)
-        for o in parsed:
-            key = o.key_or_group
-            if "." in key and o.type.name == "CHANGE" and not o.is_add():
-                OmegaConf.update(base, key, o.value(), merge=False)
-    return base
+    inherited: dict[str, Any] = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in _INHERITED}
+    inherited.update({k: cfg[k] for k in ("seed", "device", "cache_dir", "progress")})
+    # the source model must be a tracked run with its weights logged
+    inherited["tracking"] = {"uri": cfg.tracking.uri, "enabled": True, "log_model": True}
+    inherited["transfer"] = OmegaConf.to_container(OmegaConf.structured(TransferConfig))
+    merged = OmegaConf.merge(base, inherited)
+    assert isinstance(merged, DictConfig)
+    for o in parsed:
+        key = o.key_or_group
+        if "." in key and o.type.name == "CHANGE" and not o.is_add():
+            OmegaConf.update(merged, key, o.value(), merge=False)
+    return merged
 
 
 @contextlib.contextmanager
@@ -340,7 +343,10 @@ def load_source(run_id: str, fold: int | None = None, uri: str | None = None) ->
 
 
 def select_layers(layers: Any, target: Sequence[str], source: Sequence[str]) -> list[str]:
-    """The layer names to copy for ``transfer.layers`` (``"all"``/``["all"]`` = every layer but ``out``).
+    """The layer names to copy for ``transfer.layers``.
+
+    ``"all"`` (or ``["all"]``): every target layer but ``out`` that the source has; ``"conv"``: every conv layer of
+    the target (each must exist in the source); otherwise the listed names (each must exist in both).
 
     Raises:
         TransferError: Empty selection, or a named layer missing from either model.
@@ -352,6 +358,8 @@ def select_layers(layers: Any, target: Sequence[str], source: Sequence[str]) -> 
         raise TransferError("transfer.layers is empty; name layers like [conv1,conv2,conv3] or use all")
     if names == ["all"]:
         return [n for n in target if n != "out" and n in source]
+    if names == ["conv"]:
+        names = [n for n in target if n.startswith("conv")]
     for n in names:
         if n not in target or n not in source:
             where = "target" if n not in target else "source"
