@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from pathlib import Path
 
 from paraling.data.manifest import Manifest
@@ -72,18 +73,20 @@ def prepare_csv(
         )
     skips = SkipLog()
     utts = []
-    seen: dict[str, int] = {}
+    seen: dict[Path, int] = {}
     fixed = {file_column, label_column, speaker_column, split_column}
-    for n, r in enumerate(rows, 2):
+    stems = [Path(r[file_column].strip()).with_suffix("").as_posix() for r in rows]
+    clash = {k for k, v in Counter(stems).items() if v > 1}
+    for n, (r, stem) in enumerate(zip(rows, stems, strict=True), 2):
         rel = r[file_column].strip()
         where = f"{csv_path}:{n}"
         path = confine(root, rel, allow_outside_root, where)
         if not path.exists():
             raise CorpusError(f"{where}: audio file {rel!r} not found under {root}; fix the path or remove the row")
-        uid = Path(rel).with_suffix("").as_posix()
-        if uid in seen:
-            raise CorpusError(f"{where}: file {rel!r} is listed twice (rows {seen[uid]} and {n}); remove one row")
-        seen[uid] = n
+        if path in seen:
+            raise CorpusError(f"{where}: file {rel!r} is listed twice (rows {seen[path]} and {n}); remove one row")
+        seen[path] = n
+        uid = Path(rel).as_posix() if stem in clash else stem  # a.wav and a.flac both present: keep the suffix
         extra = {k: v for k, v in r.items() if k not in fixed and k is not None}
         split = (r.get(split_column) or "").strip() or None if split_column else None
         u = make_utterance(
