@@ -8,8 +8,11 @@ n_classes)`` holds each model's utterance class probabilities for the same utter
   harmonic mean of the class probabilities.
 - :class:`GreedyEnsemble` is Caruana et al.'s (2004) forward selection with replacement, sorted initialisation
   and optional bagging, maximising UAR.
+- :class:`TopKEnsemble` takes the ``k`` best single models with weight 1 (``k = n_models``: all of them).
 - :func:`nested_cv_uar` measures the selection honestly: select on all folds but one, score on the held-out
   fold, and compare with the best single model chosen the same way.
+- :func:`evaluate_selection` does all of it for stored runs: select on the cross-validated utterances, nested
+  evaluation, per-fold UAR, and a fixed test split scored only once at the end.
 
 Selection overfits the data it selects on, so its own ``score_`` is optimistic; report :func:`nested_cv_uar`.
 A fixed test split must never be passed to selection: keep it out of ``S``/``y`` (or give it ``fold = -1`` in
@@ -27,6 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
@@ -38,10 +42,24 @@ from paraling.errors import ConfigError, EnsembleError
 from paraling.metrics import uar
 from paraling.oof import OOFScores
 
-__all__ = ["COMBINERS", "GreedyEnsemble", "check_aligned", "combine", "nested_cv_uar", "stack_oof"]
+__all__ = [
+    "COMBINERS",
+    "METHODS",
+    "EnsembleReport",
+    "GreedyEnsemble",
+    "TopKEnsemble",
+    "check_aligned",
+    "combine",
+    "evaluate_selection",
+    "make_selector",
+    "nested_cv_uar",
+    "stack_oof",
+]
 
 #: Names accepted by :func:`combine` and ``GreedyEnsemble(combiner=...)``.
 COMBINERS: tuple[str, ...] = ("mean", "harmonic", "geometric", "weighted")
+#: Selection methods accepted by :func:`make_selector`.
+METHODS: tuple[str, ...] = ("greedy", "top-k", "all")
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -307,6 +325,87 @@ class GreedyEnsemble(BaseEstimator):
         return self.predict_proba(S).argmax(axis=1)
 
 
+class TopKEnsemble(BaseEstimator):
+    """The ``k`` best single models (by ``metric`` on the fitting data, ties → lower index), each with weight 1.
+
+    ``k=None`` keeps every model (a fixed ensemble of all of them; nothing is selected).
+
+    Args:
+        k: Number of members, ``>= 1`` (clipped to the number of models), or ``None`` for all.
+        combiner: One of :data:`COMBINERS`.
+        metric: ``metric(y_true, y_pred) -> float``, higher is better; default UAR.
+
+    Attributes:
+        Same as :class:`GreedyEnsemble`; ``trajectory_`` holds the score of the top-1, top-2, ... ensembles.
+    """
+
+    def __init__(self, k: int | None = None, combiner: str = "mean", metric: Metric = uar) -> None:
+        self.k = k
+        self.combiner = combiner
+        self.metric = metric
+
+    def fit(self, S: np.ndarray, y: np.ndarray) -> TopKEnsemble:
+        """Rank the models of ``S`` ``(n_models, n_utts, n_classes)`` against ``y`` and keep the best ``k``."""
+        S = _check_stack(S)
+        y = _check_labels(y, S.shape[1])
+        if self.k is not None:
+            _check_int(self.k, "k", 1)
+        _check_method(self.combiner)
+        n_models = len(S)
+        T, sign = _transform(S, self.combiner, 1e-12)
+        single = np.array([self.metric(y, _decide(T[m], sign)) for m in range(n_models)])
+        order = [int(m) for m in np.argsort(-single, kind="stable")[: self.k or n_models]]
+        acc = np.cumsum(T[order], axis=0)
+        weights = np.zeros(n_models, dtype=np.int64)
+        weights[order] = 1
+        self.n_models_, self.weights_, self.members_ = n_models, weights, np.flatnonzero(weights)
+        self.selection_ = order
+        self.trajectory_ = [float(self.metric(y, _decide(a, sign))) for a in acc]
+        self.bag_trajectories_: list[list[float]] = []
+        self.single_scores_ = single
+        self.score_ = self.trajectory_[-1]
+        return self
+
+    predict_proba = GreedyEnsemble.predict_proba
+    predict = GreedyEnsemble.predict
+
+
+def make_selector(
+    method: str = "greedy",
+    combiner: str = "mean",
+    *,
+    top_k: int | None = None,
+    max_iter: int = 50,
+    bagging: int = 0,
+    bag_fraction: float = 0.5,
+    seed: int | None = 0,
+) -> Callable[[], GreedyEnsemble | TopKEnsemble]:
+    """A zero-argument factory of unfitted selectors, for fitting and for :func:`nested_cv_uar`.
+
+    Args:
+        method: ``greedy`` (Caruana; ``top_k`` = size of the sorted initialisation, default 1), ``top-k`` (the
+            ``top_k`` best single runs, default 3) or ``all``.
+        combiner: One of :data:`COMBINERS`.
+        top_k: See ``method``.
+        max_iter: Greedy additions.
+        bagging: Greedy bags (0 = none).
+        bag_fraction: Fraction of the models in each bag.
+        seed: Seed of the bag sampler.
+
+    Raises:
+        ConfigError: Unknown method or combiner.
+    """
+    _check_method(combiner)
+    if method == "greedy":
+        return lambda: GreedyEnsemble(n_init=top_k or 1, max_iter=max_iter, combiner=combiner,
+                                      bagging=bagging, bag_fraction=bag_fraction, seed=seed)
+    if method == "top-k":
+        return lambda: TopKEnsemble(k=top_k or 3, combiner=combiner)
+    if method == "all":
+        return lambda: TopKEnsemble(k=None, combiner=combiner)
+    raise ConfigError(f"unknown ensemble method {method!r}; choose one of {', '.join(METHODS)}")
+
+
 def _check_labels(y: np.ndarray, n_utts: int) -> np.ndarray:
     arr = np.asarray(y)
     if arr.shape != (n_utts,):
@@ -388,12 +487,15 @@ def nested_cv_uar(
 # --- alignment of stored runs -------------------------------------------------------------------------------
 
 
+_ALIGNED = ("utt_ids", "classes", "y", "fold", "split")
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 def check_aligned(scores: Sequence[OOFScores], names: Sequence[str]) -> None:
-    """Raise unless every run has the same ``utt_ids``, ``classes``, ``y`` and ``fold`` as the first.
+    """Raise unless all runs share the first run's ``utt_ids``, ``classes``, ``y``, ``fold`` and ``split``.
 
     Compare runs in the same utterance order (:meth:`OOFScores.sorted`; files written by
     :func:`paraling.oof.save_oof` already are).
@@ -413,7 +515,7 @@ def check_aligned(scores: Sequence[OOFScores], names: Sequence[str]) -> None:
     ref = scores[0]
     bad = []
     for name, s in zip(names[1:], scores[1:], strict=True):
-        fields = [f for f in ("utt_ids", "classes", "y", "fold") if not _same(getattr(ref, f), getattr(s, f))]
+        fields = [f for f in _ALIGNED if not _same(getattr(ref, f), getattr(s, f))]
         if fields:
             bad.append(f"{name!r} ({', '.join(fields)})")
     if bad:
@@ -437,3 +539,92 @@ def stack_oof(scores: Sequence[OOFScores], names: Sequence[str]) -> tuple[np.nda
     check_aligned(ordered, names)
     S = np.stack([s.proba.astype(np.float64) for s in ordered])
     return S, ordered[0].y.astype(np.int64), ordered[0].fold.astype(np.int64)
+
+
+# --- evaluation of a selection on stored runs ---------------------------------------------------------------
+
+
+@dataclass
+class EnsembleReport:
+    """What :func:`evaluate_selection` found (UARs; ``None`` where not computable).
+
+    Attributes:
+        selector: The selector fitted on all cross-validated utterances.
+        weights: Integer weight per model, shape ``(n_models,)``.
+        proba: The final ensemble's probabilities for every utterance, shape ``(n_utts, n_classes)``.
+        selection_uar: The ensemble's UAR on the utterances it was selected on (optimistic).
+        best_single: Index of the best single model on those utterances.
+        best_single_uar: Its UAR there.
+        fold_uar: The final ensemble's UAR per fold (selection set).
+        nested: :func:`nested_cv_uar`'s result (ensemble vs best single model, honest), or ``None`` with < 2
+            folds.
+        test_uar: The final ensemble's UAR on the fixed test split, if any.
+        best_single_test_uar: The best single model's (chosen on the selection set) UAR on the test split.
+        selection_mask: Utterances used for selection, shape ``(n_utts,)``.
+        test_mask: Utterances of the fixed test split, shape ``(n_utts,)``.
+    """
+
+    selector: Any
+    weights: np.ndarray
+    proba: np.ndarray
+    selection_uar: float
+    best_single: int
+    best_single_uar: float
+    fold_uar: dict[int, float] = field(default_factory=dict)
+    nested: dict[str, Any] | None = None
+    test_uar: float | None = None
+    best_single_test_uar: float | None = None
+    selection_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    test_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def evaluate_selection(
+    S: np.ndarray,
+    y: np.ndarray,
+    fold: np.ndarray,
+    split: np.ndarray | None = None,
+    factory: Callable[[], Any] | None = None,
+    metric: Metric = uar,
+) -> EnsembleReport:
+    """Select an ensemble on the cross-validated utterances and evaluate it honestly.
+
+    Selection and nested evaluation see only utterances with ``fold >= 0`` whose ``split`` is not ``"test"``;
+    test-split utterances are scored once by the final ensemble and by the best single model.
+
+    Args:
+        S: Stack ``(n_models, n_utts, n_classes)`` (:func:`stack_oof`).
+        y: True class ids ``(n_utts,)``.
+        fold: Held-out fold per utterance ``(n_utts,)`` (-1 = never scored).
+        split: ``"cv"`` / ``"test"`` per utterance; ``None`` = all ``"cv"``.
+        factory: Zero-argument selector factory (:func:`make_selector`); default greedy with the mean.
+        metric: Default UAR.
+
+    Raises:
+        EnsembleError: No cross-validated utterances to select on.
+    """
+    S = _check_stack(S)
+    y = _check_labels(y, S.shape[1])
+    fold = np.asarray(fold, dtype=np.int64)
+    is_test = np.zeros(len(y), bool) if split is None else np.asarray(split).astype(str) == "test"
+    sel = (fold >= 0) & ~is_test
+    if not sel.any():
+        raise EnsembleError("no cross-validated utterances to select on (all are in the test split or unscored, "
+                            "e.g. cv.scheme=split); selection must never see the test split")
+    factory = factory or GreedyEnsemble
+    est = factory().fit(S[:, sel], y[sel])
+    proba = est.predict_proba(S)
+    pred = proba.argmax(1)
+    single = np.array([metric(y[sel], S[m, sel].argmax(1)) for m in range(len(S))])
+    best = int(np.argmax(single))
+    folds = sorted({int(f) for f in fold[sel]})
+    rep = EnsembleReport(
+        est, np.asarray(est.weights_), proba, float(metric(y[sel], pred[sel])), best, float(single[best]),
+        {f: float(metric(y[sel & (fold == f)], pred[sel & (fold == f)])) for f in folds},
+        selection_mask=sel, test_mask=is_test,
+    )
+    if len(folds) >= 2:
+        rep.nested = nested_cv_uar(S[:, sel], y[sel], fold[sel], factory, metric)
+    if is_test.any():
+        rep.test_uar = float(metric(y[is_test], pred[is_test]))
+        rep.best_single_test_uar = float(metric(y[is_test], S[best, is_test].argmax(1)))
+    return rep

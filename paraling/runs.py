@@ -1,0 +1,253 @@
+"""Reading tracked runs back from MLflow: which runs qualify for an ensemble, their scores and their models.
+
+A *candidate* run is FINISHED, has ``oof/scores.npz`` (see :mod:`paraling.oof`) and is not itself an ensemble
+(tag ``paraling.kind=ensemble``); sweep parents, pruned or failed trials are therefore never candidates. A candidate
+is *predictable* from audio when its ``model/`` artifacts hold a CNN ``spec.json`` and, per fold, weights and the
+fitted vote (``fold<k>.safetensors`` + ``fold<k>.json``); baselines on utterance functionals and runs logged
+before paraling saved the fitted vote are not (:attr:`TrackedRun.why_not` says why).
+
+With ``study``, only runs that belong to that study count: runs tagged ``paraling.study`` or ``optuna.study`` with
+that name, and children (``mlflow.parentRunId``) of a run so tagged (the study's parent run).
+
+Everything goes through an explicit :class:`mlflow.tracking.MlflowClient`; no global MLflow state is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paraling.errors import EnsembleError, ModelError, TrackingError
+from paraling.oof import OOFScores, load_oof
+from paraling.tracking import mask_secrets, resolve_tracking_uri
+
+__all__ = ["STUDY_TAGS", "TrackedRun", "fetch_model", "find_runs", "load_scores", "make_client"]
+
+log = logging.getLogger(__name__)
+
+#: Tags that name the study a run (or its parent run) belongs to.
+STUDY_TAGS: tuple[str, ...] = ("paraling.study", "optuna.study")
+_PARENT = "mlflow.parentRunId"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class TrackedRun:
+    """One candidate run.
+
+    Attributes:
+        run_id: MLflow run id.
+        name: Run name (or ``paraling.name`` tag).
+        tags: All tags.
+        metrics: Latest metric values.
+        kind: ``cnn`` or what the run's tags say (``paraling.model_type`` / ``paraling.model``), for messages.
+        predictable: Whether :mod:`paraling.predict` can score audio with it.
+        why_not: Why it is not predictable (empty when it is).
+        start_time: Start time in ms (runs are listed oldest first).
+    """
+
+    run_id: str
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    kind: str = "cnn"
+    predictable: bool = False
+    why_not: str = ""
+    start_time: int = 0
+
+    @property
+    def label(self) -> str:
+        """``name (run id)`` for messages and plots."""
+        return f"{self.name} ({self.run_id[:8]})"
+
+
+def make_client(uri: str | None = None) -> Any:
+    """An :class:`~mlflow.tracking.MlflowClient` on ``uri`` (default as in :mod:`paraling.tracking`)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _files(client: Any, run_id: str, path: str) -> set[str]:
+    try:
+        return {f.path for f in client.list_artifacts(run_id, path)}
+    except Exception as exc:  # MlflowException, OSError from the artifact store
+        log.warning("cannot list artifacts %s of run %s: %s", path, run_id, exc)
+        return set()
+
+
+def _model_status(client: Any, run_id: str) -> str:
+    """Empty string when the run's ``model/`` can be scored from audio, else the reason."""
+    files = _files(client, run_id, "model")
+    if "model/spec.json" not in files:
+        return "no model/spec.json (not a CNN run, e.g. a baseline on utterance features)"
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = json.loads(Path(client.download_artifacts(run_id, "model/spec.json", tmp)).read_text())
+    if spec.get("model", {}).get("name", "cnn") != "cnn":
+        return f"model {spec['model'].get('name')!r} is not a CNN"
+    for k in spec.get("folds", []):
+        if f"model/fold{k}.safetensors" not in files:
+            return f"model/fold{k}.safetensors missing"
+        if f"model/fold{k}.json" not in files:
+            return f"model/fold{k}.json (fitted vote) missing: logged before paraling saved it; re-run it"
+    return ""
+
+
+def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:
+    info, data = run.info, run.data
+    tags = dict(data.tags)
+    if tags.get("paraling.kind") == "ensemble":
+        return None
+    if "oof/scores.npz" not in _files(client, info.run_id, "oof"):
+        return None
+    kind = tags.get("paraling.model_type") or tags.get("paraling.model") or "cnn"
+    tr = TrackedRun(info.run_id, info.run_name or tags.get("paraling.name", info.run_id), tags,
+                    dict(data.metrics), kind, start_time=int(info.start_time or 0))
+    if check_model:
+        tr.why_not = _model_status(client, info.run_id)
+        tr.predictable = not tr.why_not
+    return tr
+
+
+def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def find_runs(experiment: str | None = None, *, study: str | None = None, run_ids: Sequence[str] = (),
+              uri: str | None = None, check_model: bool = True, client: Any = None) -> list[TrackedRun]:
+    """Candidate runs of an experiment (optionally of one study), or the given runs, oldest first.
+
+    Args:
+        experiment: MLflow experiment name; required unless ``run_ids`` is given.
+        study: Keep only runs of this study (see module docstring).
+        run_ids: Use exactly these runs instead of searching; each must be FINISHED and have out-of-fold scores.
+        uri: Tracking URI.
+        check_model: Also find out whether each run is predictable from audio.
+        client: An existing client (else one is made for ``uri``).
+
+    Raises:
+        EnsembleError: Unknown experiment, no candidate runs, or a given run that does not qualify (named).
+    """
+    client = client or make_client(uri)
+    try:
+        if run_ids:
+            return _given_runs(client, run_ids, check_model)
+        if not experiment:
+            raise EnsembleError("pass --experiment NAME (an MLflow experiment) or explicit run ids")
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            names = sorted(e.name for e in client.search_experiments())
+            raise EnsembleError(f"no MLflow experiment {experiment!r} at "
+                                f"{mask_secrets(client.tracking_uri)}; experiments there: {names}")
+        runs = _search(client, exp.experiment_id, "attributes.status = 'FINISHED'")
+    except EnsembleError:
+        raise
+    except Exception as exc:  # MlflowException, sqlalchemy / HTTP errors
+        raise TrackingError(f"cannot read runs from {mask_secrets(str(client.tracking_uri))}: {exc}") from exc
+    if study is not None:
+        parents = {r.info.run_id for r in runs if any(r.data.tags.get(t) == study for t in STUDY_TAGS)}
+        if not parents:
+            parents = {r.info.run_id for r in _search(client, exp.experiment_id, "")
+                       if any(r.data.tags.get(t) == study for t in STUDY_TAGS)}
+        runs = [r for r in runs if r.info.run_id in parents or r.data.tags.get(_PARENT) in parents]
+    found = [t for r in runs if (t := _as_tracked(client, r, check_model)) is not None]
+    if not found:
+        where = f"experiment {experiment!r}" + (f", study {study!r}" if study else "")
+        raise EnsembleError(f"no finished runs with out-of-fold scores (oof/scores.npz) in {where}; "
+                            "train some first (paraling train ...)")
+    return sorted(found, key=lambda t: (t.start_time, t.run_id))
+
+
+def _given_runs(client: Any, run_ids: Sequence[str], check_model: bool) -> list[TrackedRun]:
+    out = []
+    for rid in dict.fromkeys(run_ids):
+        run = client.get_run(rid)
+        if run.info.status != "FINISHED":
+            raise EnsembleError(f"run {rid} is {run.info.status}, not FINISHED; only finished runs can be combined")
+        tr = _as_tracked(client, run, check_model)
+        if tr is None:
+            raise EnsembleError(f"run {rid} has no out-of-fold scores (oof/scores.npz) or is itself an ensemble")
+        out.append(tr)
+    return out
+
+
+def load_scores(runs: Sequence[TrackedRun], dst: str | Path, uri: str | None = None,
+                client: Any = None) -> list[OOFScores]:
+    """Download and read each run's ``oof/scores.npz`` (``allow_pickle=False``) into ``dst``."""
+    client = client or make_client(uri)
+    out = []
+    for r in runs:
+        folder = Path(dst) / r.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            path = client.download_artifacts(r.run_id, "oof/scores.npz", str(folder))
+            out.append(load_oof(path))
+        except EnsembleError as exc:
+            raise EnsembleError(f"run {r.label}: {exc}") from exc
+        except Exception as exc:  # artifact store errors, corrupt npz
+            raise EnsembleError(f"run {r.label}: cannot read oof/scores.npz ({exc})") from exc
+    return out
+
+
+def _run_model_dir(client: Any, run_id: str, dst: Path) -> Path:
+    files = _files(client, run_id, "model")
+    if not files:
+        raise ModelError(f"run {run_id} has no model/ artifacts (tracking.log_model was off, or not a CNN run)")
+    return Path(client.download_artifacts(run_id, "model", str(dst)))
+
+
+def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
+    """Make a model available locally; return the folder :meth:`paraling.predict.Predictor.load` reads.
+
+    Args:
+        model: A local folder (bundle, pyfunc model or a run's ``model/``), a run id, ``runs:/<id>[/path]``, or
+            ``models:/<name>@<alias>`` / ``models:/<name>/<version>``.
+        dst: Empty folder for downloads.
+        uri: Tracking (and registry) URI.
+
+    Raises:
+        ModelError: Nothing usable found at ``model``.
+    """
+    local = Path(model)
+    if local.exists():
+        return local
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    client = make_client(uri)
+    try:
+        if model.startswith("models:/"):
+            ref = model[len("models:/") :]
+            if "@" in ref:
+                name, alias = ref.split("@", 1)
+                version = client.get_model_version_by_alias(name, alias)
+            else:
+                name, _, ver = ref.partition("/")
+                version = client.get_model_version(name, ver)
+            from mlflow.artifacts import download_artifacts
+
+            return Path(download_artifacts(artifact_uri=version.source, dst_path=str(dst),
+                                           tracking_uri=client.tracking_uri))
+        if model.startswith("runs:/") or _RUN_ID.match(model):
+            rest = model[len("runs:/") :] if model.startswith("runs:/") else model
+            run_id, _, sub = rest.partition("/")
+            if sub:
+                return Path(client.download_artifacts(run_id, sub, str(dst)))
+            return _run_model_dir(client, run_id, dst)
+    except ModelError:
+        raise
+    except Exception as exc:  # MlflowException (unknown run/model/alias), store errors
+        raise ModelError(f"cannot load model {model!r}: {exc}") from exc
+    raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor models:/<name>@<alias>")
