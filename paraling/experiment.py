@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.aggregation import make_aggregator
 from paraling.config import validate
-from paraling.data.manifest import Manifest
+from paraling.data.manifest import Manifest, atomic_write_text
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import assign_folds, plan_folds, split_validation_speakers
 from paraling.errors import AudioError
@@ -353,6 +353,9 @@ def run_experiment(
         **(tags or {}),
         **dict(cfg.tracking.tags),
     }
+    ckpt_dir = _checkpoint_dir(cfg, manifest)
+    run_file = ckpt_dir / "run_id"
+    previous = run_file.read_text().strip() if run_file.exists() and cfg.trainer.checkpoint else None
     tracker = RunTracker(
         cfg.tracking.experiment,
         cfg.tracking.uri,
@@ -360,8 +363,10 @@ def run_experiment(
         parent_run_id,
         all_tags,
         bool(cfg.tracking.enabled),
+        run_id=previous,
     )
-    ckpt_dir = _checkpoint_dir(cfg, manifest)
+    if tracker.run_id and cfg.trainer.checkpoint:
+        atomic_write_text(run_file, tracker.run_id)
     with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]

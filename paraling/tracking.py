@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -105,6 +106,36 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+def _tag(key: str, value: str) -> Any:
+    from mlflow.entities import RunTag
+
+    return RunTag(key, value)
+
+
+def _owner_tags() -> dict[str, str]:
+    """Which process owns a RUNNING run (host, pid and the pid's start time, to survive pid reuse)."""
+    import psutil
+
+    return {
+        "paraling.host": socket.gethostname(),
+        "paraling.pid": str(os.getpid()),
+        "paraling.pid_start": f"{psutil.Process().create_time():.3f}",
+    }
+
+
+def _alive(pid: str | None, start: str | None) -> bool:
+    """Whether process ``pid`` exists and started at ``start`` (seconds since epoch)."""
+    import psutil
+
+    if not pid or not pid.isdigit():
+        return True  # not ours to judge
+    try:
+        proc = psutil.Process(int(pid))
+        return start is None or abs(proc.create_time() - float(start)) < 1.0
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
 class RunTracker:
     """One MLflow run (or a no-op stand-in when tracking is disabled).
 
@@ -141,11 +172,10 @@ class RunTracker:
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = self._experiment(experiment)
-            if run_id is not None:
-                self.run_id = run_id
-                self.client.update_run(run_id, status="RUNNING")
+            self.reap_dead_runs()
+            if run_id is not None and self._reopen(run_id):
                 return
-            all_tags = {**environment_tags(), **(tags or {})}
+            all_tags = {**environment_tags(), **_owner_tags(), **(tags or {})}
             if parent_run_id:
                 all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
             if run_name:
@@ -154,6 +184,52 @@ class RunTracker:
         except Exception as exc:  # MlflowException, sqlalchemy, requests errors
             raise TrackingError(f"cannot open an MLflow run at {mask_secrets(self.uri)}: {exc}") from exc
         self.run_id = run.info.run_id
+
+    def _reopen(self, run_id: str) -> bool:
+        """Mark an unfinished run RUNNING again under this process (resume); false if it is gone or finished."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # deleted or never existed
+            return False
+        if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
+            return False
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.log_batch(
+            run_id, tags=[_tag(k, v) for k, v in {**_owner_tags(), "paraling.resumed": "true"}.items()]
+        )
+        log.info("resuming MLflow run %s", run_id)
+        return True
+
+    def reap_dead_runs(self) -> int:
+        """End as FAILED the RUNNING runs of this experiment whose owner process on this host has died.
+
+        A process killed with SIGKILL cannot end its own run; the next paraling process on the same host does it, so
+        no run stays RUNNING forever. Returns how many runs were reaped.
+        """
+        host = socket.gethostname()
+        try:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"attributes.status = 'RUNNING' and tags.`paraling.host` = '{host}'",
+                max_results=500,
+            )
+        except Exception as exc:  # never block a run on housekeeping
+            log.debug("could not search for dead runs: %s", exc)
+            return 0
+        n = 0
+        for run in runs:
+            tags = run.data.tags
+            if _alive(tags.get("paraling.pid"), tags.get("paraling.pid_start")):
+                continue
+            reason = f"owner process {tags.get('paraling.pid')} on {host} died without ending the run (killed?)"
+            self.client.log_batch(
+                run.info.run_id, tags=[_tag("paraling.state", "FAIL"), _tag("paraling.error", reason)]
+            )
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+            log.warning("MLflow run %s: %s; marked FAILED", run.info.run_id, reason)
+            n += 1
+        return n
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)

@@ -71,8 +71,9 @@ def test_folders_recipe_reads_non_utf8_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pipeline_runs_through_the_hostile_corpus(corpus: tuple[Path, dict[str, str]], tmp_path: Path,
-                                                   mlflow_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_pipeline_runs_through_the_hostile_corpus(
+    corpus: tuple[Path, dict[str, str]], tmp_path: Path, mlflow_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
     csv_path, _ = corpus
     cfg = OmegaConf.structured(ParalingConfig())
     cfg.corpus.kind, cfg.corpus.path, cfg.corpus.name = "csv", str(csv_path), "hostile"
