@@ -224,6 +224,9 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
     local = Path(model)
     if local.exists():
         return local
+    if not (model.startswith(("models:/", "runs:/")) or _RUN_ID.match(model)):
+        raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor "
+                         "models:/<name>@<alias>")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     client = make_client(uri)
@@ -250,4 +253,3 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
         raise
     except Exception as exc:  # MlflowException (unknown run/model/alias), store errors
         raise ModelError(f"cannot load model {model!r}: {exc}") from exc
-    raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor models:/<name>@<alias>")

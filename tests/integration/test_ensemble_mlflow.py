@@ -1,0 +1,160 @@
+"""Ensembles from a real MLflow store filled by real tiny `run_experiment` runs; registry; pyfunc == CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from omegaconf import OmegaConf
+
+from paraling.cli import main as cli_main
+from paraling.config import ParalingConfig
+from paraling.errors import EnsembleError
+from paraling.experiment import run_experiment
+from paraling.oof import load_oof
+from paraling.predict import Predictor
+from paraling.registry import assemble_ensemble
+from paraling.runs import fetch_model, find_runs, make_client
+
+
+def _cfg(csv: Path, root: Path, uri: str, experiment: str, **overrides: Any) -> Any:
+    cfg = OmegaConf.structured(ParalingConfig)
+    cfg.corpus.name, cfg.corpus.kind, cfg.corpus.path = "csv", "csv", str(csv)
+    cfg.trainer.epochs, cfg.cv.folds = 1, 2
+    cfg.model.channels, cfg.model.fc_sizes = [8, 8, 8], [32]
+    cfg.tracking.uri, cfg.tracking.experiment = uri, experiment
+    cfg.cache_dir, cfg.progress, cfg.device = str(root / "cache"), "never", "cpu"
+    cfg.trainer.checkpoint = False
+    for k, v in overrides.items():
+        OmegaConf.update(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def store(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Three aligned runs (one without a logged model, like a baseline) and one run with other folds."""
+    root = tmp_path_factory.mktemp("ens")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        runs = {
+            "a": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="a")),
+            "b": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="b", **{
+                "aggregation.method": "logmean", "model.channels": [4, 8, 8], "features.normalize": "global"})),
+            "c": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="c", **{
+                "windows.width": 9, "tracking.log_model": False})),
+            "x": run_experiment(_cfg(tone_corpus, root, uri, "other", name="x", seed=7)),
+        }
+        yield {"root": root, "uri": uri, "csv": tone_corpus, "ids": {k: r.run_id for k, r in runs.items()},
+               "results": runs}
+
+
+def test_find_runs_and_predictability(store: dict[str, Any]) -> None:
+    ids = store["ids"]
+    runs = find_runs("lib", uri=store["uri"])
+    assert [r.run_id for r in runs] == [ids["a"], ids["b"], ids["c"]]
+    ok = {r.name: (r.predictable, r.why_not) for r in runs}
+    assert ok["a"] == (True, "") and ok["b"] == (True, "")
+    assert not ok["c"][0] and "spec.json" in ok["c"][1]
+    with pytest.raises(EnsembleError, match="no MLflow experiment 'nope'"):
+        find_runs("nope", uri=store["uri"])
+
+
+def test_study_filter_uses_parent_tags(store: dict[str, Any]) -> None:
+    ids, client = store["ids"], make_client(store["uri"])
+    exp = client.get_experiment_by_name("lib")
+    parent = client.create_run(exp.experiment_id, tags={"paraling.study": "s1"}).info.run_id
+    client.set_terminated(parent)
+    client.set_tag(ids["b"], "mlflow.parentRunId", parent)
+    assert [r.run_id for r in find_runs("lib", study="s1", uri=store["uri"])] == [ids["b"]]
+    with pytest.raises(EnsembleError, match="study 'nobody'"):
+        find_runs("lib", study="nobody", uri=store["uri"])
+
+
+def test_misaligned_runs_are_refused_by_name(store: dict[str, Any]) -> None:
+    ids = store["ids"]
+    with pytest.raises(EnsembleError) as err:
+        assemble_ensemble(run_ids=[ids["a"], ids["x"]], uri=store["uri"], log_run=False)
+    assert ids["a"] in str(err.value) and ids["x"] in str(err.value) and "fold" in str(err.value)
+
+
+def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, ids = store["uri"], store["ids"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert cli_main(["ensemble", "--experiment", "lib", "--combiner", "harmonic", "--tracking-uri", uri,
+                     "--register", "tone", "--alias", "champion", "--max-iter", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "nested-CV UAR" in out and "best single run" in out and "skipped (cannot predict" in out
+    client = make_client(uri)
+    version = client.get_model_version_by_alias("tone", "champion")
+    run = client.get_run(version.run_id)
+    m = run.data.metrics
+    assert run.info.status == "FINISHED" and run.data.tags["paraling.kind"] == "ensemble"
+    for key in ("uar", "uar_nested", "uar_best_single_nested", "uar_selection", "uar_best_single", "uar_fold0",
+                "uar_fold1", "uar_selection_fold0"):
+        assert key in m, key
+    assert m["uar_selection"] >= m["uar_best_single"]
+    members = json.loads(run.data.params["members"])
+    assert set(members) <= {ids["a"], ids["b"]} and ids["c"] not in run.data.tags["paraling.members"]
+    arts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"ensemble.json", "plots", "oof", "model"} <= arts
+    plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/trajectory.png", "plots/confusion_matrix.png"}
+    # a later ensemble never takes an ensemble run as a member
+    assert ids["a"] in [r.run_id for r in find_runs("lib", uri=uri, check_model=False)]
+    assert run.info.run_id not in [r.run_id for r in find_runs("lib", uri=uri, check_model=False)]
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "empty.wav").write_bytes(b"")
+    (audio / "junk.wav").write_bytes(b"RIFF1234WAVEjunk" * 4)
+    t = np.arange(int(0.7 * 44100)) / 44100
+    sf.write(audio / "stereo44k.wav", np.stack([np.sin(2 * np.pi * 1500 * t), np.sin(2 * np.pi * 200 * t)], 1)
+             * 0.2, 44100)
+    good = sorted(str(p) for p in (store["csv"].parent / "wav").glob("s0_*.wav"))[:3]
+    files = [*good, str(audio / "empty.wav"), str(audio / "stereo44k.wav"), str(audio / "junk.wav")]
+    model = mlflow.pyfunc.load_model("models:/tone@champion")
+    got = model.predict(pd.DataFrame({"path": files}))
+    preds = tmp_path / "preds.csv"
+    assert cli_main(["predict", "--model", "models:/tone@champion", "--tracking-uri", uri, *files,
+                     "--out", str(preds)]) == 0
+    cli = pd.read_csv(preds, keep_default_na=False)
+    assert list(got["label"]) == list(cli["label"])
+    assert got["error"].astype(bool).tolist() == [False, False, False, True, False, True]
+    proba = [c for c in got.columns if c.startswith("proba_")]
+    assert proba == ["proba_high", "proba_low", "proba_noise"]
+    ok = ~got["error"].astype(bool)
+    np.testing.assert_allclose(got.loc[ok, proba].to_numpy(float), cli.loc[ok, proba].to_numpy(float),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_single_run_is_a_model(store: dict[str, Any], tmp_path: Path) -> None:
+    """A `paraling train` run predicts from its run id; fold k's CNN + vote reproduce its out-of-fold scores."""
+    rid, uri = store["ids"]["a"], store["uri"]
+    folder = fetch_model(rid, tmp_path / "dl", uri)
+    assert Predictor.load(fetch_model(f"runs:/{rid}", tmp_path / "dl2", uri)).classes == ["high", "low", "noise"]
+    oof = store["results"]["a"].oof
+    manifest = [json.loads(line) for line in
+                Path(make_client(uri).download_artifacts(rid, "data/manifest.jsonl", str(tmp_path))).read_text()
+                .splitlines()]
+    path = {u["id"]: u["path"] for u in manifest}
+    p = Predictor.load(folder)
+    member, folds = p.members[0], list(p.members[0].folds)
+    for f in folds:
+        member.folds = [f]
+        sel = oof.fold == f.fold
+        got = np.stack([r.proba for r in p.predict([path[u] for u in oof.utt_ids[sel]])])
+        np.testing.assert_allclose(got, oof.proba[sel], atol=1e-5)
+    member.folds = folds
+    assert load_oof(Path(make_client(uri).download_artifacts(rid, "oof/scores.npz", str(tmp_path)))).proba.shape[
+        1] == 3
