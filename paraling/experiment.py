@@ -491,12 +491,14 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
     ]
     for k, v in sorted(result.fold_uars.items()):
         lines.append(f"  fold {k}: UAR {v:.3f}")
+    vote = f"{cfg.aggregation.method} vote" if cfg.model.name == "cnn" else f"{cfg.model.name} baseline"
     lines.append(
-        f"  out-of-fold UAR ({cfg.aggregation.method} vote): {m['uar']:.3f}  "
+        f"  out-of-fold UAR ({vote}): {m['uar']:.3f}  "
         f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "
         f"+/- {m['uar_fold_std']:.3f}"
     )
-    lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
+    if all(f"uar_{a}" in m for a in AGGREGATIONS):  # CNN runs only
+        lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
     if "uar_binary" in m:
         lines.append(f"  2-class (food vs No_Food) UAR: {m['uar_binary']:.3f}")
     lines.append(f"  time: {result.seconds:.0f} s")
