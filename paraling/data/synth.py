@@ -8,8 +8,11 @@ libespeak-ng keeps hidden global state that :func:`espeak_Initialize` does not r
 automatic gain and cycle counters, all function-local statics), so the same call returns slightly different samples
 depending on what was spoken before. To make :func:`synthesize` a pure function of its arguments, every call loads a
 *fresh instance* of the library: a private copy of the ``.so`` (so nobody else's handle keeps it mapped) is opened,
-initialised, used once, terminated and closed, which reloads its static data. This costs about 5 ms per call. Calls
-are serialised by a module lock because the library is not re-entrant.
+initialised, used once, terminated and closed, which reloads its static data. This costs about 5 ms per call. The
+library also draws random numbers: its own generator (seeded from the clock at initialisation) and the C library's
+``rand()`` (breathy voice variants such as ``f2``); both are re-seeded with a fixed value before each utterance, which
+resets the process-wide ``rand()`` sequence. Calls are serialised by a module lock because the library is not
+re-entrant.
 
 Example:
     >>> from paraling.data.synth import synthesize
@@ -53,6 +56,14 @@ _INSTALL_HINT = "pip install espeakng-loader"
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 _lock = threading.Lock()
+_RAND_SEED = 12345
+
+
+def _libc_srand(seed: int) -> None:
+    """Seed the C library's ``rand()``, which libespeak-ng uses for breath noise."""
+    ctypes.CDLL(None).srand(ctypes.c_uint(seed))
+
+
 _private_lib: tuple[str, bytes] | None = None
 
 
@@ -106,6 +117,8 @@ def _open(lib_path: str) -> ctypes.CDLL:
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_Synchronize.restype = ctypes.c_int
     lib.espeak_Terminate.restype = ctypes.c_int
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    lib.espeak_ng_SetRandSeed.restype = None
     return lib
 
 
@@ -129,6 +142,8 @@ def _synth_native(text: str, voice: str, rate_wpm: int, pitch: int, pitch_range:
             )
         try:
             lib.espeak_SetSynthCallback(callback)
+            lib.espeak_ng_SetRandSeed(_RAND_SEED)
+            _libc_srand(_RAND_SEED)
             if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
                 raise ConfigError(
                     f"espeak-ng has no voice {voice=}; use '<language>+<variant>', e.g. 'en+m3' or 'de+f2'"

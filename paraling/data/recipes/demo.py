@@ -49,7 +49,7 @@ LABELS: tuple[str, ...] = ("No_Food", "Apple", "Nectarine", "Banana", "Crisp", "
 DEFAULT_SNR_DB: tuple[float, float] = (20.0, 30.0)
 """Speech-to-eating-noise ratio range (dB), calibrated to a ~60% UAR linear mean/std-fbank baseline."""
 
-_VERSION = 1  # bump whenever the generated audio changes, so stale corpora are not reused silently
+_VERSION = 2  # bump whenever the generated audio changes, so stale corpora are not reused silently
 _ACCENTS = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland")
 _VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
 

@@ -34,7 +34,7 @@ LANGUAGES: dict[str, str] = {
 }
 """Class label -> espeak-ng language code."""
 
-_VERSION = 1  # bump whenever the generated audio changes
+_VERSION = 2  # bump whenever the generated audio changes
 _VARIANTS = ("m1", "f1", "m2", "f2", "m3", "f3", "m4", "f4", "m5", "f5", "m6", "m7")
 
 _SENTENCES: dict[str, tuple[str, ...]] = {

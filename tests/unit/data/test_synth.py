@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 import numpy as np
@@ -52,6 +53,16 @@ def test_deterministic_regardless_of_history() -> None:
     synthesize("Something completely different, said in German.", voice="de+f2", rate_wpm=220, pitch=90)
     again = synthesize(TEXT, voice="en+m3", rate_wpm=150, pitch=40)
     assert np.array_equal(first, again)
+
+
+def test_breathy_voices_ignore_the_c_rand_state() -> None:
+    # Variants like f2 add breath noise from libc rand(); its process-wide state must not leak into the output.
+    libc = ctypes.CDLL(None)
+    first = synthesize("Her sister studies music.", voice="en-gb-x-rp+f2")
+    libc.srand(ctypes.c_uint(987))
+    for _ in range(1234):
+        libc.rand()
+    assert np.array_equal(synthesize("Her sister studies music.", voice="en-gb-x-rp+f2"), first)
 
 
 def test_other_languages() -> None:
