@@ -172,6 +172,11 @@ class _FoldReporter:
             self.inner.on_epoch_end(fold, epoch, metrics)
 
 
+def _epoch_done(bar: Any, fold: int, epoch: int, m: dict[str, float]) -> None:
+    bar.update(1, **{k: m[k] for k in ("train_loss", "val_uar") if k in m})
+    log.info("fold %d epoch %d: %s", fold, epoch, " ".join(f"{k}={v:.4g}" for k, v in m.items()))
+
+
 def _train_fold(
     cfg: DictConfig,
     data: PreparedData,
@@ -226,7 +231,7 @@ def _train_fold(
         int(cfg.seed),
         device,
         ckpt_dir / f"fold{plan.fold}.pt" if cfg.trainer.checkpoint else None,
-        lambda e, m: bar.update(1, **{k: m[k] for k in ("train_loss", "val_uar") if k in m}),
+        lambda e, m: _epoch_done(bar, plan.fold, e, m),
         frozen,
         int(cfg.transfer.freeze_epochs),
         lr_start,
