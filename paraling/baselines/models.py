@@ -234,7 +234,7 @@ class DropoutDNN(ClassifierMixin, BaseEstimator):
                 net.eval()
                 with torch.no_grad():
                     rec["val_uar"] = uar(yv, net(xv).argmax(1).numpy(), n_cls)
-                if rec["val_uar"] > best:
+                if rec["val_uar"] >= best:  # ties: the later, better-trained epoch
                     best, best_state, self.best_epoch_ = rec["val_uar"], copy.deepcopy(net.state_dict()), epoch
             self.history_.append(rec)
         if val.any():
