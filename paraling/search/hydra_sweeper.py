@@ -1,0 +1,312 @@
+"""The engine of the ``hydra/sweeper=paraling_optuna`` Hydra Sweeper plugin (ask/tell through Hydra's launcher).
+
+``paraling train -m hydra/sweeper=paraling_optuna +sweep=demo [OVERRIDES]`` runs the study of ``sweeps/demo.yaml``
+with the same space, sampler, pruner, storage and MLflow parent/child runs as ``paraling sweep``. The sweeper asks
+Optuna for ``n_jobs`` trials, hands their overrides to the configured launcher (basic, joblib, submitit...) and keeps
+their heartbeats while the batch runs. Each launcher job learns its trial number from the environment variable
+``PARALING_SWEEP_TRIAL`` (set through ``hydra.job.env_set``, so it stays out of the job's ``paraling train`` line),
+loads the trial from the storage, reports ``val_uar`` per epoch and is pruned in the job itself.
+
+Hydra sweep syntax in the overrides adds parameters: ``a=1,2``/``choice(...)`` (categorical), ``range(lo,hi,step)``
+(int or stepped float, ``hi`` exclusive as in Hydra), ``interval(lo,hi)`` and ``tag(log,interval(lo,hi))`` (float).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from paraling.errors import ConfigError, SearchError
+from paraling.search.space import SearchSpace
+from paraling.search.trial import TrialContext, TrialOutcome, execute_trial
+
+__all__ = ["TRIAL_ENV", "TrialTask", "hydra_sweep"]
+
+log = logging.getLogger("paraling.search")
+
+TRIAL_ENV = "PARALING_SWEEP_TRIAL"
+
+
+class TrialTask:
+    """The launcher's task function: run the trial named by ``$PARALING_SWEEP_TRIAL`` (picklable).
+
+    Args:
+        ctx: The trial context (storage, study, parent run).
+    """
+
+    def __init__(self, ctx: TrialContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, cfg: Any) -> TrialOutcome:
+        """Run one trial on the launcher-composed ``cfg``; returns its outcome (never raises for a failed trial)."""
+        import optuna
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        from paraling.search.mlflow_parent import SweepTracking
+        from paraling.search.spec import make_pruner
+        from paraling.search.storage import create_or_load_study
+
+        ctx, spec = self.ctx, self.ctx.spec
+        number = int(os.environ[TRIAL_ENV])
+        try:
+            overrides = [str(o) for o in HydraConfig.get().overrides.task]
+        except ValueError:
+            overrides = []
+        study = create_or_load_study(
+            ctx.storage_url, spec, optuna.samplers.RandomSampler(), make_pruner(spec.pruner), create=False
+        )
+        frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        if frozen is None:
+            raise SearchError(f"trial {number} of study {spec.study_name} not found in the storage")
+        trial = optuna.trial.Trial(study, frozen._trial_id)
+        sync = None
+        if ctx.parent_run_id and ctx.tracking_uri:
+            tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
+            parent = ctx.parent_run_id
+
+            def sync(f: Any) -> None:
+                tracking.sync_child(parent, f)
+
+        def make_cfg(_: list[str]) -> Any:
+            c = copy.deepcopy(cfg)
+            OmegaConf.set_readonly(c, False)
+            return c
+
+        return execute_trial(study, trial, ctx, overrides, make_cfg, sync)
+
+
+def _sweep_params(overrides: list[Any]) -> dict[str, Any]:
+    """Hydra sweep overrides → study-file parameter mappings."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    out: dict[str, Any] = {}
+    for ov in overrides:
+        key = ov.key_or_group
+        v = ov.value()
+        if isinstance(v, ChoiceSweep):
+            out[key] = {"type": "categorical", "choices": list(ov.sweep_iterator())}
+        elif isinstance(v, RangeSweep):
+            ints = all(float(x).is_integer() for x in (v.start, v.stop, v.step)) and not any(
+                isinstance(x, float) for x in (v.start, v.stop, v.step)
+            )
+            values = list(ov.sweep_iterator())
+            if not values:
+                raise ConfigError(f"{ov.input_line}: empty range")
+            out[key] = {"type": "int" if ints else "float", "low": values[0], "high": values[-1], "step": v.step}
+        elif isinstance(v, IntervalSweep):
+            kind = "int" if isinstance(v.start, int) and isinstance(v.end, int) else "float"
+            out[key] = {"type": kind, "low": v.start, "high": v.end, "log": "log" in (v.tags or set())}
+        else:
+            raise ConfigError(f"{ov.input_line}: unsupported sweep override for the paraling_optuna sweeper")
+    return out
+
+
+def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
+    """Run the study through ``sweeper.launcher``; called by the plugin's ``sweep``.
+
+    Args:
+        sweeper: The plugin instance (``study``, ``storage``, ``study_name``, ``n_trials``, ``n_jobs``, ``timeout``,
+            ``hydra_context``, ``config``).
+        arguments: The command line's task overrides.
+
+    Returns:
+        The launcher's job returns, batch by batch.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.plugins import Plugins
+    from omegaconf import OmegaConf
+    from optuna.trial import TrialState
+
+    from paraling.search.runner import finish, prepare_study, resolve_storage_url
+    from paraling.search.spec import check_against_config, load_study_spec
+    from paraling.search.storage import (
+        Heartbeat,
+        count_trials,
+        fail_stale_trials,
+        make_storage,
+        mark_worker,
+        retry_trial,
+        study_lock,
+    )
+
+    config = sweeper.config
+    ref = sweeper.study or OmegaConf.select(config, "sweep", default=None)
+    if not ref:
+        raise ConfigError(
+            "hydra/sweeper=paraling_optuna needs a study file: add +sweep=NAME (sweeps/NAME.yaml) or "
+            "hydra.sweeper.study=PATH"
+        )
+    spec = load_study_spec(str(ref))
+    parsed = OverridesParser.create().parse_overrides(list(arguments))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != "sweep"]
+    swept = [o for o in parsed if o.is_sweep_override()]
+    if swept:
+        extra = SearchSpace.from_mapping(_sweep_params(swept), "command-line sweep")
+        clash = set(extra.names) & set(spec.space.names)
+        if clash:
+            raise ConfigError(f"command-line sweep over {sorted(clash)} clashes with the study's space")
+        spec = replace(spec, space=SearchSpace(spec.space.params + extra.params))
+    spec = spec.with_options(sweeper.n_trials, sweeper.study_name, sweeper.storage, sweeper.timeout)
+    url = resolve_storage_url(spec)
+    loader = sweeper.hydra_context.config_loader
+
+    def load(overrides: list[str]) -> Any:
+        return loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+
+    base_cfg = check_against_config(spec, fixed, load)
+    base = list(spec.overrides) + fixed
+    hydra_ov = [str(o) for o in OmegaConf.select(config, "hydra.overrides.hydra", default=[]) or []]
+    command = " ".join(["paraling train -m", *hydra_ov, *arguments])
+    prepared = prepare_study(spec, url, base, base_cfg, command)
+    ctx, study = prepared.ctx, prepared.study
+    sync = (
+        (lambda f: prepared.tracking.sync_child(ctx.parent_run_id, f))
+        if prepared.tracking and ctx.parent_run_id
+        else None
+    )
+    launcher = Plugins.instance().instantiate_launcher(
+        hydra_context=sweeper.hydra_context, task_function=TrialTask(ctx), config=config
+    )
+    storage = make_storage(url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
+    deadline = time.time() + spec.timeout if spec.timeout else None
+    n_jobs = max(1, int(sweeper.n_jobs))
+    results: list[Any] = []
+    stopped: str | None = None
+    job_idx = 0
+    batch_trials: list[Any] = []
+    try:
+        while True:
+            if deadline is not None and time.time() >= deadline:
+                stopped = "timeout"
+                break
+            with study_lock(url, spec.study_name):
+                if fail_stale_trials(study, spec.storage.grace_period) and prepared.tracking and ctx.parent_run_id:
+                    prepared.tracking.end_orphans(ctx.parent_run_id, study)
+                c = count_trials(study.get_trials(deepcopy=False))
+                if c.failed >= spec.max_failures:
+                    stopped = "failure_budget"
+                    break
+                k = n_jobs if spec.n_trials is None else min(n_jobs, spec.n_trials - c.used)
+                if k <= 0:
+                    stopped = "complete"
+                    break
+                batch_trials = [study.ask() for _ in range(k)]
+                for t in batch_trials:
+                    mark_worker(storage, t._trial_id)
+            batch, launched = [], []
+            for t in batch_trials:
+                heartbeat.add(t._trial_id)
+                overrides = base + spec.space.overrides(spec.space.suggest(t))
+                try:
+                    load(overrides)
+                except Exception as exc:  # a combination that does not compose fails alone, not the batch
+                    reason = f"does not compose: {' '.join(str(exc).split())[:500]}"
+                    t.set_user_attr("overrides", overrides)
+                    t.set_user_attr("fail_reason", reason)
+                    frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+                    if sync:
+                        sync(frozen)
+                    log.info("trial %d FAIL (%s)", t.number, reason)
+                    continue
+                batch.append([*overrides, f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"])
+                launched.append(t)
+            if batch:
+                rets = launcher.launch(batch, initial_job_idx=job_idx)
+                job_idx += len(batch)
+                results.append(rets)
+                for t, ret in zip(launched, rets, strict=False):
+                    _settle(study, t, ret, sync)
+            for t in batch_trials:
+                heartbeat.remove(t._trial_id)
+            batch_trials = []
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        for t in batch_trials:
+            frozen = study._storage.get_trial(t._trial_id)
+            if frozen.state == TrialState.RUNNING:
+                t.set_user_attr("fail_reason", "interrupted (Ctrl-C); queued for a retry")
+                frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+                retry_trial(study, frozen)
+                if sync:
+                    sync(frozen)
+    except Exception as exc:  # the launcher itself failed: record the batch, close the parent, re-raise
+        for t in batch_trials:
+            _settle(study, t, _Failed(exc), sync)
+        finish(prepared, "error")
+        raise
+    finally:
+        heartbeat.close()
+    summary = finish(prepared, stopped)
+    print(summary.format(), flush=True)
+    _write_results(config, summary)
+    if summary.stopped == "interrupted":
+        raise SystemExit(130)
+    if not summary.ok:
+        raise SearchError(
+            f"study {summary.study_name} stopped ({summary.stopped}): " + "; ".join(summary.fail_reasons[:3])
+        )
+    return results
+
+
+class _Failed:
+    """Stands in for a JobReturn when the launcher raised."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self._return_value = exc
+
+
+def _settle(study: Any, trial: Any, ret: Any, sync: Any) -> None:
+    """A job that died or raised before telling Optuna leaves its trial RUNNING: fail it with the job's error."""
+    from optuna.trial import TrialState
+
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state != TrialState.RUNNING:
+        return
+    err = getattr(ret, "_return_value", None)
+    reason = (
+        f"launcher job failed: {type(err).__name__}: {err}"
+        if isinstance(err, BaseException)
+        else "launcher job ended without reporting"
+    )
+    trial.set_user_attr("fail_reason", reason[:2000])
+    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    if sync:
+        try:
+            sync(frozen)
+        except Exception as exc:  # MLflow hiccups must not lose the Optuna record
+            log.warning("trial %d: could not update its MLflow run: %s", trial.number, exc)
+    log.info("trial %d FAIL (%s)", trial.number, reason)
+
+
+def _write_results(config: Any, summary: Any) -> None:
+    """``optimization_results.yaml`` in the multirun folder (best params and value, counts)."""
+    from omegaconf import OmegaConf
+
+    folder = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+    if not folder:
+        return
+    out = {
+        "study": summary.study_name,
+        "storage": summary.storage,
+        "metric": summary.metric,
+        "best_trial": summary.best_number,
+        "best_value": summary.best_value,
+        "best_params": summary.best_params,
+        "reproduce": summary.best_reproduce,
+        "complete": summary.complete,
+        "pruned": summary.pruned,
+        "failed": summary.failed,
+        "mlflow_parent_run": summary.parent_run_id,
+    }
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(out), Path(folder) / "optimization_results.yaml")
+    except (OSError, ValueError) as exc:
+        log.warning("could not write optimization_results.yaml: %s", exc)

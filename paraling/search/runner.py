@@ -1,0 +1,506 @@
+"""``paraling sweep``: create the study once, run N worker processes against it, summarise.
+
+Each worker loops: under the study lock it fails stale trials (dead workers), checks the failure budget and
+``n_trials``, and asks Optuna for the next trial; then it runs the trial outside the lock with a heartbeat. With
+``--workers 1`` the loop runs in this process; otherwise in ``multiprocessing`` *spawn* processes, each using
+``cores // workers`` torch threads. Other machines join by running the same command against the same PostgreSQL
+storage and MLflow server. Re-running the command resumes: only the missing trials run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from paraling.errors import ParalingError, SearchError
+from paraling.search.mlflow_parent import SweepTracking
+from paraling.search.spec import StudySpec, check_against_config, make_pruner, make_sampler
+from paraling.search.storage import (
+    Heartbeat,
+    count_trials,
+    create_or_load_study,
+    default_storage_path,
+    describe_storage,
+    fail_stale_trials,
+    is_rdb_url,
+    make_storage,
+    mark_worker,
+    study_lock,
+)
+from paraling.search.trial import TrialContext, execute_trial, reproduce_line
+
+__all__ = ["PreparedStudy", "SweepOptions", "SweepSummary", "prepare_study", "run_sweep", "summarize"]
+
+log = logging.getLogger("paraling.search")
+
+
+@dataclass
+class SweepOptions:
+    """Command-line options of ``paraling sweep`` (``None`` keeps the study file's value)."""
+
+    n_trials: int | None = None
+    workers: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    timeout: float | None = None
+    overrides: list[str] = field(default_factory=list)
+    dashboard: bool = False
+    dashboard_port: int = 8080
+
+
+@dataclass
+class SweepSummary:
+    """The end-of-sweep report."""
+
+    study_name: str
+    storage: str
+    metric: str
+    direction: str
+    n_trials: int | None
+    failure_budget: int
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    retried: int = 0
+    running: int = 0
+    waiting: int = 0
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_reproduce: str = ""
+    parent_run_id: str | None = None
+    tracking_uri: str | None = None
+    stopped: str = "complete"
+    fail_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the sweep ended normally (budget reached, timeout, or other machines still running)."""
+        return self.stopped in ("complete", "timeout", "others_running")
+
+    def format(self) -> str:
+        """Human-readable summary lines."""
+        total = f" of {self.n_trials}" if self.n_trials else ""
+        lines = [
+            "",
+            f"paraling sweep: study {self.study_name}  (storage {self.storage})",
+            f"  trials: {self.complete + self.pruned + self.failed}{total} finished: {self.complete} complete, "
+            f"{self.pruned} pruned, {self.failed} failed"
+            + (f", {self.retried} retried after a dead worker/Ctrl-C" if self.retried else "")
+            + (f"; {self.running} running elsewhere" if self.running else "")
+            + (f"; {self.waiting} queued" if self.waiting else ""),
+        ]
+        if self.best_number is not None:
+            lines.append(f"  best: trial {self.best_number}, {self.metric} = {self.best_value:.4f} ({self.direction})")
+            lines += [f"    {k} = {v}" for k, v in self.best_params.items()]
+            lines.append(f"  reproduce: {self.best_reproduce}")
+        else:
+            lines.append("  best: none (no trial completed)")
+        if self.fail_reasons:
+            lines.append(
+                "  failures: " + "; ".join(self.fail_reasons[:3]) + (" ..." if len(self.fail_reasons) > 3 else "")
+            )
+        if self.parent_run_id:
+            lines.append(
+                f"  MLflow parent run: {self.parent_run_id}  (mlflow ui --backend-store-uri "
+                f"{describe_storage(self.tracking_uri or '')})"
+            )
+        lines.append(f"  dashboard: optuna-dashboard {self.storage}")
+        notes = {
+            "timeout": "  stopped: timeout reached (re-run the command to continue)",
+            "failure_budget": f"  stopped: {self.failed} trials failed (failure_budget={self.failure_budget}); fix the "
+            "cause or raise failure_budget, then re-run to resume",
+            "interrupted": "  interrupted: re-run the same command to resume",
+            "workers_failed": "  stopped early: worker processes ended abnormally; re-run the same command to resume",
+            "others_running": "  other workers are still running trials of this study",
+        }
+        if self.stopped in notes:
+            lines.append(notes[self.stopped])
+        return "\n".join(lines)
+
+
+@dataclass
+class PreparedStudy:
+    """A created/loaded study with its trial context (the shared start of ``paraling sweep`` and the sweeper)."""
+
+    spec: StudySpec
+    url: str
+    study: Any
+    ctx: TrialContext
+    tracking: SweepTracking | None
+
+
+def resolve_storage_url(spec: StudySpec) -> str:
+    """``spec.storage.url`` or the default journal file (absolute, so workers in other folders agree)."""
+    if spec.storage.url:
+        return spec.storage.url
+    return str(default_storage_path(spec.study_name, spec.path).resolve())
+
+
+def prepare_study(spec: StudySpec, url: str, base_overrides: list[str], base_cfg: Any, command: str) -> PreparedStudy:
+    """Create or load the study and its MLflow parent run (once, under the study lock); recover stale trials.
+
+    Args:
+        spec: The validated study.
+        url: Storage URL or journal path.
+        base_overrides: Study overrides + command-line overrides.
+        base_cfg: The composed base configuration (its ``tracking`` node locates the parent run).
+        command: The command line (parent run's ``paraling.reproduce`` tag).
+    """
+    from paraling.tracking import resolve_tracking_uri
+
+    tracking = None
+    uri = None
+    if base_cfg is not None and bool(base_cfg.tracking.enabled):
+        uri = resolve_tracking_uri(base_cfg.tracking.uri)
+        tracking = SweepTracking(uri, str(base_cfg.tracking.experiment), spec.study_name)
+    parent = None
+    with study_lock(url, spec.study_name):
+        study = create_or_load_study(url, spec)
+        _record_space(study, spec)
+        fail_stale_trials(study, spec.storage.grace_period)
+        if tracking is not None:
+            parent = tracking.open_parent(study, spec, url, command)
+            tracking.end_orphans(parent, study)
+    ctx = TrialContext(
+        spec,
+        url,
+        list(base_overrides),
+        parent,
+        uri,
+        str(base_cfg.tracking.experiment) if base_cfg is not None else "paraling",
+    )
+    return PreparedStudy(spec, url, study, ctx, tracking)
+
+
+def _record_space(study: Any, spec: StudySpec) -> None:
+    desc = spec.space.describe()
+    old = study.user_attrs.get("space")
+    if old is None:
+        study.set_user_attr("space", desc)
+        study.set_user_attr("metric", spec.metric)
+    elif old != desc:
+        log.warning(
+            "the search space of study %s changed since it was created; Optuna keeps the old trials and "
+            "samples the new space from now on",
+            spec.study_name,
+        )
+        study.set_user_attr("space", desc)
+
+
+def summarize(prepared: PreparedStudy, stopped: str) -> SweepSummary:
+    """Counts, best trial and reproduce line of the study."""
+    spec, study = prepared.spec, prepared.study
+    c = count_trials(study.get_trials(deepcopy=False))
+    s = SweepSummary(
+        spec.study_name,
+        describe_storage(prepared.url),
+        spec.metric,
+        spec.direction,
+        spec.n_trials,
+        spec.max_failures,
+        c.complete,
+        c.pruned,
+        c.failed,
+        c.retried,
+        c.running,
+        c.waiting,
+        parent_run_id=prepared.ctx.parent_run_id,
+        tracking_uri=prepared.ctx.tracking_uri,
+        stopped=stopped,
+        fail_reasons=c.fail_reasons,
+    )
+    if c.complete:
+        best = study.best_trial
+        s.best_number, s.best_value, s.best_params = best.number, best.value, dict(best.params)
+        s.best_reproduce = str(best.user_attrs.get("reproduce") or reproduce_line(best.user_attrs.get("overrides", [])))
+    return s
+
+
+def _stop_reason(prepared: PreparedStudy, stopped: str | None) -> str:
+    spec = prepared.spec
+    c = count_trials(prepared.study.get_trials(deepcopy=False))
+    if stopped == "interrupted":
+        return stopped
+    if c.failed >= spec.max_failures and (spec.n_trials is None or c.finished < spec.n_trials):
+        return "failure_budget"
+    if c.running:
+        return "others_running"
+    if spec.n_trials is not None and c.used >= spec.n_trials and not c.waiting:
+        return "complete"
+    if stopped == "timeout":
+        return "timeout"
+    return "workers_failed" if spec.n_trials is not None else "timeout"
+
+
+def finish(prepared: PreparedStudy, stopped: str | None) -> SweepSummary:
+    """Final recovery pass, parent run results and status, and the summary."""
+    study = prepared.study
+    with study_lock(prepared.url, prepared.spec.study_name):
+        fail_stale_trials(study, prepared.spec.storage.grace_period)
+        reason = _stop_reason(prepared, stopped)
+        summary = summarize(prepared, reason)
+        if prepared.tracking is not None and prepared.ctx.parent_run_id:
+            status = {
+                "complete": "FINISHED",
+                "timeout": "FINISHED",
+                "interrupted": "KILLED",
+                "others_running": None,
+            }.get(reason, "FAILED")
+            try:
+                prepared.tracking.end_orphans(prepared.ctx.parent_run_id, study)
+                prepared.tracking.missing_children(prepared.ctx.parent_run_id, study)
+                prepared.tracking.finalize(prepared.ctx.parent_run_id, study, summary, status)
+            except Exception as exc:  # the Optuna study is the record; MLflow can be fixed by a re-run
+                log.error("could not finalise the MLflow parent run %s: %s", prepared.ctx.parent_run_id, exc)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------- workers
+
+
+@dataclass
+class WorkerArgs:
+    """What a worker process needs (picklable)."""
+
+    ctx: TrialContext
+    index: int
+    n_workers: int
+    deadline: float | None
+    threads: int | None
+    parent_pid: int | None = None
+
+
+def worker_seed(seed: int | None, index: int, n_workers: int, url: str) -> int | None:
+    """The sampler seed of one worker: the study's seed for a single local worker, else one derived per host/worker.
+
+    Parallel workers must not share a seed or their random start-up samples coincide.
+    """
+    if seed is None or (n_workers == 1 and not is_rdb_url(url)):
+        return seed
+    h = hashlib.blake2b(f"{seed}:{socket.gethostname()}:{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(h, "big") % (2**31)
+
+
+def _composer() -> Callable[[list[str]], Any]:
+    from hydra import compose
+
+    return lambda overrides: compose("config", overrides=overrides)
+
+
+@contextlib.contextmanager
+def hydra_context() -> Iterator[None]:
+    """Hydra's compose API on paraling's ``conf/`` (no-op when Hydra is already initialised)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from paraling.cli import CONF_DIR
+    from paraling.config import register_configs
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        yield
+
+
+def worker_loop(args: WorkerArgs) -> str:
+    """Take and run trials until the study is done; returns why it stopped.
+
+    Returns:
+        ``complete``, ``timeout``, ``failure_budget`` or ``orphaned`` (the coordinating process died).
+    """
+    ctx, spec = args.ctx, args.ctx.spec
+    storage = make_storage(ctx.storage_url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    sampler = make_sampler(
+        spec.sampler, spec.space, worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url)
+    )
+    study = create_or_load_study(ctx.storage_url, spec, sampler, make_pruner(spec.pruner), create=False)
+    tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name) if ctx.parent_run_id else None
+    heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
+    sync = (lambda frozen: tracking.sync_child(ctx.parent_run_id, frozen)) if tracking and ctx.parent_run_id else None
+    try:
+        with hydra_context():
+            compose = _composer()
+            while True:
+                if args.deadline is not None and time.time() >= args.deadline:
+                    return "timeout"
+                if args.parent_pid is not None and os.getppid() != args.parent_pid:
+                    return "orphaned"
+                with study_lock(ctx.storage_url, spec.study_name):
+                    stale = fail_stale_trials(study, spec.storage.grace_period)
+                    if stale and tracking is not None and ctx.parent_run_id:
+                        tracking.end_orphans(ctx.parent_run_id, study)
+                    c = count_trials(study.get_trials(deepcopy=False))
+                    if c.failed >= spec.max_failures:
+                        return "failure_budget"
+                    if spec.n_trials is not None and c.used >= spec.n_trials:
+                        return "complete"
+                    trial = study.ask()
+                    mark_worker(storage, trial._trial_id)
+                heartbeat.add(trial._trial_id)
+                try:
+                    values = spec.space.suggest(trial)
+                    overrides = ctx.base_overrides + spec.space.overrides(values)
+                    execute_trial(study, trial, ctx, overrides, compose, sync)
+                finally:
+                    heartbeat.remove(trial._trial_id)
+    finally:
+        heartbeat.close()
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def worker_main(args: WorkerArgs) -> None:
+    """Entry point of a spawned worker: SIGTERM (sent by the coordinator on Ctrl-C) stops it cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C goes to the coordinator, which forwards it
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s [w{args.index}] %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        reason = worker_loop(args)
+        log.info("worker %d stopped: %s", args.index, reason)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ParalingError as exc:
+        print(f"paraling: error: [w{args.index}] {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(0)
+
+
+def _run_processes(args_list: list[WorkerArgs]) -> str | None:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=worker_main, args=(a,), name=f"paraling-sweep-w{a.index}") for a in args_list]
+    for p in procs:
+        p.start()
+    log.info("started %d workers: pids %s", len(procs), [p.pid for p in procs])
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        log.warning("interrupted: stopping workers (their current trials are recorded as FAIL, interrupted)")
+        for p in procs:
+            if p.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        try:
+            for p in procs:
+                p.join(timeout=60)
+        except KeyboardInterrupt:
+            pass
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        return "interrupted"
+    bad = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
+    for name, code in bad:
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        log.warning("%s ended abnormally (%s)", name, how)
+    return None
+
+
+def _start_dashboard(url: str, port: int) -> None:
+    try:
+        import optuna_dashboard
+    except ImportError as exc:
+        raise SearchError("--dashboard needs optuna-dashboard: pip install optuna-dashboard") from exc
+    storage = url if is_rdb_url(url) else make_storage(url)
+    t = threading.Thread(
+        target=optuna_dashboard.run_server, args=(storage,), kwargs={"host": "127.0.0.1", "port": port}, daemon=True
+    )
+    t.start()
+    log.info("optuna-dashboard: http://127.0.0.1:%d", port)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _interrupt_once)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str = "") -> SweepSummary:
+    """Run or resume the study ``spec`` until ``n_trials``/``timeout`` is reached; returns the summary.
+
+    Args:
+        spec: The validated study (see :func:`~paraling.search.spec.load_study_spec`).
+        options: Command-line options (workers, storage, extra overrides...).
+        command: The command line, logged on the MLflow parent run.
+
+    Raises:
+        ConfigError: The study does not fit the configuration (before any trial runs).
+        SearchError: The storage cannot be opened or the study conflicts with the file.
+    """
+    options = options or SweepOptions()
+    if options.workers < 1:
+        raise SearchError(f"--workers must be >= 1, but got workers={options.workers}")
+    spec = spec.with_options(options.n_trials, options.study_name, options.storage, options.timeout)
+    url = resolve_storage_url(spec)
+    with hydra_context():
+        base_cfg = check_against_config(spec, list(options.overrides), _composer())
+    base = list(spec.overrides) + list(options.overrides)
+    prepared = prepare_study(spec, url, base, base_cfg, command or f"paraling sweep {spec.path or spec.study_name}")
+    if options.dashboard:
+        _start_dashboard(url, options.dashboard_port)
+    c = count_trials(prepared.study.get_trials(deepcopy=False))
+    remaining = None if spec.n_trials is None else max(spec.n_trials - c.used, 0)
+    log.info(
+        "study %s: %d trials so far (%d complete, %d pruned, %d failed, %d running); %s to run",
+        spec.study_name,
+        c.used,
+        c.complete,
+        c.pruned,
+        c.failed,
+        c.running,
+        "until timeout" if remaining is None else remaining,
+    )
+    deadline = time.time() + spec.timeout if spec.timeout else None
+    stopped: str | None = None
+    with _sigterm_as_interrupt():
+        try:
+            if (remaining is None or remaining > 0) and c.failed < spec.max_failures:
+                n = options.workers if remaining is None else min(options.workers, remaining)
+                threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else None
+                args = [
+                    WorkerArgs(
+                        TrialContext(**{**prepared.ctx.__dict__, "quiet": n > 1}), i, n, deadline, threads, os.getpid()
+                    )
+                    for i in range(n)
+                ]
+                if n == 1:
+                    args[0].parent_pid = None
+                    stopped = worker_loop(args[0])
+                else:
+                    stopped = _run_processes(args)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        summary = finish(prepared, stopped)
+    return summary

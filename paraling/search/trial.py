@@ -1,0 +1,228 @@
+"""One trial: compose its configuration, run the experiment, report per-epoch values, prune, tell Optuna.
+
+The same :func:`execute_trial` runs inside ``paraling sweep`` workers (which compose the configuration with Hydra's
+compose API) and inside Hydra launcher jobs of the ``paraling_optuna`` sweeper (whose configuration the launcher
+composed), so both paths give the same trial records and the same MLflow parent/child structure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shlex
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from paraling.errors import Pruned, SearchError
+from paraling.search.spec import StudySpec
+
+__all__ = ["TrialContext", "TrialOutcome", "TrialReporter", "execute_trial", "reproduce_line"]
+
+log = logging.getLogger("paraling.search")
+
+
+def reproduce_line(overrides: list[str]) -> str:
+    """``paraling train o1 o2 ...`` with shell quoting (copy-paste safe)."""
+    return " ".join(["paraling", "train", *(shlex.quote(o) for o in overrides)])
+
+
+@dataclass
+class TrialContext:
+    """Everything a process needs to run trials of one study (picklable: sent to workers and launcher jobs).
+
+    Attributes:
+        spec: The validated study.
+        storage_url: Optuna storage (journal path or database URL; may hold a password, never logged unmasked).
+        base_overrides: Study overrides followed by command-line overrides.
+        parent_run_id: MLflow parent run of the study (``None`` when tracking is disabled).
+        tracking_uri: Resolved MLflow tracking URI of the parent run.
+        experiment: MLflow experiment of the parent run.
+        quiet: Turn per-epoch progress bars off (several workers share a terminal).
+        label: Prefix of log lines (``w0``...).
+    """
+
+    spec: StudySpec
+    storage_url: str
+    base_overrides: list[str] = field(default_factory=list)
+    parent_run_id: str | None = None
+    tracking_uri: str | None = None
+    experiment: str = "paraling"
+    quiet: bool = False
+    label: str = ""
+
+
+@dataclass
+class TrialOutcome:
+    """What happened to a trial (returned by launcher jobs to the Hydra sweeper)."""
+
+    number: int
+    state: str
+    value: float | None = None
+    reason: str = ""
+    run_id: str | None = None
+    seconds: float = 0.0
+
+
+class TrialReporter:
+    """A :class:`paraling.training.Reporter` that reports ``prune_on`` to Optuna and raises ``Pruned``.
+
+    The step is ``fold * epochs + epoch``, monotone over the folds of a cross-validation, so the pruner compares
+    trials at the same fold and epoch.
+
+    Args:
+        trial: The live :class:`optuna.trial.Trial`.
+        epochs: Epochs per fold (``trainer.epochs``).
+        key: Per-epoch metric to report (``val_uar``).
+    """
+
+    def __init__(self, trial: Any, epochs: int, key: str = "val_uar") -> None:
+        self.trial, self.epochs, self.key = trial, max(int(epochs), 1), key
+        self.last_step: int | None = None
+
+    def on_epoch_end(self, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Report ``metrics[key]`` at step ``fold * epochs + epoch``; raise ``Pruned`` when the pruner says so."""
+        value = metrics.get(self.key)
+        if value is None or not math.isfinite(float(value)):
+            return
+        step = int(fold) * self.epochs + int(epoch)
+        self.trial.report(float(value), step)
+        self.last_step = step
+        if self.trial.should_prune():
+            raise Pruned(f"trial {self.trial.number} pruned at fold {fold}, epoch {epoch} ({self.key}={value:.4f})")
+
+
+@contextlib.contextmanager
+def _no_sigint() -> Iterator[None]:
+    """Ignore further Ctrl-C while recording an interrupted trial (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _metric_value(result: Any, metric: str) -> float:
+    value = result.uar if metric == "uar" else result.metrics.get(metric)
+    if value is None:
+        raise SearchError(f"metric {metric!r} is not among the run's results {sorted(result.metrics)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise SearchError(f"metric {metric} is {value}; a trial needs a finite value")
+    return value
+
+
+def execute_trial(
+    study: Any,
+    trial: Any,
+    ctx: TrialContext,
+    overrides: list[str],
+    make_cfg: Callable[[list[str]], Any],
+    sync: Callable[[Any], None] | None = None,
+) -> TrialOutcome:
+    """Run one trial to a final Optuna state (COMPLETE, PRUNED or FAIL) and return what happened.
+
+    Exceptions of the experiment (bad combination, ``TrainingError`` on NaN loss, CUDA out-of-memory) make the trial
+    FAIL with the reason in the ``fail_reason`` user attribute and the child run's ``paraling.error`` tag. Ctrl-C makes
+    it FAIL as interrupted, queues it for a retry and re-raises ``KeyboardInterrupt``.
+
+    Args:
+        study: The Optuna study.
+        trial: The live trial (asked here or loaded from storage in a launcher job).
+        ctx: The trial context.
+        overrides: All Hydra overrides of the trial (logged as its ``paraling train`` line).
+        make_cfg: Composes the configuration from ``overrides``.
+        sync: Called with the finished :class:`~optuna.trial.FrozenTrial` (aligns the MLflow child run).
+    """
+    from optuna.trial import TrialState
+
+    from paraling.experiment import run_experiment
+    from paraling.search.storage import retry_trial
+
+    spec = ctx.spec
+    number = trial.number
+    trial.set_user_attr("overrides", list(overrides))
+    trial.set_user_attr("reproduce", reproduce_line(list(overrides)))
+    shown = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    log.info("%strial %d started: %s", _prefix(ctx), number, shown)
+    tags = {"paraling.sweep.study": spec.study_name, "paraling.sweep.trial": str(number)}
+    t0 = time.perf_counter()
+    outcome = TrialOutcome(number, "FAIL")
+    interrupted = False
+    try:
+        cfg = make_cfg(list(overrides))
+        if ctx.quiet:
+            cfg.progress = "never"
+        # One MLflow run per trial: no per-epoch checkpoints, whose run_id file would make a later trial with the
+        # same configuration (or a retry) re-open this trial's run. A retried trial starts over.
+        cfg.trainer.checkpoint = False
+        reporter = TrialReporter(trial, int(cfg.trainer.epochs), spec.prune_on)
+        result = run_experiment(
+            cfg, reporter=reporter, parent_run_id=ctx.parent_run_id, overrides=list(overrides), tags=tags
+        )
+        outcome.run_id = result.run_id
+        if result.run_id:
+            trial.set_user_attr("mlflow_run_id", result.run_id)
+        outcome.value = _metric_value(result, spec.metric)
+        outcome.state = "COMPLETE"
+    except Pruned as exc:
+        outcome.state, outcome.reason = "PRUNED", str(exc)
+    except KeyboardInterrupt:
+        interrupted = True
+        outcome.reason = "interrupted (Ctrl-C); queued for a retry"
+    except Exception as exc:  # the sweep goes on: any error of one trial is that trial's FAIL
+        outcome.reason = f"{type(exc).__name__}: {exc}".strip()
+        _free_memory()
+    outcome.seconds = time.perf_counter() - t0
+    with _no_sigint() if interrupted else contextlib.nullcontext():
+        if outcome.reason and outcome.state == "FAIL":
+            trial.set_user_attr("fail_reason", outcome.reason[:2000])
+        state = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(outcome.state, TrialState.FAIL)
+        frozen = study.tell(
+            trial, outcome.value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
+        )
+        if frozen.state != state:
+            log.warning(
+                "%strial %d was already %s (its worker was presumed dead); keeping that state",
+                _prefix(ctx),
+                number,
+                frozen.state.name,
+            )
+            outcome.state = frozen.state.name
+        if interrupted:
+            retry_trial(study, frozen)
+        if sync is not None:
+            try:
+                sync(frozen)
+            except Exception as exc:  # MLflow hiccups must not lose the Optuna record
+                log.warning("%strial %d: could not update its MLflow run: %s", _prefix(ctx), number, exc)
+    value = f" {spec.metric}={outcome.value:.4f}" if outcome.value is not None else ""
+    why = f" ({outcome.reason})" if outcome.reason and outcome.state != "COMPLETE" else ""
+    log.info("%strial %d %s%s in %.1f s%s", _prefix(ctx), number, outcome.state, value, outcome.seconds, why)
+    if interrupted:
+        raise KeyboardInterrupt
+    return outcome
+
+
+def _prefix(ctx: TrialContext) -> str:
+    return f"[{ctx.label}] " if ctx.label else ""
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort after an OOM
+        pass
