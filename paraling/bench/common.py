@@ -1,0 +1,80 @@
+"""Shared pieces of the benchmarks: synthetic data, timing, the matmul peak and FLOP counting."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from paraling.models.cnn import WindowCNN
+from paraling.windows import WindowBank
+
+__all__ = ["Figure", "matmul_peak_gflops", "paper_cnn", "synthetic_bank", "timed", "train_flops_per_window"]
+
+
+@dataclass
+class Figure:
+    """One benchmark line: paraling's value, the reference measured in the same run, and the ratio."""
+
+    name: str
+    value: float
+    reference: float
+    unit: str
+    ratio: float
+    target: str = ""
+    note: str = ""
+
+
+def paper_cnn(n_mels: int = 40, width: int = 11, n_classes: int = 7) -> WindowCNN:
+    """The default CNN: 32/64/128 channels, 3x3/2x2/2x2 kernels, 2 x 500 FC."""
+    return WindowCNN(n_mels, width, n_classes, [32, 64, 128], [3, 2, 2], [0.1, 0.2, 0.3], [500, 500], 0.5)
+
+
+def synthetic_bank(
+    n_utts: int, frames: int, n_mels: int = 40, width: int = 11, shift: int = 2, seed: int = 0
+) -> tuple[WindowBank, np.ndarray]:
+    """A window bank of random log-mel-like features and random labels (7 classes)."""
+    rng = np.random.default_rng(seed)
+    feats = [rng.normal(size=(frames, n_mels)).astype(np.float32) for _ in range(n_utts)]
+    bank = WindowBank(feats, [f.sum(1) for f in feats], width, shift, normalize="none")
+    return bank, rng.integers(0, 7, n_utts)
+
+
+def timed(fn: Callable[[], object], repeats: int = 1) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs (seconds)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(
+    dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5
+) -> float:
+    """Best median GFLOP/s of square matmuls (all threads, warm-up first)."""
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, dtype=dtype)
+        b = torch.randn(n, n, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        med = timed(lambda a=a, b=b: a @ b, repeats)
+        best = max(best, 2 * n**3 / med / 1e9)
+    return best
+
+
+def train_flops_per_window(model: torch.nn.Module, n_mels: int = 40, width: int = 11) -> float:
+    """Forward + backward FLOPs of one window (torch.utils.flop_counter, batch of 64 divided by 64)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(64, 1, n_mels, width)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 64

@@ -1,0 +1,121 @@
+"""Training and inference throughput of paraling's loop against a naive per-window Dataset/DataLoader loop."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from paraling.bench.common import paper_cnn, synthetic_bank
+from paraling.config import TrainerConfig
+from paraling.training import fit, predict_windows
+from paraling.windows import WindowBank
+
+__all__ = ["NaiveWindows", "fast_infer", "fast_train", "naive_infer", "naive_train"]
+
+
+class NaiveWindows(Dataset):
+    """The textbook way: one Python object per window, each ``__getitem__`` slicing a numpy array."""
+
+    def __init__(self, bank: WindowBank, labels: np.ndarray) -> None:
+        self.items = []
+        data = bank.data.numpy()
+        for k, (s, u) in enumerate(zip(bank.starts.tolist(), bank.utt.tolist(), strict=True)):
+            self.items.append((s, int(labels[u]), k))
+        self.data, self.width = data, bank.width
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        s, y, _ = self.items[i]
+        return torch.from_numpy(self.data[s : s + self.width].T.copy()).unsqueeze(0), y
+
+
+def naive_train(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int, seed: int = 0) -> float:
+    """Windows/s of a plain fp32 NCHW loop (DataLoader, SGD+Nesterov, CE) over ``n_windows`` windows."""
+    torch.manual_seed(seed)
+    model = paper_cnn(bank.n_mels, bank.width)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    loader = DataLoader(NaiveWindows(bank, labels), batch_size=batch_size, shuffle=True)
+    model.train()
+    seen, t0 = 0, 0.0
+    for i, (x, y) in enumerate(loader):
+        if i == 2:  # warm-up batches excluded
+            t0, seen = time.perf_counter(), 0
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(y)
+        if seen >= n_windows and i > 2:
+            break
+    return seen / (time.perf_counter() - t0)
+
+
+def fast_train(
+    bank: WindowBank,
+    labels: np.ndarray,
+    batch_size: int,
+    n_windows: int,
+    precision: str = "fp32",
+    channels_last: bool = True,
+    seed: int = 0,
+) -> float:
+    """Windows/s of :func:`paraling.training.fit` (one epoch of ``n_windows`` windows, no validation)."""
+    torch.manual_seed(seed)
+    model = paper_cnn(bank.n_mels, bank.width)
+    cfg = OmegaConf.structured(
+        TrainerConfig(
+            epochs=1,
+            batch_size=batch_size,
+            precision=precision,
+            channels_last=channels_last,
+            max_windows_per_epoch=n_windows,
+            checkpoint=False,
+        )
+    )
+    idx = torch.arange(bank.n_windows)
+    y = torch.from_numpy(labels[bank.utt.numpy()])
+    warm = OmegaConf.merge(cfg, {"max_windows_per_epoch": 2 * batch_size})
+    fit(model, bank, idx, y, None, warm)  # warm-up (allocations, kernels)
+    res = fit(model, bank, idx, y, None, cfg)
+    return res.windows_per_second
+
+
+def naive_infer(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int) -> float:
+    """Windows/s of a plain eval loop over a per-window DataLoader."""
+    model = paper_cnn(bank.n_mels, bank.width).eval()
+    loader = DataLoader(NaiveWindows(bank, labels), batch_size=batch_size, shuffle=False)
+    seen, t0 = 0, time.perf_counter()
+    with torch.no_grad():
+        for x, _ in loader:
+            torch.softmax(model(x), 1)
+            seen += len(x)
+            if seen >= n_windows:
+                break
+    return seen / (time.perf_counter() - t0)
+
+
+def fast_infer(
+    bank: WindowBank, batch_size: int, n_windows: int, precision: str = "fp32", channels_last: bool = True
+) -> float:
+    """Windows/s of :func:`paraling.training.predict_windows`."""
+    model = paper_cnn(bank.n_mels, bank.width)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    idx = torch.arange(min(n_windows, bank.n_windows))
+    predict_windows(model, bank, idx[: 2 * batch_size], batch_size, None, dtype, channels_last)
+    t0 = time.perf_counter()
+    predict_windows(model, bank, idx, batch_size, None, dtype, channels_last)
+    return len(idx) / (time.perf_counter() - t0)
+
+
+def make_bank(n_windows: int, seed: int = 0) -> tuple[WindowBank, np.ndarray]:
+    """A bank holding about ``n_windows`` windows (300-frame utterances, width 11, shift 2)."""
+    per = (300 - 11) // 2 + 1
+    return synthetic_bank(max(2, n_windows // per + 1), 300, seed=seed)

@@ -1,0 +1,211 @@
+"""The benchmark suite: runs every figure, prints value / reference / ratio, writes JSON, logs to MLflow."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paraling.bench.common import Figure, matmul_peak_gflops, paper_cnn, train_flops_per_window
+
+__all__ = ["run_suite"]
+
+QUICK = {
+    "train_windows": 6_000,
+    "infer_windows": 20_000,
+    "feature_files": 60,
+    "mem_sizes": (100, 200),
+    "uar": (10, 2, 3, 6_000),
+}
+FULL = {
+    "train_windows": 40_000,
+    "infer_windows": 100_000,
+    "feature_files": 300,
+    "mem_sizes": (200, 600),
+    "uar": (30, 5, 8, None),
+}
+
+
+def _fmt(f: Figure) -> str:
+    return f"{f.name:<34} {f.value:>12.1f} {f.reference:>12.1f} {f.unit:<16} x{f.ratio:>6.2f}  {f.target:<10} {f.note}"
+
+
+def run_suite(
+    quick: bool = True, precision: str = "bf16", batch_size: int = 512, skip: tuple[str, ...] = (), log: Any = print
+) -> dict[str, Any]:
+    """Run the benchmarks; return the JSON-able result (``figures`` plus the headline keys)."""
+    from paraling.bench.speed import fast_infer, fast_train, make_bank, naive_infer, naive_train
+
+    p = QUICK if quick else FULL
+    figures: list[Figure] = []
+    result: dict[str, Any] = {
+        "quick": quick,
+        "precision": precision,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
+    log(
+        f"paraling bench ({'quick' if quick else 'full'}; {torch.get_num_threads()} threads; fast path "
+        f"precision={precision}, channels-last, batch {batch_size})"
+    )
+    log(f"{'figure':<34} {'paraling':>12} {'reference':>12} {'unit':<16} {'ratio':>7}  {'target':<10} note")
+    t_all = time.perf_counter()
+    if "train" not in skip:
+        bank, labels = make_bank(p["train_windows"] * 2)
+        naive = naive_train(bank, labels, batch_size, p["train_windows"])
+        fast = fast_train(bank, labels, batch_size, p["train_windows"], precision)
+        figures.append(
+            Figure(
+                "(a) training windows/s",
+                fast,
+                naive,
+                "windows/s",
+                fast / naive,
+                ">= 2.5x",
+                "reference: per-window Dataset + DataLoader, fp32 NCHW",
+            )
+        )
+        flops = train_flops_per_window(paper_cnn())
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        peak = matmul_peak_gflops(dtype)
+        achieved = fast * flops / 1e9
+        figures.append(
+            Figure(
+                "(b) training GFLOP/s vs matmul peak",
+                achieved,
+                peak,
+                "GFLOP/s",
+                achieved / peak,
+                ">= 0.50",
+                f"{flops / 1e6:.1f} MFLOP/window fwd+bwd; {dtype} peak",
+            )
+        )
+        result["train_windows_per_s"], result["naive_train_windows_per_s"] = fast, naive
+        result["train_speedup_vs_naive"] = fast / naive
+        result["train_fraction_of_matmul_peak"] = achieved / peak
+        result["mflop_per_window"] = flops / 1e6
+        result["matmul_peak_gflops"] = peak
+        log(_fmt(figures[-2]))
+        log(_fmt(figures[-1]))
+    if "infer" not in skip:
+        bank, labels = make_bank(p["infer_windows"])
+        naive = naive_infer(bank, labels, 2048, p["infer_windows"])
+        fast = fast_infer(bank, 2048, p["infer_windows"], precision)
+        figures.append(
+            Figure(
+                "(c) inference windows/s",
+                fast,
+                naive,
+                "windows/s",
+                fast / naive,
+                ">= 3x",
+                "reference: per-window DataLoader eval loop, fp32",
+            )
+        )
+        result["infer_speedup_vs_naive"] = fast / naive
+        log(_fmt(figures[-1]))
+    if "features" not in skip:
+        from paraling.bench.io import feature_speed
+
+        fs = feature_speed(p["feature_files"])
+        figures.append(
+            Figure(
+                "(d) features audio-s/s cached vs cold",
+                fs["cached_audio_s_per_s"],
+                fs["cold_audio_s_per_s"],
+                "audio s / s",
+                fs["speedup"],
+                ">= 20x",
+                "cached = hash + memory-mapped load",
+            )
+        )
+        result["feature_cache_speedup"] = fs["speedup"]
+        result["feature_cold_audio_s_per_s"] = fs["cold_audio_s_per_s"]
+        log(_fmt(figures[-1]))
+    if "sweep" not in skip:
+        from paraling.bench.io import sweep_overhead
+
+        so = sweep_overhead()
+        figures.append(
+            Figure(
+                "(e) sweep bookkeeping per trial",
+                so["overhead_s"],
+                60.0,
+                "s vs 60 s trial",
+                so["fraction"],
+                "<= 0.05",
+                "compose + Optuna journal + MLflow logging",
+            )
+        )
+        result["sweep_overhead_fraction"] = so["fraction"]
+        log(_fmt(figures[-1]))
+    if "memory" not in skip:
+        from paraling.bench.io import peak_memory
+
+        pm = peak_memory(p["mem_sizes"])
+        figures.append(
+            Figure(
+                "(f) peak RSS per 1,000 utterances",
+                pm["mb_per_1000_utts"],
+                pm["rss_large_mb"],
+                "MB (ref: total)",
+                pm["mb_per_1000_utts"] / max(pm["rss_large_mb"], 1e-9),
+                "linear",
+                f"{pm['utt_seconds']:.0f}-s utterances; sizes {p['mem_sizes']}",
+            )
+        )
+        result["peak_rss_mb_per_1000_utts"] = pm["mb_per_1000_utts"]
+        result["peak_rss_mb"] = pm
+        log(_fmt(figures[-1]))
+    if "uar" not in skip:
+        from paraling.bench.accuracy import fast_path_uar
+
+        spk, folds, epochs, wpe = p["uar"]
+        ua = fast_path_uar(spk, folds, epochs, wpe)
+        figures.append(
+            Figure(
+                "(g) demo UAR fast path vs fp32",
+                ua["uar_fast"],
+                ua["uar_fp32"],
+                "UAR",
+                ua["uar_fast"] / max(ua["uar_fp32"], 1e-9),
+                "within noise",
+                f"delta {ua['delta']:+.3f}, fold std {ua['fold_std_fp32']:.3f}; "
+                f"{spk} speakers, {folds} folds, {epochs} epochs",
+            )
+        )
+        result["fast_path_uar_delta"] = ua["delta"]
+        result["fast_path_uar"] = ua
+        log(_fmt(figures[-1]))
+    result["figures"] = [asdict(f) for f in figures]
+    result["seconds"] = time.perf_counter() - t_all
+    log(f"total {result['seconds']:.0f} s")
+    return result
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    """Write the result as JSON (atomic)."""
+    from paraling.data.manifest import atomic_write_text
+
+    atomic_write_text(path, json.dumps(result, indent=2, default=float))
+
+
+def log_to_mlflow(result: dict[str, Any], uri: str | None = None) -> str | None:
+    """Log the headline numbers as metrics of an MLflow run in experiment ``paraling-bench``."""
+    from paraling.tracking import RunTracker
+
+    tracker = RunTracker("paraling-bench", uri, "bench-quick" if result["quick"] else "bench-full")
+    with tracker.running():
+        tracker.log_params({k: result[k] for k in ("quick", "precision", "batch_size", "threads", "torch")})
+        tracker.log_metrics(
+            {k: float(v) for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        )
+        tracker.log_text(json.dumps(result, indent=2, default=float), "bench.json")
+    return tracker.run_id

@@ -1,0 +1,28 @@
+"""``paraling bench [--quick] [--json PATH] [--mlflow] [--precision fp32|bf16] [--skip NAME ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["main"]
+
+
+def main(argv: list[str]) -> int:
+    """CLI entry point: run the benchmark suite and print value, reference and ratio per figure."""
+    p = argparse.ArgumentParser(prog="paraling bench", description="Speed and memory against naive baselines.")
+    p.add_argument("--quick", action="store_true", help="small sizes (< 5 minutes on 2 cores)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+    p.add_argument("--mlflow", action="store_true", help="log the results as an MLflow run (paraling-bench)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="fast-path precision")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "infer", "features", "sweep", "memory", "uar"])
+    a = p.parse_args(argv)
+    from paraling.bench.suite import log_to_mlflow, run_suite, write_json
+
+    result = run_suite(a.quick, a.precision, a.batch_size, tuple(a.skip))
+    if a.json:
+        write_json(result, a.json)
+        print(f"wrote {a.json}")
+    if a.mlflow:
+        print(f"MLflow run {log_to_mlflow(result)}")
+    return 0

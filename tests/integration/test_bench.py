@@ -1,0 +1,22 @@
+"""`paraling bench` runs and writes the documented JSON keys (speed itself is not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paraling.commands.bench import main
+
+
+@pytest.mark.slow
+def test_bench_quick_subset_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "b.json"
+    assert main(["--quick", "--json", str(out), "--skip", "memory", "uar"]) == 0
+    res = json.loads(out.read_text())
+    for key in ("train_speedup_vs_naive", "train_fraction_of_matmul_peak", "infer_speedup_vs_naive",
+                "feature_cache_speedup", "sweep_overhead_fraction"):
+        assert isinstance(res[key], float) and res[key] > 0
+    assert {f["name"][:3] for f in res["figures"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}
