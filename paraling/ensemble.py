@@ -326,7 +326,7 @@ class GreedyEnsemble(BaseEstimator):
 
 
 class TopKEnsemble(BaseEstimator):
-    """The ``k`` best single models (by ``metric`` on the fitting data, ties → lower index), each with weight 1.
+    """The ``k`` best single models (by ``metric`` on the fitting data, ties → lower index), weight 1 each.
 
     ``k=None`` keeps every model (a fixed ensemble of all of them; nothing is selected).
 
@@ -345,7 +345,7 @@ class TopKEnsemble(BaseEstimator):
         self.metric = metric
 
     def fit(self, S: np.ndarray, y: np.ndarray) -> TopKEnsemble:
-        """Rank the models of ``S`` ``(n_models, n_utts, n_classes)`` against ``y`` and keep the best ``k``."""
+        """Rank the models of ``S`` ``(n_models, n_utts, n_classes)`` against ``y``; keep the best ``k``."""
         S = _check_stack(S)
         y = _check_labels(y, S.shape[1])
         if self.k is not None:
@@ -608,8 +608,8 @@ def evaluate_selection(
     is_test = np.zeros(len(y), bool) if split is None else np.asarray(split).astype(str) == "test"
     sel = (fold >= 0) & ~is_test
     if not sel.any():
-        raise EnsembleError("no cross-validated utterances to select on (all are in the test split or unscored, "
-                            "e.g. cv.scheme=split); selection must never see the test split")
+        raise EnsembleError("no cross-validated utterances to select on (all are in the test split or "
+                            "unscored, e.g. cv.scheme=split); selection must never see the test split")
     factory = factory or GreedyEnsemble
     est = factory().fit(S[:, sel], y[sel])
     proba = est.predict_proba(S)

@@ -1,14 +1,14 @@
 """Why a file got its label: the paper's Figure-3 view and the most indicative segments.
 
 For one file and one CNN member (in an ensemble: the member with the largest weight) the figure stacks, on one
-time axis in seconds: the log-mel spectrogram, the CNN's last hidden layer (embedding) per window, the per-window
-class posteriors, and each window's vote weight (the Ridge-predicted correctness of the weighted vote, coloured by
-the class the window votes for); a last panel shows the Ridge coefficients of the weighted vote (one regression
-per class over the posterior vector and the energy).
+time axis in seconds: the log-mel spectrogram, the CNN's last hidden layer (embedding) per window, the
+per-window class posteriors, and each window's vote weight (the Ridge-predicted correctness of the weighted
+vote, coloured by the class the window votes for); a last panel shows the Ridge coefficients of the weighted
+vote (one regression per class over the posterior vector and the energy).
 
 The *indicative segments* for the predicted class ``c`` come from each window's contribution to ``c``'s vote
-(its vote weight when it votes for ``c``; its posterior of ``c`` for mean votes): windows contributing at least
-half of the strongest window are merged into time intervals, ranked by their summed contribution.
+(its vote weight when it votes for ``c``; its posterior of ``c`` for mean votes): windows contributing at
+least half of the strongest window are merged into time intervals, ranked by their summed contribution.
 """
 
 from __future__ import annotations
@@ -77,16 +77,17 @@ def plot_explanation(pred: FilePrediction, member: CNNMember, detail: MemberDeta
     dur = max(pred.duration, 1e-3)
     begin, end = member.window_times(detail.starts, dur)
     centre = (begin + end) / 2
-    fig = Figure(figsize=(9.0, 10.0))
+    fig = Figure(figsize=(9.0, 10.5))
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(5, 1, height_ratios=[2.2, 1.6, 1.4, 1.2, 1.2], hspace=0.55)
+    gs = fig.add_gridspec(5, 1, height_ratios=[2.2, 1.6, 1.4, 1.2, 1.2], hspace=0.8)
     ax = [fig.add_subplot(gs[i]) for i in range(4)]
     for a in ax[1:]:
         a.sharex(ax[0])
     feats = detail.feats
     ax[0].imshow(feats.T, origin="lower", aspect="auto", cmap="magma", extent=(0, dur, 0, feats.shape[1]))
-    ax[0].set(ylabel="mel band", title=f"{Path(pred.path).name}: {pred.label} "
-              f"(p={float(np.max(pred.proba if pred.proba is not None else [0])):.2f}); member {member.name[:8]}")
+    p_max = float(np.max(pred.proba)) if pred.proba is not None else 0.0
+    ax[0].set(ylabel="mel band",
+              title=f"{Path(pred.path).name}: {pred.label} (p={p_max:.2f}); member {member.name[:8]}")
     if detail.embedding.size:
         ax[1].imshow(detail.embedding.T, origin="lower", aspect="auto", cmap="viridis",
                      extent=(float(begin[0]), float(end[-1]), 0, detail.embedding.shape[1]))
@@ -103,7 +104,7 @@ def plot_explanation(pred: FilePrediction, member: CNNMember, detail: MemberDeta
         for a in (ax[0], ax[3]):
             a.axvspan(s["start"], s["end"], color="white" if a is ax[0] else "0.85", alpha=0.25, lw=0)
     ax[3].set(xlabel="time (s)", ylabel="vote weight",
-              title=f"vote weight per window ({member.method} vote; colour = class voted for); "
+              title=f"vote weight per window ({member.method} vote; colour = argmax class); "
                     f"shaded: segments indicative of {pred.label}")
     ax[0].set_xlim(0, dur)
     _plot_ridge(fig.add_subplot(gs[4]), member, classes)

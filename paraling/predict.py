@@ -347,11 +347,17 @@ class Predictor:
         self.device = resolve_device(device)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        """Load a bundle folder, a run's ``model/`` folder, or a pyfunc model folder holding a bundle."""
+    def load(cls, path: str | Path, device: str = "cpu", name: str | None = None) -> Predictor:
+        """Load a bundle folder, a run's ``model/`` folder, or a pyfunc model folder holding a bundle.
+
+        Args:
+            path: The folder.
+            device: Where the CNNs run.
+            name: Name of a single member (e.g. its run id); default the folder name.
+        """
         d = _find_bundle(Path(path))
         if not (d / BUNDLE_FILE).is_file():
-            return cls([CNNMember.load(d)], [1], "mean", device)
+            return cls([CNNMember.load(d, name)], [1], "mean", device)
         info = json.loads((d / BUNDLE_FILE).read_text())
         if info.get("format") != BUNDLE_FORMAT:
             raise ModelError(f"{d / BUNDLE_FILE}: unknown format {info.get('format')!r} "

@@ -1,18 +1,20 @@
 """Ensembles of tracked runs as MLflow runs, and paraling models in the MLflow model registry.
 
-:func:`assemble_ensemble` reads the out-of-fold scores of finished runs (:mod:`paraling.runs`), refuses misaligned
-runs, selects an ensemble (:mod:`paraling.ensemble`), evaluates it honestly with nested cross-validation next to
-the best single run, and logs the result as an MLflow run tagged ``paraling.kind=ensemble`` (members, weights,
-trajectory plot, per-fold UAR, confusion matrix, ``ensemble.json``, the ensemble's own ``oof/scores.npz``).
+:func:`assemble_ensemble` reads the out-of-fold scores of finished runs (:mod:`paraling.runs`), refuses
+misaligned runs, selects an ensemble (:mod:`paraling.ensemble`), evaluates it honestly with nested
+cross-validation next to the best single run, and logs the result as an MLflow run tagged
+``paraling.kind=ensemble`` (members, weights, trajectory plot, per-fold UAR, confusion matrix,
+``ensemble.json``, the ensemble's own ``oof/scores.npz``).
 
-With ``register=NAME`` the ensemble is also logged as an MLflow pyfunc model (artifact ``model/``) and registered
-under ``NAME`` with an alias (default ``champion``). The model is defined by code (MLflow "models from code",
-nothing is pickled); its only artifact is a paraling bundle (:func:`paraling.predict.save_bundle`): the members'
-CNN weights (safetensors), ``spec.json`` (feature, window, model config), fitted votes (JSON) and the combiner.
-Input: a DataFrame with a ``path`` column of audio files; output: ``path``, ``label``, ``error`` and
-``proba_<class>`` columns. Only runs predictable from audio can enter a registered ensemble: with ``register``
-the candidate library is restricted to them before selection (baselines on utterance functionals are skipped
-with a message), so the registered model is exactly the evaluated ensemble.
+With ``register=NAME`` the ensemble is also logged as an MLflow pyfunc model (artifact ``model/``) and
+registered under ``NAME`` with an alias (default ``champion``). The model is defined by code (MLflow "models
+from code", nothing is pickled); its only artifact is a paraling bundle
+(:func:`paraling.predict.save_bundle`): the members' CNN weights (safetensors), ``spec.json`` (feature,
+window, model config), fitted votes (JSON) and the combiner. Input: a DataFrame with a ``path`` column of
+audio files; output: ``path``, ``label``, ``error`` and ``proba_<class>`` columns. Only runs predictable from
+audio can enter a registered ensemble: with ``register`` the candidate library is restricted to them before
+selection (baselines on utterance functionals are skipped with a message), so the registered model is exactly
+the evaluated ensemble.
 
 Example:
     >>> res = assemble_ensemble("paraling", combiner="harmonic", register="eating")  # doctest: +SKIP
@@ -43,8 +45,14 @@ from paraling.predict import Predictor, predictions_frame, save_bundle
 from paraling.runs import TrackedRun, find_runs, load_scores, make_client
 from paraling.tracking import RunTracker, mask_secrets
 
-__all__ = ["EnsembleResult", "ParalingModel", "assemble_ensemble", "format_summary", "log_pyfunc",
-           "register_model"]
+__all__ = [
+    "EnsembleResult",
+    "ParalingModel",
+    "assemble_ensemble",
+    "format_summary",
+    "log_pyfunc",
+    "register_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +74,7 @@ class ParalingModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Label the files in ``model_input["path"]``; unreadable files get an ``error`` and NaN probabilities.
+        """Label the files in ``model_input["path"]``; unreadable files get an ``error``, NaN probabilities.
 
         Args:
             context: MLflow context (unused after :meth:`load_context`).
@@ -99,7 +107,7 @@ def _requirements() -> list[str]:
 
 
 def log_pyfunc(tracker: RunTracker, bundle: Path, tmp: Path, artifact_path: str = "model") -> None:
-    """Save ``bundle`` as a models-from-code pyfunc and upload it into the tracker's run at ``artifact_path``."""
+    """Save ``bundle`` as a models-from-code pyfunc; upload it into the tracker's run at ``artifact_path``."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -184,7 +192,8 @@ def assemble_ensemble(
     """Build, evaluate, track and optionally register an ensemble of finished runs.
 
     Args:
-        experiment: MLflow experiment holding the candidate runs (the ensemble run is logged there too).
+        experiment: MLflow experiment holding the candidate runs (the ensemble run is logged there too; with
+            ``run_ids`` and no experiment, the first run's experiment).
         study: Only runs of this sweep (see :func:`paraling.runs.find_runs`).
         run_ids: Exactly these runs instead of searching ``experiment``.
         method: ``greedy``, ``top-k`` or ``all`` (:func:`paraling.ensemble.make_selector`).
@@ -206,7 +215,8 @@ def assemble_ensemble(
     client = make_client(uri)
     selector = make_selector(method, combiner, top_k=top_k, max_iter=max_iter, bagging=bagging,
                              bag_fraction=bag_fraction, seed=seed)
-    runs = find_runs(experiment, study=study, run_ids=run_ids, client=client, check_model=register is not None)
+    runs = find_runs(experiment, study=study, run_ids=run_ids, client=client,
+                     check_model=register is not None)
     skipped: list[TrackedRun] = []
     if register:
         skipped = [r for r in runs if not r.predictable]
@@ -239,8 +249,9 @@ def _metrics(rep: EnsembleReport) -> dict[str, float]:
     if rep.nested:
         m["uar_nested"] = m["uar"] = rep.nested["ensemble_uar"]
         m["uar_best_single_nested"] = rep.nested["single_uar"]
-        for f, e, s in zip(rep.nested["folds"], rep.nested["ensemble_fold_uar"], rep.nested["single_fold_uar"],
-                           strict=True):
+        nested = zip(rep.nested["folds"], rep.nested["ensemble_fold_uar"], rep.nested["single_fold_uar"],
+                     strict=True)
+        for f, e, s in nested:
             m[f"uar_fold{f}"], m[f"uar_best_single_nested_fold{f}"] = e, s
     else:
         m["uar"] = rep.selection_uar
@@ -255,7 +266,8 @@ def _describe(result: EnsembleResult) -> dict[str, Any]:
     est = rep.selector
     return {
         "classes": result.classes,
-        "members": [{"run_id": r.run_id, "name": r.name, "weight": w, "kind": r.kind} for r, w in result.members],
+        "members": [{"run_id": r.run_id, "name": r.name, "weight": w, "kind": r.kind}
+                    for r, w in result.members],
         "candidates": [{"run_id": r.run_id, "name": r.name, "weight": int(w), "single_uar": float(s)}
                        for r, w, s in zip(result.runs, rep.weights, est.single_scores_, strict=True)],
         "skipped": [{"run_id": r.run_id, "name": r.name, "reason": r.why_not} for r in result.skipped],
@@ -287,6 +299,8 @@ def _plot_trajectory(result: EnsembleResult, path: Path) -> None:
     if rep.nested:
         ax.axhline(rep.nested["ensemble_uar"], color="C1", ls="-.",
                    label=f"nested-CV ensemble {rep.nested['ensemble_uar']:.3f}")
+        ax.axhline(rep.nested["single_uar"], color="C4", ls=":",
+                   label=f"nested-CV best single {rep.nested['single_uar']:.3f}")
     xlabel = "bag" if est.bag_trajectories_ else "ensemble size (models, with repeats)"
     ax.set(xlabel=xlabel, ylabel="UAR", title="ensemble selection trajectory")
     ax.legend(fontsize=7)
@@ -305,8 +319,9 @@ def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path
     for t in ("paraling.manifest_digest", "paraling.fold_digest", "paraling.corpus"):
         if t in first.tags:
             tags[t] = first.tags[t]
-    tracker = RunTracker(experiment or "paraling", uri, run_name or f"ensemble-{params['method']}",
-                         tags=tags)
+    if experiment is None:  # explicit run ids: log next to the first member
+        experiment = client.get_experiment(first.experiment_id).name
+    tracker = RunTracker(experiment, uri, run_name or f"ensemble-{params['method']}", tags=tags)
     with tracker.running():
         tracker.log_params({**params, "n_candidates": len(result.runs),
                             "members": json.dumps([r.run_id for r, _ in members]),
@@ -340,7 +355,8 @@ def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path
                 description=f"paraling ensemble of {len(members)} runs ({params['method']}, "
                             f"{params['combiner']}); nested-CV UAR {nested}",
             )
-            result.model_uri = f"models:/{register}@{alias}" if alias else f"models:/{register}/{result.version}"
+            ref = f"@{alias}" if alias else f"/{result.version}"
+            result.model_uri = f"models:/{register}{ref}"
             log.info("registered %s version %s at %s", register, result.version,
                      mask_secrets(str(client.tracking_uri)))
 
@@ -359,8 +375,11 @@ def format_summary(result: EnsembleResult) -> str:
         i = result.runs.index(r)
         lines.append(f"  x{w}  {r.label}  single UAR {rep.selector.single_scores_[i]:.3f}")
     best = result.runs[rep.best_single]
-    lines.append(f"selection-set UAR: ensemble {rep.selection_uar:.3f}  |  best single run {rep.best_single_uar:.3f}"
-                 f" ({best.label})   (optimistic: selected on these utterances)")
+    lines.append(f"selection-set UAR: ensemble {rep.selection_uar:.3f}  |  best single run "
+                 f"{rep.best_single_uar:.3f} ({best.label})   (optimistic: selected on these utterances)")
+    if rep.selection_uar < rep.best_single_uar:
+        lines.append("  note: below the best single run on the selection set; only plain greedy selection "
+                     "(no bagging) guarantees >=")
     if rep.nested:
         lines.append(f"nested-CV UAR:     ensemble {rep.nested['ensemble_uar']:.3f}  |  best single run "
                      f"{rep.nested['single_uar']:.3f}   (honest: selected without the scored fold)")

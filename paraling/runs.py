@@ -1,15 +1,17 @@
 """Reading tracked runs back from MLflow: which runs qualify for an ensemble, their scores and their models.
 
 A *candidate* run is FINISHED, has ``oof/scores.npz`` (see :mod:`paraling.oof`) and is not itself an ensemble
-(tag ``paraling.kind=ensemble``); sweep parents, pruned or failed trials are therefore never candidates. A candidate
-is *predictable* from audio when its ``model/`` artifacts hold a CNN ``spec.json`` and, per fold, weights and the
-fitted vote (``fold<k>.safetensors`` + ``fold<k>.json``); baselines on utterance functionals and runs logged
-before paraling saved the fitted vote are not (:attr:`TrackedRun.why_not` says why).
+(tag ``paraling.kind=ensemble``); sweep parents, pruned or failed trials are therefore never candidates. A
+candidate is *predictable* from audio when its ``model/`` artifacts hold a CNN ``spec.json`` and, per fold,
+weights and the fitted vote (``fold<k>.safetensors`` + ``fold<k>.json``); baselines on utterance functionals
+and runs logged before paraling saved the fitted vote are not (:attr:`TrackedRun.why_not` says why).
 
-With ``study``, only runs that belong to that study count: runs tagged ``paraling.study`` or ``optuna.study`` with
-that name, and children (``mlflow.parentRunId``) of a run so tagged (the study's parent run).
+With ``study``, only runs that belong to that study count: runs tagged ``paraling.sweep.study`` (what
+``paraling sweep`` sets on its parent and trial runs), ``paraling.study`` or ``optuna.study`` with that name,
+and children (``mlflow.parentRunId``) of a run so tagged (the study's parent run).
 
-Everything goes through an explicit :class:`mlflow.tracking.MlflowClient`; no global MLflow state is touched.
+Everything goes through an explicit :class:`mlflow.tracking.MlflowClient`; no global MLflow state is
+touched.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ __all__ = ["STUDY_TAGS", "TrackedRun", "fetch_model", "find_runs", "load_scores"
 log = logging.getLogger(__name__)
 
 #: Tags that name the study a run (or its parent run) belongs to.
-STUDY_TAGS: tuple[str, ...] = ("paraling.study", "optuna.study")
+STUDY_TAGS: tuple[str, ...] = ("paraling.sweep.study", "paraling.study", "optuna.study")
 _PARENT = "mlflow.parentRunId"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -50,6 +52,7 @@ class TrackedRun:
         predictable: Whether :mod:`paraling.predict` can score audio with it.
         why_not: Why it is not predictable (empty when it is).
         start_time: Start time in ms (runs are listed oldest first).
+        experiment_id: The run's MLflow experiment.
     """
 
     run_id: str
@@ -60,6 +63,7 @@ class TrackedRun:
     predictable: bool = False
     why_not: str = ""
     start_time: int = 0
+    experiment_id: str = ""
 
     @property
     def label(self) -> str:
@@ -109,7 +113,8 @@ def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:
         return None
     kind = tags.get("paraling.model_type") or tags.get("paraling.model") or "cnn"
     tr = TrackedRun(info.run_id, info.run_name or tags.get("paraling.name", info.run_id), tags,
-                    dict(data.metrics), kind, start_time=int(info.start_time or 0))
+                    dict(data.metrics), kind, start_time=int(info.start_time or 0),
+                    experiment_id=str(info.experiment_id))
     if check_model:
         tr.why_not = _model_status(client, info.run_id)
         tr.predictable = not tr.why_not
@@ -133,7 +138,8 @@ def find_runs(experiment: str | None = None, *, study: str | None = None, run_id
     Args:
         experiment: MLflow experiment name; required unless ``run_ids`` is given.
         study: Keep only runs of this study (see module docstring).
-        run_ids: Use exactly these runs instead of searching; each must be FINISHED and have out-of-fold scores.
+        run_ids: Use exactly these runs instead of searching; each must be FINISHED and have out-of-fold
+            scores.
         uri: Tracking URI.
         check_model: Also find out whether each run is predictable from audio.
         client: An existing client (else one is made for ``uri``).
@@ -176,10 +182,12 @@ def _given_runs(client: Any, run_ids: Sequence[str], check_model: bool) -> list[
     for rid in dict.fromkeys(run_ids):
         run = client.get_run(rid)
         if run.info.status != "FINISHED":
-            raise EnsembleError(f"run {rid} is {run.info.status}, not FINISHED; only finished runs can be combined")
+            raise EnsembleError(f"run {rid} is {run.info.status}, not FINISHED; only finished runs can be "
+                                "combined")
         tr = _as_tracked(client, run, check_model)
         if tr is None:
-            raise EnsembleError(f"run {rid} has no out-of-fold scores (oof/scores.npz) or is itself an ensemble")
+            raise EnsembleError(f"run {rid} has no out-of-fold scores (oof/scores.npz) or is itself an "
+                                "ensemble")
         out.append(tr)
     return out
 
@@ -205,7 +213,8 @@ def load_scores(runs: Sequence[TrackedRun], dst: str | Path, uri: str | None = N
 def _run_model_dir(client: Any, run_id: str, dst: Path) -> Path:
     files = _files(client, run_id, "model")
     if not files:
-        raise ModelError(f"run {run_id} has no model/ artifacts (tracking.log_model was off, or not a CNN run)")
+        raise ModelError(f"run {run_id} has no model/ artifacts (tracking.log_model was off, or not a CNN "
+                         "run)")
     return Path(client.download_artifacts(run_id, "model", str(dst)))
 
 
@@ -213,8 +222,8 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
     """Make a model available locally; return the folder :meth:`paraling.predict.Predictor.load` reads.
 
     Args:
-        model: A local folder (bundle, pyfunc model or a run's ``model/``), a run id, ``runs:/<id>[/path]``, or
-            ``models:/<name>@<alias>`` / ``models:/<name>/<version>``.
+        model: A local folder (bundle, pyfunc model or a run's ``model/``), a run id,
+            ``runs:/<id>[/path]``, or ``models:/<name>@<alias>`` / ``models:/<name>/<version>``.
         dst: Empty folder for downloads.
         uri: Tracking (and registry) URI.
 

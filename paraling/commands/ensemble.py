@@ -19,11 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``paraling ensemble``."""
     p = argparse.ArgumentParser(
         prog="paraling ensemble",
-        description="Select an ensemble from the out-of-fold scores of finished runs (Caruana et al. 2004), report "
-        "its nested-CV UAR next to the best single run, log it as an MLflow run and optionally register it.",
+        description="Select an ensemble from the out-of-fold scores of finished runs (Caruana et al. "
+        "2004), report its nested-CV UAR next to the best single run, log it as an MLflow run and "
+        "optionally register it.",
     )
-    p.add_argument("--experiment", help="MLflow experiment holding the runs (the ensemble run is logged there)")
-    p.add_argument("--study", help="only runs of this sweep (tag paraling.study/optuna.study, or its children)")
+    p.add_argument("--experiment",
+                   help="MLflow experiment holding the runs (the ensemble run is logged there)")
+    p.add_argument("--study", help="only the trials of this sweep (tag paraling.sweep.study, or children "
+                   "of its parent run)")
     p.add_argument("--runs", nargs="+", default=(), metavar="RUN_ID", help="exactly these runs instead")
     p.add_argument("--method", choices=METHODS, default="greedy", help="selection method (default: greedy)")
     p.add_argument("--combiner", choices=COMBINERS, default="mean",
@@ -31,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None,
                    help="greedy: size of the sorted initialisation (default 1); top-k: members (default 3)")
     p.add_argument("--max-iter", type=int, default=50, help="greedy additions (default: 50)")
-    p.add_argument("--bagging", type=int, default=0, help="greedy: number of bags of the library (default: 0)")
+    p.add_argument("--bagging", type=int, default=0,
+                   help="greedy: number of bags of the library (default: 0)")
     p.add_argument("--bag-fraction", type=float, default=0.5, help="fraction of the library per bag")
     p.add_argument("--seed", type=int, default=0, help="bagging seed")
     p.add_argument("--tracking-uri", help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI or "
@@ -43,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point; prints the summary and returns 0 (errors raise :class:`~paraling.errors.ParalingError`)."""
+    """Entry point; prints the summary, returns 0 (errors raise :class:`~paraling.errors.ParalingError`)."""
     a = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from paraling.registry import assemble_ensemble, format_summary

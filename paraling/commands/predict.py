@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         "output (column 'error'); the exit status is 1 only when no file could be predicted.",
     )
     p.add_argument("--model", required=True,
-                   help="run id, runs:/<id>, models:/<name>@<alias>, models:/<name>/<version>, or a local folder")
+                   help="run id, runs:/<id>, models:/<name>@<alias>, models:/<name>/<version>, or a local "
+                   "folder")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any rate, mono or multi-channel)")
     p.add_argument("--out", help="write .csv or .json (default: CSV on stdout)")
     p.add_argument("--explain", metavar="DIR",
@@ -41,7 +42,8 @@ def main(argv: list[str]) -> int:
     from paraling.runs import fetch_model
 
     with tempfile.TemporaryDirectory(prefix="paraling-predict-") as tmp:
-        predictor = Predictor.load(fetch_model(a.model, tmp, a.tracking_uri), a.device)
+        name = a.model.removeprefix("runs:/").split("/")[0]
+        predictor = Predictor.load(fetch_model(a.model, tmp, a.tracking_uri), a.device, name)
         preds = predictor.predict(a.files, details=bool(a.explain))
     write_predictions(predictions_frame(preds, predictor.classes), a.out)
     failed = [p for p in preds if p.error]

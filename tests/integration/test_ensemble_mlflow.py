@@ -48,7 +48,8 @@ def store(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         runs = {
             "a": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="a")),
             "b": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="b", **{
-                "aggregation.method": "logmean", "model.channels": [4, 8, 8], "features.normalize": "global"})),
+                "aggregation.method": "logmean", "model.channels": [4, 8, 8],
+                "features.normalize": "global"})),
             "c": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="c", **{
                 "windows.width": 9, "tracking.log_model": False})),
             "x": run_experiment(_cfg(tone_corpus, root, uri, "other", name="x", seed=7)),
@@ -71,10 +72,12 @@ def test_find_runs_and_predictability(store: dict[str, Any]) -> None:
 def test_study_filter_uses_parent_tags(store: dict[str, Any]) -> None:
     ids, client = store["ids"], make_client(store["uri"])
     exp = client.get_experiment_by_name("lib")
-    parent = client.create_run(exp.experiment_id, tags={"paraling.study": "s1"}).info.run_id
+    parent = client.create_run(exp.experiment_id, tags={"paraling.sweep.study": "s1"}).info.run_id
     client.set_terminated(parent)
     client.set_tag(ids["b"], "mlflow.parentRunId", parent)
     assert [r.run_id for r in find_runs("lib", study="s1", uri=store["uri"])] == [ids["b"]]
+    client.set_tag(ids["c"], "optuna.study", "s2")  # a run tagged itself
+    assert [r.run_id for r in find_runs("lib", study="s2", uri=store["uri"])] == [ids["c"]]
     with pytest.raises(EnsembleError, match="study 'nobody'"):
         find_runs("lib", study="nobody", uri=store["uri"])
 
@@ -100,8 +103,8 @@ def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_
     run = client.get_run(version.run_id)
     m = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.tags["paraling.kind"] == "ensemble"
-    for key in ("uar", "uar_nested", "uar_best_single_nested", "uar_selection", "uar_best_single", "uar_fold0",
-                "uar_fold1", "uar_selection_fold0"):
+    for key in ("uar", "uar_nested", "uar_best_single_nested", "uar_selection", "uar_best_single",
+                "uar_fold0", "uar_fold1", "uar_selection_fold0"):
         assert key in m, key
     assert m["uar_selection"] >= m["uar_best_single"]
     members = json.loads(run.data.params["members"])
@@ -139,14 +142,16 @@ def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_
 
 
 def test_single_run_is_a_model(store: dict[str, Any], tmp_path: Path) -> None:
-    """A `paraling train` run predicts from its run id; fold k's CNN + vote reproduce its out-of-fold scores."""
+    """A `paraling train` run predicts from its run id; fold k's CNN + vote reproduce its out-of-fold scores.
+    """
     rid, uri = store["ids"]["a"], store["uri"]
     folder = fetch_model(rid, tmp_path / "dl", uri)
-    assert Predictor.load(fetch_model(f"runs:/{rid}", tmp_path / "dl2", uri)).classes == ["high", "low", "noise"]
+    again = Predictor.load(fetch_model(f"runs:/{rid}", tmp_path / "dl2", uri))
+    assert again.classes == ["high", "low", "noise"]
     oof = store["results"]["a"].oof
-    manifest = [json.loads(line) for line in
-                Path(make_client(uri).download_artifacts(rid, "data/manifest.jsonl", str(tmp_path))).read_text()
-                .splitlines()]
+    client = make_client(uri)
+    manifest_file = Path(client.download_artifacts(rid, "data/manifest.jsonl", str(tmp_path)))
+    manifest = [json.loads(line) for line in manifest_file.read_text().splitlines()]
     path = {u["id"]: u["path"] for u in manifest}
     p = Predictor.load(folder)
     member, folds = p.members[0], list(p.members[0].folds)
@@ -156,5 +161,5 @@ def test_single_run_is_a_model(store: dict[str, Any], tmp_path: Path) -> None:
         got = np.stack([r.proba for r in p.predict([path[u] for u in oof.utt_ids[sel]])])
         np.testing.assert_allclose(got, oof.proba[sel], atol=1e-5)
     member.folds = folds
-    assert load_oof(Path(make_client(uri).download_artifacts(rid, "oof/scores.npz", str(tmp_path)))).proba.shape[
-        1] == 3
+    stored = load_oof(Path(client.download_artifacts(rid, "oof/scores.npz", str(tmp_path))))
+    np.testing.assert_allclose(stored.proba, oof.sorted().proba, atol=1e-6)

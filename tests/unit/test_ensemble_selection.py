@@ -75,7 +75,7 @@ def test_evaluate_selection_never_sees_the_test_split() -> None:
     split = np.where(np.arange(len(y)) >= 90, "test", "cv")
     rep = evaluate_selection(S, y, fold, split, make_selector("greedy"))
     S2 = S.copy()
-    S2[:, split == "test"] = np.random.default_rng(9).dirichlet([1, 1, 1], size=(len(S), 30))  # only test rows
+    S2[:, split == "test"] = np.random.default_rng(9).dirichlet([1, 1, 1], size=(len(S), 30))  # test rows
     rep2 = evaluate_selection(S2, y, fold, split, make_selector("greedy"))
     assert rep.weights.tolist() == rep2.weights.tolist()
     assert rep.nested == rep2.nested and rep.selection_uar == rep2.selection_uar

@@ -1,4 +1,4 @@
-"""Tests of paraling.predict / paraling.explain / `paraling predict` on hand-made model folders (no MLflow)."""
+"""Tests of paraling.predict, paraling.explain and `paraling predict` on hand-made model folders."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from paraling.predict import (
 CLASSES = ["high", "low", "noise"]
 MODEL = {"name": "cnn", "n_blocks": 2, "channels": [4, 4], "kernel_sizes": [3, 2], "pool_size": 2,
          "dropout_conv": [0.0, 0.0], "fc_sizes": [8], "dropout_fc": 0.0}
-FEATURES = {"kind": "fbank", "sample_rate": 16000, "n_mels": 20, "frame_length_ms": 25.0, "frame_shift_ms": 10.0,
-            "f_min": 20.0, "f_max": None, "normalize": "utterance", "cache": False}
+FEATURES = {"kind": "fbank", "sample_rate": 16000, "n_mels": 20, "frame_length_ms": 25.0,
+            "frame_shift_ms": 10.0, "f_min": 20.0, "f_max": None, "normalize": "utterance", "cache": False}
 
 
 def _fitted(method: str, seed: int = 0):
@@ -48,7 +48,8 @@ def make_member(root: Path, seed: int = 0, method: str = "weighted", short_polic
     torch.manual_seed(seed)
     for k in (0, 1):
         model = WindowCNN(20, width, 3, [4, 4], [3, 2], [0.0, 0.0], [8], 0.0)
-        save_file({n: t.contiguous() for n, t in model.state_dict().items()}, str(root / f"fold{k}.safetensors"))
+        weights = {n: t.contiguous() for n, t in model.state_dict().items()}
+        save_file(weights, str(root / f"fold{k}.safetensors"))
         agg, _, _ = _fitted(method, seed + k)
         mean = std = None
         if normalize == "global":
@@ -67,9 +68,9 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("audio")
     rng = np.random.default_rng(0)
     t = np.arange(8000) / 16000
-    files = {"tone": d / "tone.wav", "noise": d / "noise.flac", "empty": d / "empty.wav", "text": d / "text.wav",
-             "missing": d / "missing.wav", "short": d / "short.wav", "stereo": d / "stereo44k.wav",
-             "mono44": d / "mono44k.wav"}
+    files = {"tone": d / "tone.wav", "noise": d / "noise.flac", "empty": d / "empty.wav",
+             "text": d / "text.wav", "missing": d / "missing.wav", "short": d / "short.wav",
+             "stereo": d / "stereo44k.wav", "mono44": d / "mono44k.wav"}
     sf.write(files["tone"], 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
     sf.write(files["noise"], rng.normal(0, 0.1, 12000), 16000)
     files["empty"].write_bytes(b"")
@@ -88,7 +89,8 @@ def test_aggregator_state_round_trip(method: str) -> None:
     state = json.loads(json.dumps(aggregator_state(method, agg)))
     back = aggregator_from_state(state)
     groups, energy = rng.integers(0, 7, size=len(X)), rng.normal(20, 2, size=len(X))
-    np.testing.assert_allclose(back.predict_proba(X, groups, energy, 7), agg.predict_proba(X, groups, energy, 7))
+    np.testing.assert_allclose(back.predict_proba(X, groups, energy, 7),
+                               agg.predict_proba(X, groups, energy, 7))
     with pytest.raises(ModelError, match="aggregator state"):
         aggregator_from_state({"params": {}})
 
@@ -189,7 +191,8 @@ def test_cli_predict_outputs_explain_and_exit_status(tmp_path: Path, audio: dict
     assert "cannot predict" in err and "predicted 2 of 3 file(s)" in err
     assert cli_main(["predict", "--model", str(m), str(audio["text"]), str(audio["empty"]),
                      "--out", str(tmp_path / "p.csv")]) == 1
-    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "path,label,error,proba_high,proba_low,proba_noise"
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "path,label,error,proba_high,proba_low,proba_noise"
     with pytest.raises(SystemExit) as exc:
         cli_main(["predict", "--model", str(tmp_path / "nothing"), str(audio["tone"])])
     assert exc.value.code == 2
