@@ -130,6 +130,7 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_p
 def test_pretrain_source_is_trained_once_then_reused(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
     pre = f'transfer.pretrain_overrides=["experiment=pretrain_langid","corpus=csv","corpus.path={tone_corpus}"]'
     first = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre, "name=net5")))
+    transfer._resolved.clear()  # as in a new process: found through its tag, not the in-process memo
     second = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "transfer=naive", pre, "name=net4")))
     client = MlflowClient()
     pretrain = client.get_experiment_by_name("pretrain")
