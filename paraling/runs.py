@@ -1,10 +1,12 @@
 """Reading tracked runs back from MLflow: which runs qualify for an ensemble, their scores and their models.
 
-A *candidate* run is FINISHED, has ``oof/scores.npz`` (see :mod:`paraling.oof`) and is not itself an ensemble
-(tag ``paraling.kind=ensemble``); sweep parents, pruned or failed trials are therefore never candidates. A
-candidate is *predictable* from audio when its ``model/`` artifacts hold a CNN ``spec.json`` and, per fold,
-weights and the fitted vote (``fold<k>.safetensors`` + ``fold<k>.json``); baselines on utterance functionals
-and runs logged before paraling saved the fitted vote are not (:attr:`TrackedRun.why_not` says why).
+A *candidate* run is FINISHED, has ``oof/scores.npz`` (see :mod:`paraling.oof`) and is neither an ensemble
+(tag ``paraling.kind=ensemble``) nor a pre-training or sweep-parent run (``paraling.role=pretrain|sweep``);
+pruned or failed trials are never candidates either. A candidate is *predictable* from audio when its
+``model/`` artifacts hold a CNN ``spec.json`` and, per fold, weights and the fitted vote
+(``fold<k>.safetensors`` + ``fold<k>.json``); baselines on utterance functionals (tag
+``paraling.model_type``) and runs logged before paraling saved the fitted vote are not
+(:attr:`TrackedRun.why_not` says why).
 
 With ``study``, only runs that belong to that study count: runs tagged ``paraling.sweep.study`` (what
 ``paraling sweep`` sets on its parent and trial runs), ``paraling.study`` or ``optuna.study`` with that name,
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 #: Tags that name the study a run (or its parent run) belongs to.
 STUDY_TAGS: tuple[str, ...] = ("paraling.sweep.study", "paraling.study", "optuna.study")
 _PARENT = "mlflow.parentRunId"
+# pre-training runs (another task, for transfer) and sweep parents are never ensemble members
+_NOT_MEMBERS = ("pretrain", "sweep")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -107,7 +111,7 @@ def _model_status(client: Any, run_id: str) -> str:
 def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:
     info, data = run.info, run.data
     tags = dict(data.tags)
-    if tags.get("paraling.kind") == "ensemble":
+    if tags.get("paraling.kind") == "ensemble" or tags.get("paraling.role") in _NOT_MEMBERS:
         return None
     if "oof/scores.npz" not in _files(client, info.run_id, "oof"):
         return None

@@ -67,6 +67,13 @@ def test_find_runs_and_predictability(store: dict[str, Any]) -> None:
     assert not ok["c"][0] and "spec.json" in ok["c"][1]
     with pytest.raises(EnsembleError, match="no MLflow experiment 'nope'"):
         find_runs("nope", uri=store["uri"])
+    client = make_client(store["uri"])
+    client.set_tag(ids["c"], "paraling.role", "pretrain")  # pre-training runs are never members
+    try:
+        kept = find_runs("lib", uri=store["uri"], check_model=False)
+        assert [r.run_id for r in kept] == [ids["a"], ids["b"]]
+    finally:
+        client.delete_tag(ids["c"], "paraling.role")
 
 
 def test_study_filter_uses_parent_tags(store: dict[str, Any]) -> None:
