@@ -123,7 +123,8 @@ def log_pyfunc(tracker: RunTracker, bundle: Path, tmp: Path, artifact_path: str 
 
 
 def register_model(client: Any, run_id: str, name: str, alias: str | None = "champion",
-                   artifact_path: str = "model", description: str = "") -> str:
+                   artifact_path: str = "model", description: str = "",
+                   tags: dict[str, str] | None = None) -> str:
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name``; point ``alias`` at it.
 
     Returns:
@@ -137,7 +138,7 @@ def register_model(client: Any, run_id: str, name: str, alias: str | None = "cha
         if "ALREADY_EXISTS" not in str(exc.error_code):
             raise TrackingError(f"cannot create registered model {name!r}: {exc}") from exc
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
-    mv = client.create_model_version(name, source, run_id=run_id, description=description)
+    mv = client.create_model_version(name, source, run_id=run_id, description=description, tags=tags)
     if alias:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
@@ -354,6 +355,7 @@ def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path
                 client, tracker.run_id, register, alias,
                 description=f"paraling ensemble of {len(members)} runs ({params['method']}, "
                             f"{params['combiner']}); nested-CV UAR {nested}",
+                tags={"paraling.kind": "ensemble", "paraling.members": tags["paraling.members"]},
             )
             ref = f"@{alias}" if alias else f"/{result.version}"
             result.model_uri = f"models:/{register}{ref}"

@@ -108,6 +108,7 @@ def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_
     client = make_client(uri)
     version = client.get_model_version_by_alias("tone", "champion")
     run = client.get_run(version.run_id)
+    assert version.tags["paraling.members"] == run.data.tags["paraling.members"]
     m = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.tags["paraling.kind"] == "ensemble"
     for key in ("uar", "uar_nested", "uar_best_single_nested", "uar_selection", "uar_best_single",
