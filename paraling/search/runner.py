@@ -391,34 +391,54 @@ def worker_main(args: WorkerArgs) -> None:
 
 
 def _run_processes(args_list: list[WorkerArgs]) -> str | None:
+    """Run the workers; a worker that dies (SIGKILL, OOM killer, crash) is replaced once per worker slot.
+
+    The replacement first fails the dead worker's trial (its pid is gone) and queues the retry, so the study still
+    reaches ``n_trials`` without a re-run.
+    """
+    from multiprocessing.connection import wait
+
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=worker_main, args=(a,), name=f"paraling-sweep-w{a.index}") for a in args_list]
-    for p in procs:
+    procs: dict[Any, tuple[Any, WorkerArgs]] = {}
+
+    def start(a: WorkerArgs) -> None:
+        p = ctx.Process(target=worker_main, args=(a,), name=f"paraling-sweep-w{a.index}")
         p.start()
-    log.info("started %d workers: pids %s", len(procs), [p.pid for p in procs])
+        procs[p.sentinel] = (p, a)
+
+    for a in args_list:
+        start(a)
+    log.info("started %d workers: pids %s", len(procs), [p.pid for p, _ in procs.values()])
+    restarts = 0
     try:
-        for p in procs:
-            p.join()
+        while procs:
+            for sentinel in wait(list(procs)):
+                p, a = procs.pop(sentinel)
+                p.join()
+                code = p.exitcode
+                if code in (0, None):
+                    continue
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                log.warning("%s (pid %s) ended abnormally (%s)", p.name, p.pid, how)
+                in_time = a.deadline is None or time.time() < a.deadline
+                if (code < 0 or code == 1) and restarts < len(args_list) and in_time:
+                    restarts += 1
+                    log.warning("starting a replacement for %s; its trial is failed and retried once", p.name)
+                    start(a)
     except KeyboardInterrupt:
         log.warning("interrupted: stopping workers (their current trials are recorded as FAIL, interrupted)")
-        for p in procs:
-            if p.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
-        try:
-            for p in procs:
+        alive = [p for p, _ in procs.values() if p.is_alive()]
+        for p in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
+        with contextlib.suppress(KeyboardInterrupt):
+            for p in alive:
                 p.join(timeout=60)
-        except KeyboardInterrupt:
-            pass
-        for p in procs:
+        for p in alive:
             if p.is_alive():
                 p.kill()
                 p.join()
         return "interrupted"
-    bad = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
-    for name, code in bad:
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        log.warning("%s ended abnormally (%s)", name, how)
     return None
 
 

@@ -38,7 +38,9 @@ from paraling.errors import ConfigError
 __all__ = ["Condition", "ParamSpec", "SearchSpace", "format_value", "render_override"]
 
 _OPS = ("not in", "in", "==", "!=", "<=", ">=", "<", ">")
-_COND = re.compile(r"^\s*(?P<left>\S+?)\s*(?P<op>not\s+in|in|==|!=|<=|>=|<|>)\s*(?P<right>.+?)\s*$")
+_COND = re.compile(
+    r"^\s*(?P<left>\S+?)(?:\s+(?P<word>not\s+in|in)\s+|\s*(?P<sym>==|!=|<=|>=|<|>)\s*)(?P<right>[^<>=!\s].*?)\s*$"
+)
 _KEY = re.compile(r"^[+~]?[A-Za-z_][\w\-]*(\.(\w[\w\-]*))*$")
 _PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "condition", "foreach"}
 _SIMPLE_STR = re.compile(r"^[A-Za-z_/][\w\-./:]*$")
@@ -114,7 +116,7 @@ def _parse_condition(text: str, where: str, known: Sequence[str]) -> list[Condit
                 f"{where}: cannot parse condition {part!r}; write 'PARAM OP VALUE' with OP one of {list(_OPS)}, "
                 "e.g. 'model.n_blocks >= 3'"
             )
-        left, op, right = m["left"], re.sub(r"\s+", " ", m["op"]), m["right"]
+        left, op, right = m["left"], re.sub(r"\s+", " ", m["word"] or m["sym"]), m["right"]
         if left in known:
             param, lit_text, on_left = left, right, True
         elif right in known:

@@ -453,8 +453,22 @@ def make_sampler(spec: SamplerSpec, space: SearchSpace, seed: int | str | None =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if spec.name == "grid":
-            return cls(space.grid(), seed=s, **spec.kwargs)
+            return _ask_tell_grid()(space.grid(), seed=s, **spec.kwargs)
         return cls(seed=s, **spec.kwargs)
+
+
+def _ask_tell_grid() -> type:
+    """``GridSampler`` without its ``study.stop()`` after the last point (valid only inside ``study.optimize``).
+
+    paraling's workers use ask/tell and stop on ``n_trials``, which never exceeds the grid size.
+    """
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler
 
 
 def make_pruner(spec: PrunerSpec) -> Any:

@@ -1,0 +1,256 @@
+"""``paraling sweep`` end to end on the tiny tone corpus: pruning, grid, MLflow parent/child, resume, failures, SIGKILL.
+
+Every trial is tiny (1-2 epochs, 2 speaker folds, 8-channel CNN); in-process single workers except the SIGKILL test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from paraling.commands.sweep import main as sweep_main
+from paraling.errors import SearchError
+from paraling.search import SweepOptions, load_study_spec, run_sweep
+from paraling.search.storage import WORKER_ATTR
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+MLFLOW_STATUS = {"COMPLETE": {"FINISHED"}, "PRUNED": {"KILLED"}, "FAIL": {"FAILED", "KILLED"}}
+
+
+@pytest.fixture(scope="module")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Feature cache shared by the trials of this module (features are computed once)."""
+    return tmp_path_factory.mktemp("sweep-cache")
+
+
+def tiny(corpus: Path, cache: Path, epochs: int | None = 1) -> list[str]:
+    """Overrides for a trial of a few seconds on 2 CPU cores."""
+    ov = [
+        "corpus=csv",
+        f"corpus.path={corpus}",
+        "cv.folds=2",
+        "model.channels=[8,8,8,8]",
+        "model.fc_sizes=[32]",
+        "tracking.log_model=false",
+        f"cache_dir={cache}",
+    ]
+    return ov + ([f"trainer.epochs={epochs}"] if epochs else [])
+
+
+def write_study(folder: Path, name: str, **fields: Any) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"study_name": name, **fields}, sort_keys=False))
+    return path
+
+
+def load(path: Path) -> optuna.Study:
+    from paraling.search.storage import make_storage
+
+    return optuna.load_study(study_name=path.stem, storage=make_storage(str(path.parent / path.stem / "journal.log")))
+
+
+def sweep_runs(uri: str) -> tuple[Any, list[Any]]:
+    """(parent run, child runs) of the only sweep in the store."""
+    client = MlflowClient(uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=500)]
+    parents = [r for r in runs if r.data.tags.get("paraling.role") == "sweep"]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) + 1 == len(runs), "every run is the parent or one of its children"
+    return parents[0], children
+
+
+def assert_states_match(study: optuna.Study, children: list[Any]) -> None:
+    by_trial = {int(r.data.tags["paraling.sweep.trial"]): r for r in children}
+    assert sorted(by_trial) == [t.number for t in study.trials]
+    for t in study.trials:
+        run = by_trial[t.number]
+        assert run.data.tags["paraling.state"] == t.state.name, (t.number, run.data.tags)
+        assert run.info.status in MLFLOW_STATUS[t.state.name], (t.number, run.info.status)
+        assert run.info.run_name == f"{study.study_name}-{t.number:03d}"
+
+
+def test_grid_study_prunes_and_builds_parent_child_runs(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    # steps = fold * epochs + epoch: 1-epoch trials report steps 0-1 (< n_warmup_steps, never pruned), 2-epoch trials
+    # reach step 2 at fold 1 where val_uar < 1.01 always prunes -> exactly 2 COMPLETE and 2 PRUNED, deterministic.
+    path = write_study(
+        tmp_path,
+        "grid",
+        space={"trainer.epochs": [1, 2], "windows.width": [11, 15]},
+        sampler={"name": "grid"},
+        pruner={"name": "threshold", "lower": 1.01, "n_warmup_steps": 2},
+    )
+    summary = run_sweep(load_study_spec(path), SweepOptions(overrides=tiny(tone_corpus, feature_cache, None)))
+    assert (summary.complete, summary.pruned, summary.failed, summary.stopped) == (2, 2, 0, "complete")
+    study = load(path)
+    points = {(t.params["trainer.epochs"], t.params["windows.width"]) for t in study.trials}
+    assert len(points) == 4, "each grid point exactly once"
+    for t in study.trials:
+        assert t.state == (TrialState.COMPLETE if t.params["trainer.epochs"] == 1 else TrialState.PRUNED)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert all(max(t.intermediate_values) == 2 for t in pruned)
+
+    parent, children = sweep_runs(mlflow_uri)
+    assert len(children) == 4
+    assert_states_match(study, children)
+    tags = parent.data.tags
+    assert parent.info.status == "FINISHED"
+    assert tags["paraling.sweep.study"] == "grid" and tags["paraling.sweep.sampler"].startswith("grid(")
+    assert '"windows.width"' in tags["paraling.sweep.space"] and tags["paraling.sweep.storage"].endswith("journal.log")
+    assert (
+        tags["paraling.sweep.best_reproduce"].startswith("paraling train ")
+        and "trainer.epochs=1" in tags["paraling.sweep.best_reproduce"]
+    )
+    assert parent.data.metrics["best_value"] == pytest.approx(summary.best_value)
+    assert parent.data.metrics["n_pruned"] == 2
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    client = MlflowClient(mlflow_uri)
+    plots = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png"} <= plots
+    best_child = next(r for r in children if r.data.tags.get("paraling.sweep.best") == "true")
+    assert best_child.data.tags["paraling.sweep.trial"] == str(summary.best_number)
+    assert "windows.width" in best_child.data.params and "fold1_val_uar" in best_child.data.metrics
+
+
+def test_resume_runs_only_missing_trials(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
+) -> None:
+    path = write_study(
+        tmp_path,
+        "resume",
+        space={"windows.width": [11, 13, 15, 17], "model.dropout_fc": {"type": "float", "low": 0.0, "high": 0.5}},
+        sampler={"name": "random", "seed": 1},
+        pruner="none",
+        n_trials=2,
+    )
+    first = run_sweep(load_study_spec(path), SweepOptions(overrides=tiny(tone_corpus, feature_cache)))
+    assert first.complete == 2
+    parent_id = first.parent_run_id
+    assert sweep_main([str(path), "--n-trials", "3", *tiny(tone_corpus, feature_cache)]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 3 of 3 finished: 3 complete" in out and "reproduce: paraling train" in out
+    study = load(path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    parent, children = sweep_runs(mlflow_uri)
+    assert parent.info.run_id == parent_id and parent.info.status == "FINISHED"
+    assert_states_match(study, children)
+    again = run_sweep(load_study_spec(path), SweepOptions(n_trials=3, overrides=tiny(tone_corpus, feature_cache)))
+    assert len(load(path).trials) == 3 and again.complete == 3  # nothing left to run
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    # model.n_blocks=5 exceeds the 4 channels (ConfigError in the trial); lr 1e30 diverges (TrainingError: NaN loss)
+    path = write_study(
+        tmp_path,
+        "faults",
+        space={"model.n_blocks": [2, 5], "trainer.lr_start": [0.02, 1.0e30]},
+        sampler={"name": "grid"},
+        pruner="none",
+        failure_budget=5,
+    )
+    summary = run_sweep(load_study_spec(path), SweepOptions(overrides=tiny(tone_corpus, feature_cache)))
+    assert (summary.complete, summary.failed, summary.stopped) == (1, 3, "complete")
+    study = load(path)
+    reasons = {
+        (t.params["model.n_blocks"], t.params["trainer.lr_start"]): t.user_attrs.get("fail_reason", "")
+        for t in study.trials
+    }
+    assert "model.n_blocks=5" in reasons[(5, 0.02)] and reasons[(2, 0.02)] == ""
+    assert "TrainingError" in reasons[(2, 1.0e30)] and "lower trainer.lr_start" in reasons[(2, 1.0e30)]
+    _, children = sweep_runs(mlflow_uri)
+    assert_states_match(study, children)
+    failed = [r for r in children if r.data.tags["paraling.state"] == "FAIL"]
+    assert len(failed) == 3 and all(r.data.tags.get("paraling.error") for r in failed)
+
+
+def test_failure_budget_stops_a_sweep_that_fails_everything(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    path = write_study(
+        tmp_path,
+        "hopeless",
+        space={"model.n_blocks": {"type": "int", "low": 5, "high": 6}},
+        sampler={"name": "random"},
+        n_trials=8,
+        failure_budget=2,
+    )
+    with pytest.raises(SearchError, match=r"2 trials failed, failure budget 2 spent \(trial 0: ConfigError"):
+        sweep_main([str(path), *tiny(tone_corpus, feature_cache)])
+    assert [t.state for t in load(path).trials] == [TrialState.FAIL] * 2
+    parent, children = sweep_runs(mlflow_uri)
+    assert parent.info.status == "FAILED" and len(children) == 2
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_trial_fails_is_retried_and_nothing_stays_running(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    path = write_study(
+        tmp_path,
+        "kill",
+        space={"windows.width": [11, 13, 15, 17, 19]},
+        sampler={"name": "random"},
+        pruner="none",
+        n_trials=4,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "paraling.cli",
+        "sweep",
+        str(path),
+        "--workers",
+        "2",
+        *tiny(tone_corpus, feature_cache, epochs=8),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    journal = path.parent / "kill" / "journal.log"
+    victim = None
+    deadline = time.time() + 180
+    try:
+        while victim is None and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if not journal.exists():
+                continue
+            try:
+                trials = load(path).get_trials(states=(TrialState.RUNNING,))
+            except Exception:  # the study may not exist yet
+                continue
+            for t in trials:
+                w = t.system_attrs.get(WORKER_ATTR)
+                if w and w["pid"] != proc.pid and t.datetime_start and time.time() - t.datetime_start.timestamp() > 1:
+                    os.kill(w["pid"], signal.SIGKILL)
+                    victim = t.number
+                    break
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert victim is not None, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
+    study = load(path)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    killed = study.trials[victim]
+    assert killed.state == TrialState.FAIL and "died" in killed.user_attrs["fail_reason"]
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == killed.params
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4
+    _, children = sweep_runs(mlflow_uri)
+    assert not [r for r in children if r.info.status == "RUNNING"]
+    assert_states_match(study, children)
+    assert "killed by signal 9" in out and "starting a replacement" in out
