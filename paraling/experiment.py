@@ -13,7 +13,6 @@ import json
 import logging
 import random
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,24 +24,24 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from paraling.aggregation import make_aggregator
+from paraling.artifacts import log_model
 from paraling.config import validate
 from paraling.data.manifest import Manifest, atomic_write_text
-from paraling.data.recipes import load_corpus
-from paraling.data.splits import assign_folds, plan_folds, split_validation_speakers
-from paraling.errors import AudioError
-from paraling.features import FeatureStore, LogMelSpec
-from paraling.features.store import check_free_space
+from paraling.data.splits import plan_folds, split_validation_speakers
+from paraling.dataset import PreparedData, eval_set, prepare_data
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.models.cnn import build_model
 from paraling.oof import OOFScores, save_oof
 from paraling.plots import plot_curves
 from paraling.predict import fold_state
 from paraling.progress import Progress
+from paraling.summary import print_summary
 from paraling.tracking import RunTracker, flatten
-from paraling.training import EvalSet, Reporter, fit, predict_windows, resolve_device, resolve_precision
-from paraling.windows import WindowBank
+from paraling.training import Reporter, fit, predict_windows, resolve_device, resolve_precision
 
-__all__ = ["RunResult", "prepare_data", "run_experiment"]
+_eval_set = eval_set  # kept for callers/tests that patch it
+
+__all__ = ["PreparedData", "RunResult", "prepare_data", "print_summary", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
@@ -62,81 +61,10 @@ class RunResult:
     histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
 
 
-@dataclass
-class PreparedData:
-    """Manifest with folds, class names and the window bank of all utterances."""
-
-    manifest: Manifest
-    classes: list[str]
-    y_utt: np.ndarray
-    bank: WindowBank
-    spec: LogMelSpec
-    store: FeatureStore
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _augment(manifest: Manifest, cfg: DictConfig) -> tuple[Manifest, list[str], list[Any]]:
-    """Apply training-only augmentation; returns the manifest and per-utterance feature variants/transforms."""
-    if cfg.augment.name == "none":
-        return manifest, [""] * len(manifest), [None] * len(manifest)
-    from paraling.augment import augment_manifest
-
-    return augment_manifest(manifest, cfg.augment)
-
-
-def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedData:
-    """Load the corpus, assign folds, (augment), extract cached features and build the window bank."""
-    manifest = load_corpus(cfg.corpus)
-    folds = assign_folds(manifest, cfg.cv.scheme, int(cfg.cv.folds), bool(cfg.cv.stratify), int(cfg.seed))
-    manifest = manifest.with_folds(folds)
-    manifest, variants, transforms = _augment(manifest, cfg)
-    classes = manifest.labels
-    index = {c: i for i, c in enumerate(classes)}
-    y_utt = np.array([index[u.label] for u in manifest], dtype=np.int64)
-    spec = LogMelSpec.from_config(cfg.features)
-    store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
-    if cfg.features.cache:
-        frames = sum(u.duration for u in manifest) * 1000.0 / spec.frame_shift_ms
-        check_free_space(store.root, int(frames * (spec.n_mels + 1) * 4) + (64 << 20))
-    bar = progress.bar(len(manifest), "features") if progress else None
-    feats, ok = [], []
-    for i, u in enumerate(manifest):
-        try:
-            feats.append(store.get(u.path, variants[i], transforms[i]))
-            ok.append(i)
-        except AudioError as exc:
-            if cfg.corpus.on_bad_file != "skip":
-                raise
-            log.warning("skipping %s", exc)
-        if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    if len(ok) < len(manifest):
-        dropped = {manifest[i].id for i in range(len(manifest)) if i not in set(ok)}
-        log.warning("%d utterance(s) could not be decoded and were skipped (corpus.on_bad_file=skip)", len(dropped))
-        keep = [u for u in manifest if u.id not in dropped and u.augmented_from not in dropped]
-        pos = {u.id: i for i, u in enumerate(manifest)}
-        feats = [feats[ok.index(pos[u.id])] for u in keep]
-        variants = [variants[pos[u.id]] for u in keep]
-        manifest = Manifest(keep, manifest.source)
-        y_utt = np.array([index[u.label] for u in manifest], dtype=np.int64)
-    log.info("features: %d cached, %d computed", store.hits, store.misses)
-    bank = WindowBank(
-        [f for f, _ in feats],
-        [e for _, e in feats],
-        int(cfg.windows.width),
-        int(cfg.windows.shift),
-        cfg.windows.short_policy,
-        cfg.features.normalize,
-        [u.id for u in manifest],
-    )
-    return PreparedData(manifest, classes, y_utt, bank, spec, store)
 
 
 def _checkpoint_dir(cfg: DictConfig, manifest: Manifest) -> Path:
@@ -148,16 +76,6 @@ def _checkpoint_dir(cfg: DictConfig, manifest: Manifest) -> Path:
     h = hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=10)
     h.update(manifest.digest().encode())
     return Path(cfg.cache_dir) / "checkpoints" / h.hexdigest()
-
-
-def _eval_set(bank: WindowBank, rows: np.ndarray, y_utt: np.ndarray) -> EvalSet:
-    mask = np.zeros(bank.n_utts, dtype=bool)
-    mask[rows] = True
-    idx = bank.windows_of(mask)
-    utt_global = bank.utt[idx].numpy()
-    local = np.full(bank.n_utts, -1, dtype=np.int64)
-    local[rows] = np.arange(len(rows))
-    return EvalSet(idx, torch.from_numpy(y_utt[utt_global]), local[utt_global], len(rows))
 
 
 class _FoldReporter:
@@ -270,38 +188,6 @@ def _train_fold(
         "model": model,
         "state": state,
     }
-
-
-def _log_model(
-    tracker: RunTracker,
-    models: dict[int, torch.nn.Module],
-    data: PreparedData,
-    cfg: DictConfig,
-    tmp: Path,
-    states: dict[int, dict[str, Any]],
-) -> None:
-    from safetensors.torch import save_file
-
-    out = tmp / "model"
-    out.mkdir()
-    for fold, model in models.items():
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-            str(out / f"fold{fold}.safetensors"),
-        )
-        (out / f"fold{fold}.json").write_text(json.dumps(states[fold]))
-    spec = {
-        "classes": data.classes,
-        "features": OmegaConf.to_container(cfg.features, resolve=True),
-        "windows": OmegaConf.to_container(cfg.windows, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "aggregation": OmegaConf.to_container(cfg.aggregation, resolve=True),
-        "n_mels": data.bank.n_mels,
-        "folds": sorted(models),
-        "layer_names": next(iter(models.values())).layer_names if models else [],
-    }
-    (out / "spec.json").write_text(json.dumps(spec, indent=2))
-    tracker.log_artifact(out, "model")
 
 
 def run_experiment(
@@ -473,7 +359,7 @@ def run_experiment(
         tracker.log_artifact(tmp / "data", "data")
         tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
         if cfg.tracking.log_model:
-            _log_model(tracker, models, data, cfg, tmp, states)
+            log_model(tracker, models, data, cfg, tmp, states)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     fold_uars = {
         int(k[len("uar_fold") :]): v
@@ -483,34 +369,3 @@ def run_experiment(
     return RunResult(
         float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars, time.perf_counter() - t0, histories
     )
-
-
-def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> None:
-    """A one-screen summary: UAR per fold, overall, run id and how to open the MLflow UI."""
-    stream = stream or sys.stdout
-    m = result.metrics
-    lines = [
-        "",
-        f"paraling: {cfg.name} on corpus {cfg.corpus.name} ({len(result.oof.utt_ids)} utterances, "
-        f"{len(result.oof.classes)} classes, chance UAR {1 / len(result.oof.classes):.3f})",
-    ]
-    for k, v in sorted(result.fold_uars.items()):
-        lines.append(f"  fold {k}: UAR {v:.3f}")
-    vote = f"{cfg.aggregation.method} vote" if cfg.model.name == "cnn" else f"{cfg.model.name} baseline"
-    lines.append(
-        f"  out-of-fold UAR ({vote}): {m['uar']:.3f}  "
-        f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "
-        f"+/- {m['uar_fold_std']:.3f}"
-    )
-    if all(f"uar_{a}" in m for a in AGGREGATIONS):  # CNN runs only
-        lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
-    if "uar_binary" in m:
-        lines.append(f"  2-class (food vs No_Food) UAR: {m['uar_binary']:.3f}")
-    lines.append(f"  time: {result.seconds:.0f} s")
-    if result.run_id:
-        from paraling.tracking import resolve_tracking_uri
-
-        uri = resolve_tracking_uri(cfg.tracking.uri)
-        lines.append(f"  MLflow run: {result.run_id}")
-        lines.append(f"  open it:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
-    print("\n".join(lines), file=stream)
