@@ -59,6 +59,16 @@ def is_rdb_url(url: str) -> bool:
     return url.startswith(_RDB_PREFIXES)
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` with the installed driver: SQLAlchemy 2.1 defaults to psycopg 3, paraling ships psycopg2."""
+    import importlib.util
+
+    scheme = next((p for p in ("postgresql://", "postgres://") if url.startswith(p)), None)
+    if scheme and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len(scheme) :]
+    return url
+
+
 def default_storage_path(study_name: str, study_file: Path | None) -> Path:
     """``<study file's folder>/<study>/journal.log`` (``sweeps/<study>/journal.log``, gitignored)."""
     folder = study_file.parent if study_file is not None else Path("sweeps")
@@ -100,7 +110,7 @@ def make_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
             else:
                 engine_kwargs["pool_pre_ping"] = True
             storage = optuna.storages.RDBStorage(
-                url,
+                sqlalchemy_url(url),
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
@@ -140,7 +150,9 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
 
         engine = _pg_engines.get(url)
         if engine is None:
-            engine = _pg_engines[url] = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+            engine = _pg_engines[url] = sqlalchemy.create_engine(
+                sqlalchemy_url(url), poolclass=sqlalchemy.pool.NullPool
+            )
         k = _lock_key(f"paraling-sweep:{study_name}")
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": k})

@@ -1,15 +1,26 @@
 """``paraling sweep`` end to end on the tiny tone corpus: pruning, grid, MLflow parent/child, resume, failures, SIGKILL.
 
-Every trial is tiny (1-2 epochs, 2 speaker folds, 8-channel CNN); in-process single workers except the SIGKILL test.
+Every trial is tiny (1-2 epochs, 2 speaker folds, 8-channel CNN); in-process single workers except the SIGKILL and
+PostgreSQL tests. Scale-out for real (mark ``service``): a throw-away PostgreSQL cluster with 2 sweep workers, and an
+``mlflow server``, both on 127.0.0.1 on a free port in a temp folder, stopped and removed afterwards. PostgreSQL
+refuses to run as root, so under root the cluster runs as the ``postgres`` (or ``nobody``) user.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import pwd
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +33,7 @@ from optuna.trial import TrialState
 from paraling.commands.sweep import main as sweep_main
 from paraling.errors import SearchError
 from paraling.search import SweepOptions, load_study_spec, run_sweep
-from paraling.search.storage import WORKER_ATTR
+from paraling.search.storage import WORKER_ATTR, make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MLFLOW_STATUS = {"COMPLETE": {"FINISHED"}, "PRUNED": {"KILLED"}, "FAIL": {"FAILED", "KILLED"}}
@@ -254,3 +265,166 @@ def test_sigkilled_worker_trial_fails_is_retried_and_nothing_stays_running(
     assert not [r for r in children if r.info.status == "RUNNING"]
     assert_states_match(study, children)
     assert "killed by signal 9" in out and "starting a replacement" in out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_bindir() -> Path | None:
+    """Folder of initdb/pg_ctl: Debian's /usr/lib/postgresql/<version>/bin (newest), else $PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def run_as_prefix(folder: Path) -> list[str]:
+    """Under root, run the server as an unprivileged user who owns ``folder``."""
+    if os.geteuid() != 0:
+        return []
+    for user in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pw = pwd.getpwnam(user)
+            os.chown(folder, pw.pw_uid, pw.pw_gid)
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                pytest.skip("running as root and runuser is missing; PostgreSQL refuses to run as root")
+            return [runuser, "-u", user, "--"]
+    pytest.skip("running as root without a 'postgres' or 'nobody' user to run PostgreSQL")
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL cluster (trust auth, fsync off) on 127.0.0.1:<free port>; yields its URL."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="paraling-pg-"))
+    os.chmod(root, 0o755)
+    prefix = run_as_prefix(root)
+    data, log = root / "data", root / "server.log"
+    subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "paraling", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    port = None
+    for _ in range(3):  # the port may be taken between choosing and binding
+        port = free_port()
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+        r = subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode == 0:
+            break
+        port = None
+    if port is None:
+        text = log.read_text() if log.exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {text[-2000:]}")
+    try:
+        yield f"postgresql://paraling@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1:<free port> with a SQLite backend and artifacts in ``tmp_path``."""
+    port = free_port()
+    log = open(tmp_path / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination",
+        str(tmp_path / "server-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                pytest.fail(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.service
+def test_postgresql_storage_with_two_worker_processes(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str, postgres_url: str
+) -> None:
+    path = write_study(
+        tmp_path,
+        "pg",
+        space={"windows.width": [11, 13, 15, 17]},
+        sampler={"name": "random", "seed": 0},
+        pruner="none",
+        n_trials=4,
+    )
+    opts = SweepOptions(workers=2, storage=postgres_url, overrides=tiny(tone_corpus, feature_cache, epochs=3))
+    summary = run_sweep(load_study_spec(path), opts)
+    assert (summary.complete, summary.failed, summary.stopped) == (4, 0, "complete")
+    assert summary.storage == postgres_url  # no password here; mask_secrets keeps it as is
+    storage = make_storage(postgres_url)
+    assert isinstance(storage, optuna.storages.RDBStorage) and storage.heartbeat_interval
+    study = optuna.load_study(study_name="pg", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    pids = {t.system_attrs[WORKER_ATTR]["pid"] for t in study.trials}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    _, children = sweep_runs(mlflow_uri)
+    assert_states_match(study, children)
+    # the same command again joins the same study and finds nothing to do
+    again = run_sweep(load_study_spec(path), opts)
+    assert again.complete == 4 and len(optuna.load_study(study_name="pg", storage=storage).trials) == 4
+
+
+@pytest.mark.service
+def test_sweep_logs_through_an_mlflow_server(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    path = write_study(tmp_path, "srv", space={"windows.width": [11, 15]}, sampler={"name": "grid"}, pruner="none")
+    summary = run_sweep(load_study_spec(path), SweepOptions(overrides=tiny(tone_corpus, feature_cache)))
+    assert summary.complete == 2 and summary.tracking_uri == mlflow_server
+    parent, children = sweep_runs(mlflow_server)
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert all(r.info.status == "FINISHED" and r.data.tags["paraling.state"] == "COMPLETE" for r in children)
+    client = MlflowClient(mlflow_server)
+    assert "plots/optimization_history.png" in {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {f.path for f in client.list_artifacts(children[0].info.run_id)} >= {"config.yaml", "oof"}
