@@ -233,7 +233,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             if frozen.state == TrialState.RUNNING:
                 t.set_user_attr("fail_reason", "interrupted (Ctrl-C); queued for a retry")
                 frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-                retry_trial(study, frozen)
+                retry_trial(study, frozen, max_retry=None)
                 if sync:
                     sync(frozen)
     except Exception as exc:  # the launcher itself failed: record the batch, close the parent, re-raise

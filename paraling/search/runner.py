@@ -316,8 +316,12 @@ def hydra_context() -> Iterator[None]:
         yield
 
 
-def worker_loop(args: WorkerArgs) -> str:
+def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
     """Take and run trials until the study is done; returns why it stopped.
+
+    Args:
+        args: The worker's settings.
+        tracking: An open :class:`SweepTracking` to reuse (in-process worker), else one is opened here.
 
     Returns:
         ``complete``, ``timeout``, ``failure_budget`` or ``orphaned`` (the coordinating process died).
@@ -328,7 +332,8 @@ def worker_loop(args: WorkerArgs) -> str:
         spec.sampler, spec.space, worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url)
     )
     study = create_or_load_study(ctx.storage_url, spec, sampler, make_pruner(spec.pruner), create=False)
-    tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name) if ctx.parent_run_id else None
+    if tracking is None and ctx.parent_run_id and ctx.tracking_uri:
+        tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     sync = (lambda frozen: tracking.sync_child(ctx.parent_run_id, frozen)) if tracking and ctx.parent_run_id else None
     try:
@@ -517,7 +522,7 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
                 ]
                 if n == 1:
                     args[0].parent_pid = None
-                    stopped = worker_loop(args[0])
+                    stopped = worker_loop(args[0], prepared.tracking)
                 else:
                     stopped = _run_processes(args)
         except KeyboardInterrupt:

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_ATTR = "paraling:heartbeat"
 WORKER_ATTR = "paraling:worker"
+DEAD_RETRIES_ATTR = "paraling:dead_worker_retries"
 _RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql", "mariadb", "oracle", "mssql")
 _storages: dict[tuple[str, int, int], Any] = {}
 
@@ -362,8 +363,14 @@ def _is_stale(t: Any, now: float, grace: float, host: str, by_attr: bool) -> str
     return None
 
 
-def retry_trial(study: Any, frozen: Any, max_retry: int = 1) -> bool:
-    """Queue ``frozen`` (a failed trial) again with the same parameters, at most ``max_retry`` times per series.
+def retry_trial(study: Any, frozen: Any, max_retry: int | None = 1) -> bool:
+    """Queue ``frozen`` (a failed trial) again with the same parameters.
+
+    Args:
+        study: The study.
+        frozen: The failed trial.
+        max_retry: Retries allowed per series for dead workers (``None``: always, used for Ctrl-C, which is not the
+            trial's fault). Interrupted retries do not use up the dead-worker retry.
 
     Returns:
         Whether a retry was queued.
@@ -371,11 +378,13 @@ def retry_trial(study: Any, frozen: Any, max_retry: int = 1) -> bool:
     import optuna
 
     history = list(frozen.system_attrs.get("retry_history", []))
-    if len(history) + 1 > max_retry:
+    dead = int(frozen.system_attrs.get(DEAD_RETRIES_ATTR, 0))
+    if max_retry is not None and dead + 1 > max_retry:
         return False
     system_attrs = {k: v for k, v in frozen.system_attrs.items() if k not in (WORKER_ATTR, HEARTBEAT_ATTR)}
     system_attrs.setdefault("failed_trial", frozen.number)
     system_attrs["retry_history"] = [*history, frozen.number]
+    system_attrs[DEAD_RETRIES_ATTR] = dead + (max_retry is not None)
     user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in ("fail_reason", "mlflow_run_id")}
     study.add_trial(
         optuna.create_trial(

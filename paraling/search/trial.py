@@ -197,7 +197,7 @@ def execute_trial(
             )
             outcome.state = frozen.state.name
         if interrupted:
-            retry_trial(study, frozen)
+            retry_trial(study, frozen, max_retry=None)
         if sync is not None:
             try:
                 sync(frozen)

@@ -158,8 +158,6 @@ def test_resume_runs_only_missing_trials(
     parent, children = sweep_runs(mlflow_uri)
     assert parent.info.run_id == parent_id and parent.info.status == "FINISHED"
     assert_states_match(study, children)
-    again = run_sweep(load_study_spec(path), SweepOptions(n_trials=3, overrides=tiny(tone_corpus, feature_cache)))
-    assert len(load(path).trials) == 3 and again.complete == 3  # nothing left to run
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(
@@ -428,3 +426,43 @@ def test_sweep_logs_through_an_mlflow_server(
     client = MlflowClient(mlflow_server)
     assert "plots/optimization_history.png" in {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
     assert {f.path for f in client.list_artifacts(children[0].info.run_id)} >= {"config.yaml", "oof"}
+
+
+def test_hydra_sweeper_plugin_gives_the_same_structure(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    # Same deterministic grid as above, through `paraling train -m` and the joblib launcher (2 jobs per batch, each in
+    # its own process): the job loads its trial from the storage and is pruned there.
+    path = write_study(
+        tmp_path,
+        "hydra",
+        space={"trainer.epochs": [1, 2], "windows.width": [11]},
+        sampler={"name": "grid"},
+        pruner={"name": "threshold", "lower": 1.01, "n_warmup_steps": 2},
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "paraling.cli",
+        "train",
+        "-m",
+        "hydra/sweeper=paraling_optuna",
+        f"+sweep={path}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        *tiny(tone_corpus, feature_cache, None),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "trials: 2 of 2 finished: 1 complete, 1 pruned, 0 failed" in r.stdout
+    study = load(path)
+    assert {t.params["trainer.epochs"]: t.state for t in study.trials} == {1: TrialState.COMPLETE, 2: TrialState.PRUNED}
+    parent, children = sweep_runs(mlflow_uri)
+    assert parent.info.status == "FINISHED" and parent.data.tags["paraling.reproduce"].startswith("paraling train -m")
+    assert_states_match(study, children)
+    line = next(r for r in children if r.data.tags["paraling.state"] == "COMPLETE").data.tags["paraling.reproduce"]
+    assert "trainer.epochs=1" in line and "PARALING_SWEEP_TRIAL" not in line and "sweep=" not in line
+    results = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
+    assert results["best_params"] == {"trainer.epochs": 1, "windows.width": 11}

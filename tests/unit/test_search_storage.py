@@ -121,3 +121,18 @@ def test_study_lock_serialises(tmp_path: Path, kind: str) -> None:
     for th in threads:
         th.join()
     assert not overlap[0]
+
+
+def test_interrupted_trials_are_always_requeued_dead_workers_once(tmp_path: Path) -> None:
+    study = _journal_study(tmp_path)
+    t = study.ask()
+    t.suggest_int("a", 0, 9)
+    frozen = study.tell(t, state=TrialState.FAIL)
+    for _ in range(3):  # Ctrl-C, Ctrl-C, Ctrl-C: re-queued every time
+        assert retry_trial(study, frozen, max_retry=None)
+        frozen = study.tell(study.ask(), state=TrialState.FAIL)
+    assert retry_trial(study, frozen)  # then its worker dies: one retry ...
+    frozen = study.tell(study.ask(), state=TrialState.FAIL)
+    assert not retry_trial(study, frozen)  # ... and no second one
+    c = count_trials(study.get_trials())
+    assert (c.failed, c.retried, c.used) == (1, 4, 1)
