@@ -87,6 +87,14 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_p
     source = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "name=source")))
     src = _weights(source.run_id, 0)
 
+    # a registered model version (by alias or by number) resolves to its run
+    client = MlflowClient()
+    client.create_registered_model("langid-cnn")
+    mv = client.create_model_version("langid-cnn", f"runs:/{source.run_id}/model", run_id=source.run_id)
+    client.set_registered_model_alias("langid-cnn", "champion", mv.version)
+    for ref in ("models:/langid-cnn@champion", f"models:/langid-cnn/{mv.version}", f"runs:/{source.run_id}"):
+        assert transfer.resolve_source(_cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={ref}"))) == source.run_id
+
     # epoch 0: right after the transfer, the conv weights equal the source's and the FC weights do not
     cfg = _cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={source.run_id}", "transfer.layers=[conv1,conv2,conv3]"))
     spec, _ = load_source(source.run_id)
