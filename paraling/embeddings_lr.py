@@ -97,8 +97,7 @@ class CNNEmbeddings:
         self.manifest = manifest
         self.row = {u.id: i for i, u in enumerate(self.data.manifest)}
         self.plans = {p.fold: p for p in plan_folds(self.data.manifest)}
-        self.spec = load_source(self.run_id, None, self.uri)[0]
-        self._load_source = load_source
+        load_source(self.run_id, None, self.uri)  # fails early when the run logged no model
 
     def _check_same_folds(self, oof: Any, manifest: Manifest, classes: list[str]) -> None:
         mine = {u.id: (u.label, u.fold if u.fold is not None else -1) for u in manifest}
@@ -111,8 +110,9 @@ class CNNEmbeddings:
 
     def _model(self, fold: int) -> torch.nn.Module:
         from paraling.models.cnn import build_model
+        from paraling.models.transfer import load_source
 
-        spec, state = self._load_source(self.run_id, fold, self.uri)
+        spec, state = load_source(self.run_id, fold, self.uri)
         model = build_model(OmegaConf.create(spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]),
                             len(spec["classes"]))
         model.load_state_dict(state)
