@@ -496,15 +496,16 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
     if options.dashboard:
         _start_dashboard(url, options.dashboard_port)
     c = count_trials(prepared.study.get_trials(deepcopy=False))
-    remaining = None if spec.n_trials is None else max(spec.n_trials - c.used, 0)
+    remaining = None if spec.n_trials is None else max(spec.n_trials - c.used, 0) + c.waiting  # queued retries too
     log.info(
-        "study %s: %d trials so far (%d complete, %d pruned, %d failed, %d running); %s to run",
+        "study %s: %d trials finished (%d complete, %d pruned, %d failed), %d running, %d queued; %s to run",
         spec.study_name,
-        c.used,
+        c.finished,
         c.complete,
         c.pruned,
         c.failed,
         c.running,
+        c.waiting,
         "until timeout" if remaining is None else remaining,
     )
     deadline = time.time() + spec.timeout if spec.timeout else None
