@@ -207,7 +207,9 @@ def build_corpus(
         render: Module-level function ``(plan, sample_rate) -> float32 waveform``; must be deterministic.
         csv_name: File name of the CSV inside ``out_dir``.
         columns: CSV columns, in order.
-        n_jobs: Worker processes rendering in parallel (the output does not depend on it).
+        n_jobs: Worker processes rendering in parallel (the output does not depend on it). Workers are
+            started with ``spawn`` (safe next to threads, e.g. torch's), so a calling script needs the
+            ``if __name__ == "__main__":`` guard.
 
     Returns:
         Path of the CSV.

@@ -211,7 +211,8 @@ def prepare_langid(
         seed: Random seed (non-negative).
         sample_rate: Output sample rate in Hz.
         n_val_speakers: Speakers held out as ``split=val``; default a quarter of them (at least one).
-        n_jobs: Worker processes used for rendering.
+        n_jobs: Worker processes used for rendering (``spawn``ed: a calling script needs the
+            ``if __name__ == "__main__":`` guard). 1 renders in this process.
 
     Returns:
         Path of ``langid.csv``.
