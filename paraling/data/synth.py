@@ -24,8 +24,8 @@ Example:
 from __future__ import annotations
 
 import _ctypes
-import atexit
 import ctypes
+import os
 import shutil
 import tempfile
 import threading
@@ -68,7 +68,11 @@ _private_lib: tuple[str, bytes] | None = None
 
 
 def _locate() -> tuple[str, bytes]:
-    """Return (path of this process's private copy of libespeak-ng, data dir); copy it on first use."""
+    """Return (path of the private copy of libespeak-ng, data dir); make the copy on first use.
+
+    The copy lives in ``<tmp>/paraling-espeak-<user>/`` under a name keyed by the wheel's library (size and mtime),
+    is written atomically and shared by all processes: it only has to be a path nobody else ``dlopen``s.
+    """
     global _private_lib
     if _private_lib is not None:
         return _private_lib
@@ -79,13 +83,20 @@ def _locate() -> tuple[str, bytes]:
     src = Path(espeakng_loader.get_library_path())
     try:
         data_path = espeakng_loader.get_data_path()
-        tmp = tempfile.mkdtemp(prefix="paraling-espeak-")
-        atexit.register(shutil.rmtree, tmp, True)
-        dst = Path(tmp) / src.name
-        shutil.copyfile(src, dst)
+        st = src.stat()
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        folder = Path(tempfile.gettempdir()) / f"paraling-espeak-{user}"
+        folder.mkdir(exist_ok=True)
+        dst = folder / f"{src.stem}-{st.st_size}-{st.st_mtime_ns}{src.suffix}"
+        if not dst.is_file() or dst.stat().st_size != st.st_size:
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            os.close(fd)
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
     except (OSError, RuntimeError) as exc:
         raise DependencyError(
-            f"cannot find libespeak-ng at {src} or its data ({exc}). Fix: {_INSTALL_HINT} (reinstall it)"
+            f"cannot find libespeak-ng at {src} or its data, or copy it to a temp folder ({exc}). "
+            f"Fix: {_INSTALL_HINT} (reinstall it) and check that the temp folder is writable"
         ) from exc
     _private_lib = (str(dst), data_path.encode())
     return _private_lib
