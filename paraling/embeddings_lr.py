@@ -62,7 +62,7 @@ class CNNEmbeddings:
         from mlflow.tracking import MlflowClient
 
         from paraling.config import ParalingConfig
-        from paraling.experiment import prepare_data
+        from paraling.dataset import prepare_data
         from paraling.models.transfer import load_source
         from paraling.tracking import resolve_tracking_uri
         from paraling.training import resolve_device
