@@ -63,12 +63,12 @@ def main(argv: list[str]) -> int:
 
     spec = load_study_spec(a.study)
     if a.check:
-        from paraling.search.runner import _composer, hydra_context
-        from paraling.search.spec import check_against_config
+        from paraling.search.probe import check_against_config
+        from paraling.search.worker import compose_fn, hydra_context
 
         spec = spec.with_options(a.n_trials, a.study_name, a.storage, a.timeout)
         with hydra_context():
-            check_against_config(spec, list(a.overrides), _composer())
+            check_against_config(spec, list(a.overrides), compose_fn())
         print(
             f"{spec.path}: OK — study {spec.study_name}, {len(spec.space.params)} parameters, "
             f"sampler {spec.sampler_description()}, pruner {spec.pruner_description()}, n_trials {spec.n_trials}"

@@ -9,9 +9,11 @@ The public surface::
     print(summary.format())
 
 Modules: :mod:`~paraling.search.space` (parameters, conditions), :mod:`~paraling.search.spec` (study files,
-samplers, pruners), :mod:`~paraling.search.storage` (storages, locks, heartbeats, stale trials),
-:mod:`~paraling.search.trial` (one trial), :mod:`~paraling.search.mlflow_parent` (parent/child runs) and
-:mod:`~paraling.search.runner` (workers, summary). The Hydra sweeper ``hydra/sweeper=paraling_optuna`` reuses them.
+samplers, pruners), :mod:`~paraling.search.probe` (study vs. config schema), :mod:`~paraling.search.storage`
+(storages, locks, heartbeats, stale trials), :mod:`~paraling.search.trial` (one trial),
+:mod:`~paraling.search.mlflow_parent` (parent/child runs), :mod:`~paraling.search.worker` (trial loop, worker
+processes) and :mod:`~paraling.search.runner` (``paraling sweep``, summary). The Hydra sweeper
+``hydra/sweeper=paraling_optuna`` (:mod:`~paraling.search.hydra_sweeper`) reuses them.
 """
 
 from paraling.search.runner import SweepOptions, SweepSummary, run_sweep

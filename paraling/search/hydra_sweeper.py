@@ -123,8 +123,9 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from omegaconf import OmegaConf
     from optuna.trial import TrialState
 
+    from paraling.search.probe import check_against_config
     from paraling.search.runner import finish, prepare_study, resolve_storage_url
-    from paraling.search.spec import check_against_config, load_study_spec
+    from paraling.search.spec import load_study_spec
     from paraling.search.storage import (
         Heartbeat,
         count_trials,

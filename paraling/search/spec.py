@@ -26,7 +26,7 @@ import inspect
 import math
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,6 @@ __all__ = [
     "SamplerSpec",
     "StorageSpec",
     "StudySpec",
-    "check_against_config",
     "find_study_file",
     "load_study_spec",
     "make_pruner",
@@ -474,83 +473,3 @@ def _ask_tell_grid() -> type:
 def make_pruner(spec: PrunerSpec) -> Any:
     """Build the Optuna pruner."""
     return _pruner_class(spec.name)(**spec.kwargs)
-
-
-def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list[str]], Any]) -> Any:
-    """Check the study's overrides and every parameter against the configuration schema before any trial.
-
-    Composes the base configuration once (``load(overrides)``), then tries every parameter's bounds / choices on it
-    (values through OmegaConf's typed schema; config-group choices through ``load``) and composes the all-low and
-    all-high corners.
-
-    Args:
-        spec: The study.
-        extra: Command-line overrides applied to every trial.
-        load: Composes a configuration from overrides (Hydra ``compose`` or a launcher's config loader).
-
-    Returns:
-        The composed base configuration (tracking settings for the parent run come from it).
-
-    Raises:
-        ConfigError: Naming ``overrides`` or ``space.<param>`` and Hydra's reason.
-    """
-    from omegaconf import DictConfig, OmegaConf
-
-    from paraling.config import validate
-
-    base = list(spec.overrides) + list(extra)
-    searched = set(spec.space.names)
-    for o in base:
-        key = o.split("=", 1)[0].lstrip("+~")
-        if key in searched:
-            raise ConfigError(f"override {o!r} sets {key}, which the study searches (space.{key}); remove one of them")
-    try:
-        cfg = load(base)
-    except Exception as exc:  # hydra ConfigCompositionException, OverrideParseException, omegaconf errors
-        raise ConfigError(f"overrides {base}: {_first_line(exc)}") from exc
-    try:
-        validate(cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"overrides {base}: {exc}") from exc
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for p in spec.space.params:
-        where = f"space.{p.name}"
-        key = p.name.lstrip("+~")
-        node = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-        is_group = isinstance(node, DictConfig)
-        for value in p.probe_values():
-            ov = p.override(value)
-            try:
-                parsed = parser.parse_override(ov)
-            except Exception as exc:
-                raise ConfigError(f"{where}: {ov!r} is not a valid Hydra override: {_first_line(exc)}") from exc
-            try:
-                if is_group or p.name.startswith(("+", "~")):
-                    load([*base, ov])
-                else:
-                    probe = cfg.copy()
-                    if OmegaConf.select(probe, key, default="__missing__") == "__missing__":
-                        raise ConfigError(f"no config key {key!r} (check the spelling; lists use key.INDEX)")
-                    OmegaConf.update(probe, key, parsed.value(), merge=True)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from exc
-            except Exception as exc:
-                raise ConfigError(
-                    f"{where}: value {value!r} does not fit the configuration: {_first_line(exc)}"
-                ) from exc
-    for high in (False, True):
-        corner = spec.space.overrides(spec.space.corner(high))
-        try:
-            load([*base, *corner])
-        except Exception as exc:
-            raise ConfigError(
-                f"space: the {'high' if high else 'low'} corner {corner} does not compose: {_first_line(exc)}"
-            ) from exc
-    return cfg
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.splitlines()[:2])

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from paraling.errors import ConfigError, Pruned
-from paraling.search.runner import _composer, hydra_context
-from paraling.search.spec import check_against_config, load_study_spec, make_pruner, make_sampler, parse_study_spec
+from paraling.search.probe import check_against_config
+from paraling.search.spec import load_study_spec, make_pruner, make_sampler, parse_study_spec
 from paraling.search.trial import TrialReporter
+from paraling.search.worker import compose_fn, hydra_context
 
 ROOT = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -99,7 +100,7 @@ def test_every_pruner_builds(name: str) -> None:
 def test_shipped_studies_validate_against_the_config(name: str) -> None:
     spec = load_study_spec(ROOT / "sweeps" / f"{name}.yaml")
     with hydra_context():
-        cfg = check_against_config(spec, [], _composer())
+        cfg = check_against_config(spec, [], compose_fn())
     assert cfg.tracking.enabled
     assert spec.n_trials == (12 if name == "demo" else 150)
 
@@ -107,7 +108,7 @@ def test_shipped_studies_validate_against_the_config(name: str) -> None:
 def _probe(space: dict, extra: list[str] | None = None, overrides: list[str] | None = None) -> None:
     spec = parse_study_spec({"space": space, "n_trials": 2, "overrides": overrides or []}, "p.yaml", "p")
     with hydra_context():
-        check_against_config(spec, extra or [], _composer())
+        check_against_config(spec, extra or [], compose_fn())
 
 
 @pytest.mark.parametrize(

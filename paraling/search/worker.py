@@ -1,0 +1,227 @@
+"""Sweep workers: the trial loop, spawned worker processes and their replacement after a crash.
+
+Each worker loops: under the study lock it fails stale trials (dead workers), checks the failure budget and
+``n_trials``, and asks Optuna for the next trial; then it runs the trial outside the lock with a heartbeat. SIGTERM
+(sent by the coordinating ``paraling sweep`` on Ctrl-C) becomes ``KeyboardInterrupt`` once, so the running trial is
+recorded as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from paraling.errors import ParalingError
+from paraling.search.mlflow_parent import SweepTracking
+from paraling.search.spec import make_pruner, make_sampler
+from paraling.search.storage import (
+    Heartbeat,
+    count_trials,
+    create_or_load_study,
+    fail_stale_trials,
+    is_rdb_url,
+    make_storage,
+    mark_worker,
+    study_lock,
+)
+from paraling.search.trial import TrialContext, execute_trial
+
+__all__ = [
+    "WorkerArgs",
+    "compose_fn",
+    "hydra_context",
+    "interrupt_once",
+    "run_processes",
+    "worker_loop",
+    "worker_main",
+    "worker_seed",
+]
+
+log = logging.getLogger("paraling.search")
+
+
+@dataclass
+class WorkerArgs:
+    """What a worker process needs (picklable)."""
+
+    ctx: TrialContext
+    index: int
+    n_workers: int
+    deadline: float | None
+    threads: int | None
+    parent_pid: int | None = None
+
+
+def worker_seed(seed: int | None, index: int, n_workers: int, url: str) -> int | None:
+    """The sampler seed of one worker: the study's seed for a single local worker, else one derived per host/worker.
+
+    Parallel workers must not share a seed or their random start-up samples coincide.
+    """
+    if seed is None or (n_workers == 1 and not is_rdb_url(url)):
+        return seed
+    h = hashlib.blake2b(f"{seed}:{socket.gethostname()}:{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(h, "big") % (2**31)
+
+
+def compose_fn() -> Callable[[list[str]], Any]:
+    from hydra import compose
+
+    return lambda overrides: compose("config", overrides=overrides)
+
+
+@contextlib.contextmanager
+def hydra_context() -> Iterator[None]:
+    """Hydra's compose API on paraling's ``conf/`` (no-op when Hydra is already initialised)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from paraling.cli import CONF_DIR
+    from paraling.config import register_configs
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        yield
+
+
+def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
+    """Take and run trials until the study is done; returns why it stopped.
+
+    Args:
+        args: The worker's settings.
+        tracking: An open :class:`SweepTracking` to reuse (in-process worker), else one is opened here.
+
+    Returns:
+        ``complete``, ``timeout``, ``failure_budget`` or ``orphaned`` (the coordinating process died).
+    """
+    ctx, spec = args.ctx, args.ctx.spec
+    storage = make_storage(ctx.storage_url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    sampler = make_sampler(
+        spec.sampler, spec.space, worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url)
+    )
+    study = create_or_load_study(ctx.storage_url, spec, sampler, make_pruner(spec.pruner), create=False)
+    if tracking is None and ctx.parent_run_id and ctx.tracking_uri:
+        tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
+    heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
+    sync = (lambda frozen: tracking.sync_child(ctx.parent_run_id, frozen)) if tracking and ctx.parent_run_id else None
+    try:
+        with hydra_context():
+            compose = compose_fn()
+            while True:
+                if args.deadline is not None and time.time() >= args.deadline:
+                    return "timeout"
+                if args.parent_pid is not None and os.getppid() != args.parent_pid:
+                    return "orphaned"
+                with study_lock(ctx.storage_url, spec.study_name):
+                    stale = fail_stale_trials(study, spec.storage.grace_period)
+                    if stale and tracking is not None and ctx.parent_run_id:
+                        tracking.end_orphans(ctx.parent_run_id, study)
+                    c = count_trials(study.get_trials(deepcopy=False))
+                    if c.failed >= spec.max_failures:
+                        return "failure_budget"
+                    if spec.n_trials is not None and c.used >= spec.n_trials:
+                        return "complete"
+                    trial = study.ask()
+                    mark_worker(storage, trial._trial_id)
+                heartbeat.add(trial._trial_id)
+                try:
+                    values = spec.space.suggest(trial)
+                    overrides = ctx.base_overrides + spec.space.overrides(values)
+                    execute_trial(study, trial, ctx, overrides, compose, sync)
+                finally:
+                    heartbeat.remove(trial._trial_id)
+    finally:
+        heartbeat.close()
+
+
+def interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def worker_main(args: WorkerArgs) -> None:
+    """Entry point of a spawned worker: SIGTERM (sent by the coordinator on Ctrl-C) stops it cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C goes to the coordinator, which forwards it
+    signal.signal(signal.SIGTERM, interrupt_once)
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s [w{args.index}] %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        reason = worker_loop(args)
+        log.info("worker %d stopped: %s", args.index, reason)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ParalingError as exc:
+        print(f"paraling: error: [w{args.index}] {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(0)
+
+
+def run_processes(args_list: list[WorkerArgs]) -> str | None:
+    """Run the workers; a worker that dies (SIGKILL, OOM killer, crash) is replaced once per worker slot.
+
+    The replacement first fails the dead worker's trial (its pid is gone) and queues the retry, so the study still
+    reaches ``n_trials`` without a re-run.
+    """
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    procs: dict[Any, tuple[Any, WorkerArgs]] = {}
+
+    def start(a: WorkerArgs) -> None:
+        p = ctx.Process(target=worker_main, args=(a,), name=f"paraling-sweep-w{a.index}")
+        p.start()
+        procs[p.sentinel] = (p, a)
+
+    for a in args_list:
+        start(a)
+    log.info("started %d workers: pids %s", len(procs), [p.pid for p, _ in procs.values()])
+    restarts = 0
+    try:
+        while procs:
+            for sentinel in wait(list(procs)):
+                p, a = procs.pop(sentinel)
+                p.join()
+                code = p.exitcode
+                if code in (0, None):
+                    continue
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                log.warning("%s (pid %s) ended abnormally (%s)", p.name, p.pid, how)
+                in_time = a.deadline is None or time.time() < a.deadline
+                if (code < 0 or code == 1) and restarts < len(args_list) and in_time:
+                    restarts += 1
+                    log.warning("starting a replacement for %s; its trial is failed and retried once", p.name)
+                    start(a)
+    except KeyboardInterrupt:
+        log.warning("interrupted: stopping workers (their current trials are recorded as FAIL, interrupted)")
+        alive = [p for p, _ in procs.values() if p.is_alive()]
+        for p in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
+        with contextlib.suppress(KeyboardInterrupt):
+            for p in alive:
+                p.join(timeout=60)
+        for p in alive:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        return "interrupted"
+    return None
