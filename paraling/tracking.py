@@ -29,6 +29,7 @@ __all__ = [
     "environment_tags",
     "flatten",
     "mask_secrets",
+    "owner_tags",
     "resolve_tracking_uri",
 ]
 
@@ -121,6 +122,9 @@ def _owner_tags() -> dict[str, str]:
         "paraling.pid": str(os.getpid()),
         "paraling.pid_start": f"{psutil.Process().create_time():.3f}",
     }
+
+
+owner_tags = _owner_tags  # public name: sweep parents claim their run on resume with it
 
 
 def _alive(pid: str | None, start: str | None) -> bool:

@@ -80,7 +80,7 @@ class SweepTracking:
             else:
                 from mlflow.entities import RunTag
 
-                from paraling.tracking import _owner_tags
+                from paraling.tracking import owner_tags as _owner_tags
 
                 # this process owns the run now (so paraling's reaper of dead owners leaves it alone), then RUNNING
                 self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _owner_tags().items()])
