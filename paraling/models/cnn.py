@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from paraling.errors import ModelError
+from paraling.models.fused import pool_relu_dropout, relu_dropout
 
 __all__ = ["WindowCNN", "build_model"]
 
@@ -53,6 +54,7 @@ class WindowCNN(nn.Module):
         if n_classes < 2:
             raise ModelError(f"a classifier needs at least 2 classes, got n_classes={n_classes}")
         self.n_mels, self.width, self.n_classes = n_mels, width, n_classes
+        self.fused = True  # fused pool/ReLU/dropout with byte masks (models/fused.py); False = plain torch ops
         self.conv_names: list[str] = []
         self.fc_names: list[str] = []
         self._pools: list[tuple[int, int]] = []
@@ -100,12 +102,16 @@ class WindowCNN(nn.Module):
             if pad is not None:
                 x = torch.nn.functional.pad(x, pad)
             x = getattr(self, name)(x)
-            if ph > 1 or pw > 1:
-                x = torch.nn.functional.max_pool2d(x, (ph, pw))
-            x = drop(torch.relu(x))
+            if self.fused:
+                x = pool_relu_dropout(x, (ph, pw), drop.p, self.training)
+            else:
+                if ph > 1 or pw > 1:
+                    x = torch.nn.functional.max_pool2d(x, (ph, pw))
+                x = drop(torch.relu(x))
         x = torch.flatten(x, 1)
         for name in self.fc_names:
-            x = self._fc_drop(torch.relu(getattr(self, name)(x)))
+            h = getattr(self, name)(x)
+            x = relu_dropout(h, self._fc_drop.p, self.training) if self.fused else self._fc_drop(torch.relu(h))
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
