@@ -159,7 +159,18 @@ def _train_fold(
     cl = bool(cfg.trainer.channels_last)
     ebs = int(cfg.trainer.eval_batch_size)
     p_val, _ = predict_windows(model, bank, val_set.idx, ebs, device, dtype, cl)
-    p_test, emb = predict_windows(model, bank, test_set.idx, ebs, device, dtype, cl, embeddings=True)
+    p_test, emb_utt = predict_windows(
+        model,
+        bank,
+        test_set.idx,
+        ebs,
+        device,
+        dtype,
+        cl,
+        embeddings=True,
+        groups=test_set.utt,
+        n_groups=test_set.n_utts,
+    )
     energy = bank.window_energy()
     e_val, e_test = energy[val_set.idx.numpy()], energy[test_set.idx.numpy()]
     scores = {}
@@ -174,10 +185,8 @@ def _train_fold(
         scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
         if method == cfg.aggregation.method:  # saved with the model so that `paraling predict` votes alike
             state = fold_state(method, agg, bank.mean, bank.std)
-    emb_utt = np.zeros((test_set.n_utts, emb.shape[1] if emb is not None else 0), np.float32)
-    if emb is not None and len(emb):
-        np.add.at(emb_utt, test_set.utt, emb)
-        emb_utt /= np.maximum(np.bincount(test_set.utt, minlength=test_set.n_utts), 1)[:, None]
+    if emb_utt is None:
+        emb_utt = np.zeros((test_set.n_utts, 0), np.float32)
     return {
         "scores": scores,
         "window_proba": p_test,

@@ -124,16 +124,24 @@ def predict_windows(
     precision: torch.dtype | None = None,
     channels_last: bool = False,
     embeddings: bool = False,
+    groups: np.ndarray | None = None,
+    n_groups: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Class posteriors (and optionally embeddings) of windows ``idx``.
 
+    With ``groups`` (``(n,)`` utterance index per window), embeddings are averaged per group while batches stream
+    through, so memory stays ``(n_groups, embed_dim)`` instead of one embedding per window.
+
     Returns:
-        ``(proba (n, n_classes) float32, emb (n, embed_dim) float32 or None)``.
+        ``(proba (n, n_classes) float32, emb)`` where ``emb`` is ``(n, embed_dim)``, ``(n_groups, embed_dim)`` with
+        ``groups``, or ``None`` without ``embeddings``.
     """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     probs, embs = [], []
+    sums: torch.Tensor | None = None
+    g_all = torch.from_numpy(np.asarray(groups, dtype=np.int64)) if groups is not None else None
     try:
         for s in range(0, int(idx.numel()), batch_size):
             x = _prep(bank.gather(idx[s : s + batch_size]).to(device, non_blocking=True), channels_last)
@@ -141,13 +149,21 @@ def predict_windows(
                 h = model.features(x)  # type: ignore[operator]
                 logits = model.out(h)  # type: ignore[operator]
             probs.append(torch.softmax(logits.float(), dim=1).cpu())
-            if embeddings:
+            if embeddings and g_all is not None:
+                hb = h.float().cpu()
+                if sums is None:
+                    sums = torch.zeros(int(n_groups if n_groups is not None else int(g_all.max()) + 1), hb.shape[1])
+                sums.index_add_(0, g_all[s : s + batch_size], hb)
+            elif embeddings:
                 embs.append(h.float().cpu())
     finally:
         model.train(was_training)
     n_classes = model.out.out_features  # type: ignore[union-attr]
     proba = torch.cat(probs).numpy() if probs else np.zeros((0, n_classes), np.float32)
     emb = torch.cat(embs).numpy() if embeddings and embs else None
+    if embeddings and g_all is not None and sums is not None:
+        counts = torch.bincount(g_all, minlength=sums.shape[0]).clamp_min(1)
+        emb = (sums / counts[:, None]).numpy()
     return proba, emb
 
 

@@ -1,6 +1,8 @@
 """On-disk feature cache keyed by ``hash(audio bytes, feature spec, augmentation)``.
 
-Each entry is one ``.npy`` file holding ``(frames, n_mels + 1)`` float32 (the last column is the frame log
+The content hash of an audio file is memoised under ``digests/`` by (size, mtime, inode), so a cache hit costs a
+``stat`` and a memory-mapped load instead of reading the audio. Each entry is one ``.npy`` file holding
+``(frames, n_mels + 1)`` float32 (the last column is the frame log
 energy). Files are written to a temporary name and renamed, so a reader never sees a half-written entry; a file that
 fails to load (e.g. a disk error) is deleted and recomputed. Entries are loaded memory-mapped.
 """
@@ -65,12 +67,34 @@ class FeatureStore:
         """Cache key of ``path`` (file bytes) under this spec and an optional variant tag (augmentation)."""
         p = os.fspath(path)
         if p not in self._digests:
-            self._digests[p] = file_digest(p)
+            self._digests[p] = self._file_digest(p)
         h = hashlib.blake2b(digest_size=16)
         h.update(self._digests[p].encode())
         h.update(self.spec.key().encode())
         h.update(variant.encode())
         return h.hexdigest()
+
+    def _file_digest(self, p: str) -> str:
+        """Content digest of ``p``, memoised on disk by (size, mtime, inode) so cache hits need not read the audio."""
+        if not self.enabled:
+            return file_digest(p)
+        st = os.stat(p)
+        sig = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        name = hashlib.blake2b(os.fsencode(os.path.abspath(p)), digest_size=16).hexdigest()
+        memo = self.root / "digests" / name[:2] / name
+        try:
+            old_sig, digest = memo.read_text().split("\n")[:2]
+            if old_sig == sig and len(digest) == 40:
+                return digest
+        except (OSError, ValueError):
+            pass
+        digest = file_digest(p)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=memo.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{sig}\n{digest}\n")
+        os.replace(tmp, memo)
+        return digest
 
     def _file(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npy"
