@@ -8,7 +8,7 @@
   same :class:`~paraling.features.FeatureStore` cache the CNN uses.
 
 Example:
-    >>> X = utterance_features("compare", [u.path for u in manifest], cfg)  # doctest: +SKIP
+    >>> X, ok = utterance_features("compare", [u.path for u in manifest], cfg)  # doctest: +SKIP
     >>> X.shape  # doctest: +SKIP
     (630, 6373)
 """
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from paraling.data.audio import file_digest, load_audio
-from paraling.errors import ConfigError, DependencyError, FeatureError
+from paraling.errors import AudioError, ConfigError, DependencyError, FeatureError
 from paraling.features import FeatureStore, LogMelSpec
 
 __all__ = ["FEATURE_KINDS", "ComParEFunctionals", "logmel_stats", "utterance_features"]
@@ -118,47 +118,66 @@ class ComParEFunctionals:
 
     def get_many(self, paths: Sequence[str | Path], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Stacked functionals, shape ``(n_files, 6373)``."""
-        rows = []
-        for p in paths:
-            rows.append(self.get(p))
-            if progress is not None:
-                progress(1)
-        return np.stack(rows)
+        return _rows(self.get, paths, progress)[0]
+
+
+def _rows(get: Callable[[Any], np.ndarray], paths: Sequence[str | Path], progress: Callable[[int], None] | None,
+          skip_bad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ``get(path)``; with ``skip_bad`` an undecodable file gives a zero row and ``ok[i] = False``."""
+    rows: list[np.ndarray | None] = []
+    for p in paths:
+        try:
+            rows.append(get(p))
+        except AudioError as exc:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", exc)
+            rows.append(None)
+        if progress is not None:
+            progress(1)
+    ok = np.array([r is not None for r in rows], dtype=bool)
+    if not ok.any():
+        raise FeatureError(f"none of the {len(rows)} audio files could be decoded")
+    dim = next(r for r in rows if r is not None).shape
+    return np.stack([r if r is not None else np.zeros(dim, np.float32) for r in rows]), ok
 
 
 def logmel_stats(paths: Sequence[str | Path], store: FeatureStore,
                  progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Per-band mean and standard deviation of cached log-mel features, shape ``(n_files, 2 * n_mels)``."""
-    rows = []
-    for p in paths:
-        feats, _ = store.get(p)
-        x = np.asarray(feats, dtype=np.float64)
-        rows.append(np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32))
-        if progress is not None:
-            progress(1)
-    return np.stack(rows)
+    return _rows(lambda p: _mean_std(store, p), paths, progress)[0]
+
+
+def _mean_std(store: FeatureStore, path: str | Path) -> np.ndarray:
+    x = np.asarray(store.get(path)[0], dtype=np.float64)
+    return np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32)
 
 
 def utterance_features(kind: str, paths: Sequence[str | Path], cfg: Any,
-                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+                       progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Feature matrix ``(n_files, n_features)`` of ``kind`` (``compare`` or ``logmel``) under config ``cfg``.
 
     Args:
         kind: One of :data:`FEATURE_KINDS`.
         paths: Audio files.
-        cfg: The composed config (``cache_dir``, ``features``).
+        cfg: The composed config (``cache_dir``, ``features``, ``corpus.on_bad_file``).
         progress: Called with 1 after each file.
+
+    Returns:
+        ``(X, ok)``: with ``corpus.on_bad_file=skip`` a file that cannot be decoded is skipped like the CNN skips it
+        (``ok[i]`` false, its row zero); otherwise it raises :class:`~paraling.errors.AudioError`.
 
     Raises:
         ConfigError: Unknown ``kind``.
     """
+    skip = str(getattr(getattr(cfg, "corpus", None), "on_bad_file", "error")) == "skip"
     if kind == "compare":
         ext = ComParEFunctionals(cfg.cache_dir, int(cfg.features.sample_rate), bool(cfg.features.cache))
-        X = ext.get_many(paths, progress)
+        out = _rows(ext.get, paths, progress, skip)
         log.info("ComParE functionals: %d cached, %d computed", ext.hits, ext.misses)
-        return X
+        return out
     if kind == "logmel":
         spec = LogMelSpec.from_config(cfg.features)
         store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
-        return logmel_stats(paths, store, progress)
+        return _rows(lambda p: _mean_std(store, p), paths, progress, skip)
     raise ConfigError(f"model.baseline.features must be one of {list(FEATURE_KINDS)} here, but got features={kind!r}")

@@ -133,8 +133,12 @@ def run_baseline(cfg: DictConfig, reporter: Any = None, parent_run_id: str | Non
         extra_tags["paraling.embedding_run"] = emb.run_id
     else:
         bar = progress.bar(len(manifest), f"{kind} features")
-        X = utterance_features(kind, [u.path for u in manifest], cfg, bar.update)
+        X, ok = utterance_features(kind, [u.path for u in manifest], cfg, bar.update)
         bar.close()
+        if not ok.all():  # undecodable files, skipped as the CNN skips them (corpus.on_bad_file=skip)
+            log.warning("%d utterance(s) could not be decoded and were skipped", int((~ok).sum()))
+            manifest = Manifest([u for u, k in zip(manifest, ok, strict=True) if k], manifest.source)
+            X, y, speakers = X[ok], y[ok], speakers[ok]
         provider = _static_provider(X, y, speakers)
     all_tags = {
         "paraling.name": cfg.name,

@@ -14,7 +14,7 @@ from paraling.baselines import ComParEFunctionals, DropoutDNN, GroupedGridClassi
 from paraling.cli import CONF_DIR
 from paraling.config import register_configs
 from paraling.ensemble import check_aligned
-from paraling.errors import ConfigError
+from paraling.errors import AudioError, ConfigError
 from paraling.experiment import print_summary, run_experiment
 
 
@@ -82,8 +82,8 @@ def test_compare_functionals_are_cached_per_file(tone_corpus: Path, tmp_path: Pa
 def test_logmel_stats_use_the_feature_cache(tone_corpus: Path, tmp_path: Path) -> None:
     cfg = _cfg(_tiny(tone_corpus, tmp_path))
     wav = sorted((tone_corpus.parent / "wav").glob("*.wav"))[:3]
-    X = utterance_features("logmel", wav, cfg)
-    assert X.shape == (3, 2 * int(cfg.features.n_mels))
+    X, ok = utterance_features("logmel", wav, cfg)
+    assert X.shape == (3, 2 * int(cfg.features.n_mels)) and ok.all()
     assert any((tmp_path / "cache" / "features").rglob("*.npy"))
     with pytest.raises(ConfigError, match="features"):
         utterance_features("mfcc", wav, cfg)
@@ -131,3 +131,19 @@ def test_logistic_regression_on_cnn_embeddings(tone_corpus: Path, tmp_path: Path
 def test_embeddings_need_a_run(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
     with pytest.raises(ConfigError, match="embedding_run"):
         run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=lr_emb")))
+
+
+def test_undecodable_files_are_skipped_like_the_cnn_skips_them(tone_corpus: Path, tmp_path: Path, mlflow_uri: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ComParEFunctionals.get
+
+    def get(self: ComParEFunctionals, path: str | Path) -> np.ndarray:
+        if Path(path).name == "s0_low_0.wav":
+            raise AudioError(path, "cannot be decoded as audio (test).")
+        return real(self, path)
+
+    monkeypatch.setattr(ComParEFunctionals, "get", get)
+    run = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=svm", "corpus.on_bad_file=skip")))
+    assert len(run.oof.utt_ids) == 35 and "wav/s0_low_0" not in set(run.oof.utt_ids.tolist())
+    with pytest.raises(AudioError, match="test"):
+        run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=svm", "corpus.on_bad_file=error")))
