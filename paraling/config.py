@@ -70,7 +70,7 @@ class FeaturesConfig:
     frame_shift_ms: float = 10.0
     f_min: float = 20.0
     f_max: float | None = None
-    normalize: str = "utterance"
+    normalize: str = "global"
     cache: bool = True
 
 
@@ -137,7 +137,7 @@ class ModelConfig:
 class TrainerConfig:
     """SGD with Nesterov momentum and linear learning-rate / momentum schedules."""
 
-    epochs: int = 8
+    epochs: int = 15
     batch_size: int = 256
     lr_start: float = 0.02
     lr_end: float = 0.0001
