@@ -74,6 +74,7 @@ HASH_TAG = "paraling.pretrain_hash"
 
 _INHERITED = ("features", "windows", "model", "trainer")
 _NOT_HASHED = ("tracking", "progress", "device", "cache_dir")
+_NOT_HASHED_TRAINER = ("threads", "eval_batch_size", "checkpoint")  # how, not what, is trained
 _resolved: dict[tuple[str, str], str] = {}
 _sources: dict[tuple[str, str, int | None], tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
 
@@ -216,11 +217,17 @@ def _open(cfg: DictConfig) -> Iterator[None]:
 
 
 def pretrain_hash(pretrain_cfg: DictConfig) -> str:
-    """Hash of a pre-training config (without tracking, progress, device and cache folder), 20 hex chars."""
+    """Hash of a pre-training config, 20 hex chars.
+
+    Settings that do not change what is trained are left out: tracking, progress, device, cache folder and the
+    trainer's ``threads``, ``eval_batch_size`` and ``checkpoint``.
+    """
     d = OmegaConf.to_container(pretrain_cfg, resolve=True)
     assert isinstance(d, dict)
     for k in _NOT_HASHED:
         d.pop(k, None)
+    for k in _NOT_HASHED_TRAINER:
+        d.get("trainer", {}).pop(k, None)
     return hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
 
 
