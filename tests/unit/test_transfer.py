@@ -163,3 +163,13 @@ def test_pretrain_without_overrides_is_explained(tone_corpus: Path, tmp_path: Pa
     cfg = _cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", "transfer.pretrain_overrides=[]"))
     with pytest.raises(TransferError, match="pretrain_overrides"):
         run_experiment(cfg)
+
+
+def test_pretrain_hash_ignores_how_but_not_what_is_trained(tone_corpus: Path, tmp_path: Path) -> None:
+    pre = 'transfer.pretrain_overrides=["experiment=pretrain_langid"]'
+    base = transfer.pretrain_config(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre)))
+    same = transfer.pretrain_config(_cfg(_tiny(tone_corpus, tmp_path, "transfer=naive", pre, "trainer.threads=1",
+                                               "device=cuda", "tracking.experiment=other", "name=net4")))
+    other = transfer.pretrain_config(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre, "trainer.epochs=3")))
+    assert transfer.pretrain_hash(base) == transfer.pretrain_hash(same) != transfer.pretrain_hash(other)
+    assert base.name == "pretrain_langid" and base.corpus.name == "langid" and base.transfer.source is None
