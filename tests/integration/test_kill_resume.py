@@ -100,3 +100,32 @@ def test_dead_owner_runs_are_reaped(tone_corpus: Path, tmp_path: Path, mlflow_ur
     assert states == [("FAILED", "FAIL"), ("FINISHED", "COMPLETE")]
     failed = next(r for r in runs if r.info.status == "FAILED")
     assert "died" in failed.data.tags["paraling.error"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_feature_caching_leaves_a_valid_cache(make_corpus, tmp_path: Path, mlflow_uri: str) -> None:
+    """Every cache entry present after a kill loads; the re-run reuses them and computes only the rest."""
+    import numpy as np
+
+    csv = make_corpus(tmp_path / "big", n_speakers=6, per_class=12, seconds=2.0)  # 216 files
+    cache = tmp_path / "cache"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri}
+    proc = subprocess.Popen(
+        _cmd(csv, cache), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    feats = cache / "features"
+    _wait_for(lambda: len(list(feats.rglob("*.npy"))) >= 20 if feats.exists() else False)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    entries = list(feats.rglob("*.npy"))
+    assert 20 <= len(entries) < 216, "killed in the middle of feature caching"
+    for e in entries:
+        arr = np.load(e, allow_pickle=False)
+        assert arr.ndim == 2 and arr.shape[1] == 41 and np.isfinite(arr).all()
+    done = subprocess.run(
+        [*_cmd(csv, cache), "trainer.epochs=1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    hits = int(out.split("features: ")[1].split(" cached")[0]) if "features: " in out else -1
+    assert hits >= len(entries) - 1
