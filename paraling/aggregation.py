@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from numbers import Real
 from typing import Any, TypeVar
 
@@ -55,9 +56,7 @@ METHODS: tuple[str, ...] = ("majority", "mean", "logmean", "weighted")
 def _check_posteriors(X: np.ndarray) -> np.ndarray:
     arr = np.asarray(X, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(
-            f"X must be window posteriors of shape (n_windows, n_classes), but got shape {arr.shape}"
-        )
+        raise ValueError(f"X must be window posteriors of shape (n_windows, n_classes), but got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("X holds non-finite values (NaN or inf)")
     if arr.size and arr.min() < 0:
@@ -102,9 +101,7 @@ def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndar
     return np.bincount(keys, weights=values.ravel(), minlength=n_groups * k).reshape(n_groups, k)
 
 
-def _vote(
-    pred: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int
-) -> np.ndarray:
+def _vote(pred: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int) -> np.ndarray:
     """Weighted votes of windows for their predicted class, per group → (n_groups, n_classes)."""
     keys = groups * n_classes + pred
     return np.bincount(keys, weights=weights, minlength=n_groups * n_classes).reshape(n_groups, n_classes)
@@ -125,7 +122,7 @@ def _check_bool(value: object, name: str) -> None:
 # --- estimators ------------------------------------------------------------------------------------------
 
 
-class Aggregator(BaseEstimator):
+class Aggregator(BaseEstimator, ABC):
     """Base class: validation, ``fit``/``predict_proba``/``predict`` plumbing; subclasses score utterances.
 
     Subclasses implement :meth:`_check_params`, optionally :meth:`_fit`, and :meth:`_proba`.
@@ -137,10 +134,9 @@ class Aggregator(BaseEstimator):
     def _fit(self, X: np.ndarray, y: np.ndarray | None, energy: np.ndarray | None) -> None:
         """Learn state from validated training windows (default: nothing to learn)."""
 
-    def _proba(
-        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
-    ) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
+        """Utterance probabilities ``(n_groups, n_classes)`` from validated windows (each subclass's rule)."""
 
     def fit(
         self: _A,
@@ -166,9 +162,7 @@ class Aggregator(BaseEstimator):
         n = len(X)
         y = _check_vector(y, n, "y", integer=True)
         if y is not None and y.size and (y.min() < 0 or y.max() >= X.shape[1]):
-            raise ValueError(
-                f"y must hold class ids in [0, {X.shape[1]}), but got range [{y.min()}, {y.max()}]"
-            )
+            raise ValueError(f"y must hold class ids in [0, {X.shape[1]}), but got range [{y.min()}, {y.max()}]")
         if groups is not None:
             _check_groups(groups, n, None)
         energy = _check_vector(energy, n, "energy", integer=False)
@@ -197,9 +191,7 @@ class Aggregator(BaseEstimator):
         check_is_fitted(self)
         X = _check_posteriors(X)
         if X.shape[1] != self.n_classes_:
-            raise ValueError(
-                f"X has {X.shape[1]} classes, but {type(self).__name__} was fitted with {self.n_classes_}"
-            )
+            raise ValueError(f"X has {X.shape[1]} classes, but {type(self).__name__} was fitted with {self.n_classes_}")
         g, n_utts = _check_groups(groups, len(X), n_groups)
         energy = _check_vector(energy, len(X), "energy", integer=False)
         return self._proba(X, g, n_utts, energy)
@@ -221,9 +213,7 @@ class MajorityVote(Aggregator):
     ``fit`` only records ``n_classes_``.
     """
 
-    def _proba(
-        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
-    ) -> np.ndarray:
+    def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
         votes = _vote(X.argmax(axis=1), np.ones(len(X)), groups, n_groups, X.shape[1])
         return _normalise_rows(votes)
 
@@ -246,15 +236,11 @@ class MeanVote(Aggregator):
         if not isinstance(self.eps, Real) or isinstance(self.eps, bool) or not 0.0 < self.eps < 1.0:
             raise ConfigError(f"eps must be a float in (0, 1), but got eps={self.eps!r}")
 
-    def _proba(
-        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
-    ) -> np.ndarray:
+    def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
         values = np.log(np.maximum(X, self.eps)) if self.log else X
         counts = np.bincount(groups, minlength=n_groups)[:, None]
         has = counts > 0
-        mean = np.divide(
-            _group_sum(values, groups, n_groups), counts, out=np.zeros((n_groups, X.shape[1])), where=has
-        )
+        mean = np.divide(_group_sum(values, groups, n_groups), counts, out=np.zeros((n_groups, X.shape[1])), where=has)
         if self.log:
             mean = np.exp(mean - mean.max(axis=1, keepdims=True))
         return _normalise_rows(np.where(has, mean, 0.0))
@@ -299,9 +285,7 @@ class WeightedVote(Aggregator):
         if not self.use_energy:
             return X
         if energy is None:
-            raise ConfigError(
-                "use_energy=True but energy=None: pass the window energies or set use_energy=False"
-            )
+            raise ConfigError("use_energy=True but energy=None: pass the window energies or set use_energy=False")
         return np.hstack([X, ((energy - self.energy_mean_) / self.energy_scale_)[:, None]])
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, energy: np.ndarray | None) -> None:
@@ -339,9 +323,7 @@ class WeightedVote(Aggregator):
         check_is_fitted(self)
         X = _check_posteriors(X)
         if X.shape[1] != self.n_classes_:
-            raise ValueError(
-                f"X has {X.shape[1]} classes, but WeightedVote was fitted with {self.n_classes_}"
-            )
+            raise ValueError(f"X has {X.shape[1]} classes, but WeightedVote was fitted with {self.n_classes_}")
         energy = _check_vector(energy, len(X), "energy", integer=False)
         return self._weights(X, energy)
 
@@ -351,9 +333,7 @@ class WeightedVote(Aggregator):
         raw = np.einsum("ij,ij->i", F, self.coef_[pred]) + self.intercept_[pred]
         return np.clip(raw, 0.0, None)
 
-    def _proba(
-        self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None
-    ) -> np.ndarray:
+    def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
         votes = _vote(X.argmax(axis=1), self._weights(X, energy), groups, n_groups, X.shape[1])
         return _normalise_rows(votes)
 
@@ -393,8 +373,7 @@ def make_aggregator(method: str, **params: Any) -> Aggregator:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ConfigError(
-            f"aggregation {method!r} got unknown parameter(s) {unknown}; "
-            f"it accepts {sorted(allowed) or 'none'}"
+            f"aggregation {method!r} got unknown parameter(s) {unknown}; it accepts {sorted(allowed) or 'none'}"
         )
     estimator = cls(**fixed, **params)
     estimator._check_params()
