@@ -17,13 +17,12 @@ Ensembles check that runs share ``utt_ids``, ``y`` and ``fold`` before combining
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from paraling.atomic import atomic_path
 from paraling.errors import EnsembleError
 
 __all__ = ["OOFScores", "load_oof", "save_oof"]
@@ -87,14 +86,8 @@ def save_oof(scores: OOFScores, path: str | Path) -> Path:
         "proba": s.proba.astype(np.float32),
     }
     arrays.update(s.windows)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

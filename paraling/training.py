@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from paraling.atomic import atomic_path
 from paraling.errors import TrainingError
 from paraling.metrics import uar
 from paraling.windows import WindowBank
@@ -178,15 +177,8 @@ def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def fit(

@@ -13,12 +13,12 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from paraling.atomic import atomic_path
 from paraling.data.audio import file_digest, load_audio
 from paraling.errors import AudioError, FeatureError, ResourceError
 from paraling.features.logmel import LogMelSpec, extract_logmel
@@ -89,11 +89,8 @@ class FeatureStore:
         except (OSError, ValueError):
             pass
         digest = file_digest(p)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=memo.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{sig}\n{digest}\n")
-        os.replace(tmp, memo)
+        with atomic_path(memo) as tmp:
+            tmp.write_text(f"{sig}\n{digest}\n")
         return digest
 
     def _file(self, key: str) -> Path:
@@ -139,31 +136,12 @@ class FeatureStore:
             raise AudioError(path, f"feature extraction failed ({exc}).", "check the file plays correctly.") from exc
 
     def _write(self, f: Path, arr: np.ndarray) -> None:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=f.parent, suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_path(f) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, arr.astype(np.float32, copy=False), allow_pickle=False)
-            os.replace(tmp, f)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             if exc.errno == 28:  # ENOSPC
                 raise ResourceError(
                     f"{self.root}: disk full while caching features; free space or run `paraling cache clean`"
                 ) from exc
             raise FeatureError(f"{f}: cannot write cache entry ({exc})") from exc
-
-    def get_many(
-        self,
-        paths: Sequence[str | Path],
-        variants: Sequence[str] | None = None,
-        transforms: Sequence[Transform | None] | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Features for many files, in order (see :meth:`get`)."""
-        out = []
-        for i, p in enumerate(paths):
-            out.append(self.get(p, variants[i] if variants else "", transforms[i] if transforms else None))
-            if progress is not None:
-                progress(1)
-        return out
