@@ -79,7 +79,7 @@ def test_train_logs_a_complete_run(tone_corpus: Path, tmp_path: Path, mlflow_uri
         tmp_path,
         mlflow_uri,
     )
-    assert "features: 36 cached, 0 computed" in proc2.stdout + proc2.stderr
+    assert "features: 36 utterances from pack" in proc2.stdout + proc2.stderr
 
 
 def test_multirun_makes_one_run_per_job(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:

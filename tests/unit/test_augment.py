@@ -168,4 +168,5 @@ def test_augmented_copies_never_reach_validation_or_test(tone_corpus: Path, tmp_
     assert trained_on_copies
     # the shifted features are cached under their own variant key: a second run computes nothing new
     again = experiment.prepare_data(cfg)
-    assert again.store.misses == 0 and again.store.hits == len(again.manifest)
+    assert again.pack_reused and again.store.misses == 0 and len(again.manifest) == len(manifest)
+    np.testing.assert_array_equal(again.bank.data.numpy(), bank.data.numpy())
