@@ -1,4 +1,8 @@
-"""``paraling cache info|clean [--cache-dir DIR] [--older-than DAYS]``: inspect or empty the feature cache."""
+"""``paraling cache info|clean [--cache-dir DIR] [--older-than DAYS]``: inspect or empty the feature cache.
+
+Sections are the cache's sub-folders: ``features`` (one entry per audio file and augmentation), ``packed`` (one
+memory-mapped pack per corpus and window layout; removed as whole folders, never file by file), ``checkpoints``, ...
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,22 @@ def clean_cache(cache_dir: Path, older_than_days: float | None = None, section: 
             shutil.rmtree(r, ignore_errors=True)
         return n
     limit = time.time() - older_than_days * 86400
+
+    def last_used(f: Path) -> float:
+        st = f.stat()
+        return max(st.st_atime, st.st_mtime)
+
     n = 0
     for r in roots:
+        if r.name == "packed":  # a pack is used as a whole: keep it whole or remove it whole
+            for pack in (d for d in r.iterdir() if d.is_dir()):
+                files = [f for f in pack.rglob("*") if f.is_file()]
+                if max(map(last_used, files), default=0.0) < limit:
+                    shutil.rmtree(pack, ignore_errors=True)
+                    n += len(files)
+            continue
         for f in r.rglob("*"):
-            if f.is_file() and max(f.stat().st_atime, f.stat().st_mtime) < limit:
+            if f.is_file() and last_used(f) < limit:
                 f.unlink(missing_ok=True)
                 n += 1
     return n

@@ -152,7 +152,8 @@ class PackStore:
                 f"{self.root}: only {free / 1e6:.0f} MB free but the packed features need {need / 1e6:.0f} MB; "
                 "free some space, run `paraling cache clean --section packed`, or point cache_dir elsewhere"
             )
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}.", suffix=".tmp"))
+        self._remove_leftovers()
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}.{os.getpid()}.", suffix=".tmp"))
         try:
             data = np.lib.format.open_memmap(tmp / "data.npy", mode="w+", dtype=np.float32, shape=(total, n_mels))
             energy = np.lib.format.open_memmap(tmp / "energy.npy", mode="w+", dtype=np.float32, shape=(total,))
@@ -178,6 +179,20 @@ class PackStore:
         if pack is None:
             raise FeatureError(f"{self.root / key}: packed features vanished right after writing them")
         return pack
+
+    def _remove_leftovers(self) -> None:
+        """Delete temporary and moved-aside folders of builds whose process is gone (e.g. killed mid-build)."""
+        for d in self.root.glob(".*"):
+            parts = d.name.split(".")  # "", key, pid, ..., "tmp" | "old"
+            if len(parts) < 4 or parts[-1] not in ("tmp", "old") or not parts[2].isdigit():
+                continue
+            try:
+                os.kill(int(parts[2]), 0)
+            except ProcessLookupError:
+                log.info("removing %s, left by an interrupted pack build", d)
+                shutil.rmtree(d, ignore_errors=True)
+            except PermissionError:
+                continue
 
     @staticmethod
     def _publish(tmp: Path, final: Path) -> None:

@@ -41,3 +41,18 @@ def test_free_space_check(tmp_path: Path) -> None:
     check_free_space(tmp_path, 1)
     with pytest.raises(ResourceError, match="paraling cache clean"):
         check_free_space(tmp_path, 10**18)
+
+
+def test_packs_are_cleaned_as_whole_folders(tmp_path: Path) -> None:
+    t_old = time.time() - 10 * 86400
+    for name, recent in (("stale", False), ("used", True)):
+        d = tmp_path / "packed" / name
+        d.mkdir(parents=True)
+        for f in ("data.npy", "energy.npy", "meta.json"):
+            (d / f).write_bytes(b"x")
+            os.utime(d / f, (t_old, t_old))
+        if recent:
+            os.utime(d / "meta.json")  # read by the last run: the whole pack stays
+    assert clean_cache(tmp_path, older_than_days=5) == 3
+    assert not (tmp_path / "packed" / "stale").exists()
+    assert sorted(p.name for p in (tmp_path / "packed" / "used").iterdir()) == ["data.npy", "energy.npy", "meta.json"]

@@ -200,3 +200,16 @@ def test_a_corpus_bigger_than_the_memory_budget_is_never_copied_into_ram(tmp_pat
     assert data_mb > 240 and n_windows > 700_000
     # the index (16 bytes per window, ~12 MB) and one batch are all the bank adds; a copy would be >= 256 MB
     assert anon_growth_mb < 48, f"anonymous memory grew by {anon_growth_mb:.0f} MB for {data_mb:.0f} MB of frames"
+
+
+def test_folders_left_by_a_killed_build_are_removed_by_the_next_build(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    left = [tmp_path / f".k.{dead_pid}.abc_12.tmp", tmp_path / f".j.{dead_pid}.old"]
+    alive = tmp_path / f".k.{os.getpid()}.xyz.tmp"  # a build still running in this process: untouched
+    for d in [*left, alive]:
+        d.mkdir()
+        (d / "data.npy").write_bytes(b"partial")
+    f, e = _feats([20, 20])
+    _pack(PackStore(tmp_path), f, e, "pad", "none")
+    assert not any(d.exists() for d in left) and alive.exists()
