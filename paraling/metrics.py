@@ -16,8 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,9 +86,7 @@ def _recalls(yt: np.ndarray, yp: np.ndarray, n_classes: int) -> tuple[np.ndarray
     return recall, support
 
 
-def uar(
-    y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequence[int], n_classes: int | None = None
-) -> float:
+def uar(y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequence[int], n_classes: int | None = None) -> float:
     """Unweighted average recall: macro-averaged recall over the classes present in ``y_true``.
 
     Args:
@@ -229,9 +225,7 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def binary_uar(
-    y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequence[int], negative_class: int
-) -> float:
+def binary_uar(y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequence[int], negative_class: int) -> float:
     """UAR after collapsing the classes to two: ``negative_class`` versus all others.
 
     For example with the food classes of iHEARu-EAT, ``negative_class`` = the id of ``No_Food`` gives the
@@ -242,11 +236,7 @@ def binary_uar(
         y_pred: Predicted class ids, shape ``(n_samples,)``.
         negative_class: The class id that forms the negative class on its own.
     """
-    if (
-        not isinstance(negative_class, (int, np.integer))
-        or isinstance(negative_class, bool)
-        or negative_class < 0
-    ):
+    if not isinstance(negative_class, (int, np.integer)) or isinstance(negative_class, bool) or negative_class < 0:
         raise ConfigError(f"negative_class must be a non-negative class id, but got {negative_class=!r}")
     yt, yp, _ = _check_pair(y_true, y_pred)
     return uar((yt != negative_class).astype(np.int64), (yp != negative_class).astype(np.int64))
@@ -331,7 +321,7 @@ def plot_confusion_matrix(
     *,
     title: str | None = None,
 ) -> Path:
-    """Draw a confusion matrix to a PNG file, atomically (temporary file, then ``os.replace``).
+    """Draw a confusion matrix to a PNG file, atomically (:func:`paraling.plots.save_figure`).
 
     Cells are coloured by row-normalised recall and annotated with the count and the row percentage. Uses the
     Agg canvas directly (no ``pyplot`` global state), so it is safe in worker processes and headless machines.
@@ -348,15 +338,14 @@ def plot_confusion_matrix(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from paraling.plots import save_figure
+
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"cm must be square (n_classes, n_classes), but got shape {cm.shape}")
     names = [str(c) for c in class_names]
     if len(names) != cm.shape[0]:
         raise ValueError(f"class_names has {len(names)} entries, expected {cm.shape[0]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
     rows = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
     size = max(4.0, 0.6 * len(names) + 2.0)
@@ -374,17 +363,6 @@ def plot_confusion_matrix(
         ax.set_title(title)
     for i, j in np.ndindex(cm.shape):
         color = "white" if frac[i, j] > 0.5 else "black"
-        ax.text(
-            j, i, f"{cm[i, j]}\n{100 * frac[i, j]:.0f}%", ha="center", va="center", color=color, fontsize=8
-        )
+        ax.text(j, i, f"{cm[i, j]}\n{100 * frac[i, j]:.0f}%", ha="center", va="center", color=color, fontsize=8)
     fig.tight_layout()
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -9,18 +9,31 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from paraling.atomic import atomic_path
 
 __all__ = ["plot_curves", "save_figure"]
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save ``fig`` as PNG atomically and close it."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` as PNG atomically, cropped to its content, and close it; the one way paraling writes a figure.
+
+    Works for pyplot figures and for bare Agg :class:`~matplotlib.figure.Figure` objects (closing those is a
+    no-op). Parent folders are created; readers never see a half-written file (:func:`paraling.atomic.atomic_path`).
+
+    Args:
+        fig: The figure.
+        path: Destination ``.png``.
+        dpi: Resolution.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
     try:
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

@@ -72,8 +72,7 @@ class ParalingModel(mlflow.pyfunc.PythonModel):
         """Load the bundle artifact (JSON + safetensors)."""
         self.predictor = Predictor.load(context.artifacts["bundle"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Label the files in ``model_input["path"]``; unreadable files get an ``error``, NaN probabilities.
 
         Args:
@@ -97,8 +96,18 @@ def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for pkg in ("mlflow", "torch", "torchaudio", "numpy", "scipy", "scikit-learn", "soundfile", "safetensors",
-                "pandas", "omegaconf"):
+    for pkg in (
+        "mlflow",
+        "torch",
+        "torchaudio",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "soundfile",
+        "safetensors",
+        "pandas",
+        "omegaconf",
+    ):
         try:
             out.append(f"{pkg}=={version(pkg)}")
         except PackageNotFoundError:
@@ -117,14 +126,25 @@ def log_pyfunc(tracker: RunTracker, bundle: Path, tmp: Path, artifact_path: str 
     signature = ModelSignature(inputs=Schema([ColSpec("string", "path")]))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input example.*")
-        mlflow.pyfunc.save_model(str(out), python_model=str(entry), artifacts={"bundle": str(bundle)},
-                                 signature=signature, pip_requirements=_requirements())
+        mlflow.pyfunc.save_model(
+            str(out),
+            python_model=str(entry),
+            artifacts={"bundle": str(bundle)},
+            signature=signature,
+            pip_requirements=_requirements(),
+        )
     tracker.log_artifact(out, artifact_path)
 
 
-def register_model(client: Any, run_id: str, name: str, alias: str | None = "champion",
-                   artifact_path: str = "model", description: str = "",
-                   tags: dict[str, str] | None = None) -> str:
+def register_model(
+    client: Any,
+    run_id: str,
+    name: str,
+    alias: str | None = "champion",
+    artifact_path: str = "model",
+    description: str = "",
+    tags: dict[str, str] | None = None,
+) -> str:
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name``; point ``alias`` at it.
 
     Returns:
@@ -214,10 +234,10 @@ def assemble_ensemble(
         EnsembleError: No candidates, misaligned runs (named), nothing predictable to register.
     """
     client = make_client(uri)
-    selector = make_selector(method, combiner, top_k=top_k, max_iter=max_iter, bagging=bagging,
-                             bag_fraction=bag_fraction, seed=seed)
-    runs = find_runs(experiment, study=study, run_ids=run_ids, client=client,
-                     check_model=register is not None)
+    selector = make_selector(
+        method, combiner, top_k=top_k, max_iter=max_iter, bagging=bagging, bag_fraction=bag_fraction, seed=seed
+    )
+    runs = find_runs(experiment, study=study, run_ids=run_ids, client=client, check_model=register is not None)
     skipped: list[TrackedRun] = []
     if register:
         skipped = [r for r in runs if not r.predictable]
@@ -225,8 +245,10 @@ def assemble_ensemble(
         for r in skipped:
             log.warning("not in the registered ensemble: %s (%s): %s", r.label, r.kind, r.why_not)
         if not runs:
-            raise EnsembleError(f"none of the runs can predict from audio, so nothing can be registered: "
-                                f"{'; '.join(f'{r.label}: {r.why_not}' for r in skipped)}")
+            raise EnsembleError(
+                f"none of the runs can predict from audio, so nothing can be registered: "
+                f"{'; '.join(f'{r.label}: {r.why_not}' for r in skipped)}"
+            )
     with tempfile.TemporaryDirectory(prefix="paraling-ensemble-") as tmp_name:
         tmp = Path(tmp_name)
         scores = load_scores(runs, tmp / "scores", client=client)
@@ -235,23 +257,43 @@ def assemble_ensemble(
         report = evaluate_selection(S, y, fold, ref.split, selector)
         result = EnsembleResult(runs, report, skipped, classes=[str(c) for c in ref.classes])
         if log_run or register:
-            _log_ensemble(result, ref, client, tmp, experiment, uri, register, alias, run_name,
-                          {"method": method, "combiner": combiner, "top_k": top_k, "max_iter": max_iter,
-                           "bagging": bagging, "bag_fraction": bag_fraction, "seed": seed, "study": study,
-                           "source_experiment": experiment})
+            _log_ensemble(
+                result,
+                ref,
+                client,
+                tmp,
+                experiment,
+                uri,
+                register,
+                alias,
+                run_name,
+                {
+                    "method": method,
+                    "combiner": combiner,
+                    "top_k": top_k,
+                    "max_iter": max_iter,
+                    "bagging": bagging,
+                    "bag_fraction": bag_fraction,
+                    "seed": seed,
+                    "study": study,
+                    "source_experiment": experiment,
+                },
+            )
     return result
 
 
 def _metrics(rep: EnsembleReport) -> dict[str, float]:
-    m: dict[str, float] = {"uar_selection": rep.selection_uar, "uar_best_single": rep.best_single_uar,
-                           "n_members": float(np.count_nonzero(rep.weights)),
-                           "ensemble_size": float(rep.weights.sum())}
+    m: dict[str, float] = {
+        "uar_selection": rep.selection_uar,
+        "uar_best_single": rep.best_single_uar,
+        "n_members": float(np.count_nonzero(rep.weights)),
+        "ensemble_size": float(rep.weights.sum()),
+    }
     m.update({f"uar_selection_fold{f}": v for f, v in rep.fold_uar.items()})
     if rep.nested:
         m["uar_nested"] = m["uar"] = rep.nested["ensemble_uar"]
         m["uar_best_single_nested"] = rep.nested["single_uar"]
-        nested = zip(rep.nested["folds"], rep.nested["ensemble_fold_uar"], rep.nested["single_fold_uar"],
-                     strict=True)
+        nested = zip(rep.nested["folds"], rep.nested["ensemble_fold_uar"], rep.nested["single_fold_uar"], strict=True)
         for f, e, s in nested:
             m[f"uar_fold{f}"], m[f"uar_best_single_nested_fold{f}"] = e, s
     else:
@@ -267,10 +309,11 @@ def _describe(result: EnsembleResult) -> dict[str, Any]:
     est = rep.selector
     return {
         "classes": result.classes,
-        "members": [{"run_id": r.run_id, "name": r.name, "weight": w, "kind": r.kind}
-                    for r, w in result.members],
-        "candidates": [{"run_id": r.run_id, "name": r.name, "weight": int(w), "single_uar": float(s)}
-                       for r, w, s in zip(result.runs, rep.weights, est.single_scores_, strict=True)],
+        "members": [{"run_id": r.run_id, "name": r.name, "weight": w, "kind": r.kind} for r, w in result.members],
+        "candidates": [
+            {"run_id": r.run_id, "name": r.name, "weight": int(w), "single_uar": float(s)}
+            for r, w, s in zip(result.runs, rep.weights, est.single_scores_, strict=True)
+        ],
         "skipped": [{"run_id": r.run_id, "name": r.name, "reason": r.why_not} for r in result.skipped],
         "selection_order": [result.runs[i].run_id for i in est.selection_],
         "trajectory": est.trajectory_,
@@ -283,6 +326,8 @@ def _describe(result: EnsembleResult) -> dict[str, Any]:
 def _plot_trajectory(result: EnsembleResult, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from paraling.plots import save_figure
 
     est, rep = result.report.selector, result.report
     fig = Figure(figsize=(6.4, 3.8))
@@ -298,25 +343,41 @@ def _plot_trajectory(result: EnsembleResult, path: Path) -> None:
     ax.axvline(x[best], color="C2", ls=":", label=f"kept: step {x[best]}")
     ax.axhline(rep.best_single_uar, color="C3", ls="--", label=f"best single {rep.best_single_uar:.3f}")
     if rep.nested:
-        ax.axhline(rep.nested["ensemble_uar"], color="C1", ls="-.",
-                   label=f"nested-CV ensemble {rep.nested['ensemble_uar']:.3f}")
-        ax.axhline(rep.nested["single_uar"], color="C4", ls=":",
-                   label=f"nested-CV best single {rep.nested['single_uar']:.3f}")
+        ax.axhline(
+            rep.nested["ensemble_uar"],
+            color="C1",
+            ls="-.",
+            label=f"nested-CV ensemble {rep.nested['ensemble_uar']:.3f}",
+        )
+        ax.axhline(
+            rep.nested["single_uar"], color="C4", ls=":", label=f"nested-CV best single {rep.nested['single_uar']:.3f}"
+        )
     xlabel = "bag" if est.bag_trajectories_ else "ensemble size (models, with repeats)"
     ax.set(xlabel=xlabel, ylabel="UAR", title="ensemble selection trajectory")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
-def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path, experiment: str | None,
-                  uri: str | None, register: str | None, alias: str | None, run_name: str | None,
-                  params: dict[str, Any]) -> None:
+def _log_ensemble(
+    result: EnsembleResult,
+    ref: OOFScores,
+    client: Any,
+    tmp: Path,
+    experiment: str | None,
+    uri: str | None,
+    register: str | None,
+    alias: str | None,
+    run_name: str | None,
+    params: dict[str, Any],
+) -> None:
     rep, first = result.report, result.runs[0]
     members = result.members
-    tags = {"paraling.kind": "ensemble", "paraling.name": run_name or "ensemble",
-            "paraling.members": ",".join(r.run_id for r, _ in members)}
+    tags = {
+        "paraling.kind": "ensemble",
+        "paraling.name": run_name or "ensemble",
+        "paraling.members": ",".join(r.run_id for r, _ in members),
+    }
     for t in ("paraling.manifest_digest", "paraling.fold_digest", "paraling.corpus"):
         if t in first.tags:
             tags[t] = first.tags[t]
@@ -324,9 +385,14 @@ def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path
         experiment = client.get_experiment(first.experiment_id).name
     tracker = RunTracker(experiment, uri, run_name or f"ensemble-{params['method']}", tags=tags)
     with tracker.running():
-        tracker.log_params({**params, "n_candidates": len(result.runs),
-                            "members": json.dumps([r.run_id for r, _ in members]),
-                            "weights": json.dumps([w for _, w in members])})
+        tracker.log_params(
+            {
+                **params,
+                "n_candidates": len(result.runs),
+                "members": json.dumps([r.run_id for r, _ in members]),
+                "weights": json.dumps([w for _, w in members]),
+            }
+        )
         tracker.log_metrics(_metrics(rep))
         out = tmp / "artifacts"
         (out / "plots").mkdir(parents=True)
@@ -334,10 +400,13 @@ def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path
         _plot_trajectory(result, out / "plots" / "trajectory.png")
         sel = rep.selection_mask
         cm = confusion_matrix(ref.y[sel], rep.proba[sel].argmax(1), len(result.classes))
-        plot_confusion_matrix(cm, result.classes, out / "plots" / "confusion_matrix.png",
-                              title="ensemble, selection set")
-        save_oof(OOFScores(ref.utt_ids, ref.classes, ref.y, ref.fold, ref.split, ref.speaker,
-                           rep.proba.astype(np.float32)), out / "oof" / "scores.npz")
+        plot_confusion_matrix(
+            cm, result.classes, out / "plots" / "confusion_matrix.png", title="ensemble, selection set"
+        )
+        save_oof(
+            OOFScores(ref.utt_ids, ref.classes, ref.y, ref.fold, ref.split, ref.speaker, rep.proba.astype(np.float32)),
+            out / "oof" / "scores.npz",
+        )
         tracker.log_artifact(out / "ensemble.json")
         tracker.log_artifact(out / "plots", "plots")
         tracker.log_artifact(out / "oof", "oof")
@@ -352,15 +421,17 @@ def _log_ensemble(result: EnsembleResult, ref: OOFScores, client: Any, tmp: Path
             log_pyfunc(tracker, bundle, tmp)
             nested = f"{rep.nested['ensemble_uar']:.4f}" if rep.nested else "n/a"
             result.version = register_model(
-                client, tracker.run_id, register, alias,
+                client,
+                tracker.run_id,
+                register,
+                alias,
                 description=f"paraling ensemble of {len(members)} runs ({params['method']}, "
-                            f"{params['combiner']}); nested-CV UAR {nested}",
+                f"{params['combiner']}); nested-CV UAR {nested}",
                 tags={"paraling.kind": "ensemble", "paraling.members": tags["paraling.members"]},
             )
             ref = f"@{alias}" if alias else f"/{result.version}"
             result.model_uri = f"models:/{register}{ref}"
-            log.info("registered %s version %s at %s", register, result.version,
-                     mask_secrets(str(client.tracking_uri)))
+            log.info("registered %s version %s at %s", register, result.version, mask_secrets(str(client.tracking_uri)))
 
 
 def _member_dir(client: Any, run_id: str, tmp: Path) -> Path:
@@ -377,25 +448,40 @@ def format_summary(result: EnsembleResult) -> str:
         i = result.runs.index(r)
         lines.append(f"  x{w}  {r.label}  single UAR {rep.selector.single_scores_[i]:.3f}")
     best = result.runs[rep.best_single]
-    lines.append(f"selection-set UAR: ensemble {rep.selection_uar:.3f}  |  best single run "
-                 f"{rep.best_single_uar:.3f} ({best.label})   (optimistic: selected on these utterances)")
+    lines.append(
+        f"selection-set UAR: ensemble {rep.selection_uar:.3f}  |  best single run "
+        f"{rep.best_single_uar:.3f} ({best.label})   (optimistic: selected on these utterances)"
+    )
     if rep.selection_uar < rep.best_single_uar:
-        lines.append("  note: below the best single run on the selection set; only plain greedy selection "
-                     "(no bagging) guarantees >=")
+        lines.append(
+            "  note: below the best single run on the selection set; only plain greedy selection "
+            "(no bagging) guarantees >="
+        )
     if rep.nested:
-        lines.append(f"nested-CV UAR:     ensemble {rep.nested['ensemble_uar']:.3f}  |  best single run "
-                     f"{rep.nested['single_uar']:.3f}   (honest: selected without the scored fold)")
-        lines.append("  per fold (ensemble / best single): " + ", ".join(
-            f"{f}: {e:.3f}/{s:.3f}" for f, e, s in zip(rep.nested["folds"], rep.nested["ensemble_fold_uar"],
-                                                       rep.nested["single_fold_uar"], strict=True)))
+        lines.append(
+            f"nested-CV UAR:     ensemble {rep.nested['ensemble_uar']:.3f}  |  best single run "
+            f"{rep.nested['single_uar']:.3f}   (honest: selected without the scored fold)"
+        )
+        lines.append(
+            "  per fold (ensemble / best single): "
+            + ", ".join(
+                f"{f}: {e:.3f}/{s:.3f}"
+                for f, e, s in zip(
+                    rep.nested["folds"], rep.nested["ensemble_fold_uar"], rep.nested["single_fold_uar"], strict=True
+                )
+            )
+        )
     if rep.test_uar is not None:
-        lines.append(f"test split UAR:    ensemble {rep.test_uar:.3f}  |  best single run "
-                     f"{rep.best_single_test_uar:.3f}")
+        lines.append(
+            f"test split UAR:    ensemble {rep.test_uar:.3f}  |  best single run {rep.best_single_test_uar:.3f}"
+        )
     for r in result.skipped:
         lines.append(f"skipped (cannot predict from audio): {r.label}: {r.why_not}")
     if result.run_id:
         lines.append(f"MLflow run: {result.run_id}")
     if result.model_uri:
-        lines.append(f"registered: {result.model_uri} (version {result.version}); "
-                     f"paraling predict --model {result.model_uri} FILE...")
+        lines.append(
+            f"registered: {result.model_uri} (version {result.version}); "
+            f"paraling predict --model {result.model_uri} FILE..."
+        )
     return "\n".join(lines)

@@ -65,8 +65,14 @@ def _natural(name: str) -> list[object]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def score_row(name: str, oof: OOFScores, negative_class: str | None = "No_Food", description: str = "",
-              model_type: str = "", run_id: str = "") -> Row:
+def score_row(
+    name: str,
+    oof: OOFScores,
+    negative_class: str | None = "No_Food",
+    description: str = "",
+    model_type: str = "",
+    run_id: str = "",
+) -> Row:
     """Score one run's (or ensemble's) out-of-fold probabilities; utterances with ``fold < 0`` are ignored."""
     keep = oof.fold >= 0
     if not keep.any():
@@ -84,9 +90,14 @@ def score_row(name: str, oof: OOFScores, negative_class: str | None = "No_Food",
     return row
 
 
-def build_table(experiment: str, uri: str | None = None, ensemble: Sequence[str] | None = DEFAULT_ENSEMBLE,
-                combiner: str = "harmonic", negative_class: str | None = "No_Food",
-                names: Sequence[str] | None = None) -> list[Row]:
+def build_table(
+    experiment: str,
+    uri: str | None = None,
+    ensemble: Sequence[str] | None = DEFAULT_ENSEMBLE,
+    combiner: str = "harmonic",
+    negative_class: str | None = "No_Food",
+    names: Sequence[str] | None = None,
+) -> list[Row]:
     """Rows for the newest finished run of each name in ``experiment``, plus the ensemble row.
 
     Args:
@@ -104,8 +115,11 @@ def build_table(experiment: str, uri: str | None = None, ensemble: Sequence[str]
     from paraling.runs import find_runs, load_scores, make_client
 
     client = make_client(uri)
-    runs = [r for r in find_runs(experiment, uri=uri, check_model=False, client=client)
-            if r.tags.get("paraling.role") != "pretrain"]
+    runs = [
+        r
+        for r in find_runs(experiment, uri=uri, check_model=False, client=client)
+        if r.tags.get("paraling.role") != "pretrain"
+    ]
     latest = {}
     for r in runs:  # oldest first: later runs of the same name replace earlier ones
         latest[r.tags.get("paraling.name", r.name)] = r
@@ -114,8 +128,17 @@ def build_table(experiment: str, uri: str | None = None, ensemble: Sequence[str]
         raise EnsembleError(f"no finished runs named {list(names or [])} in experiment {experiment!r}")
     with tempfile.TemporaryDirectory() as tmp:
         scores = dict(zip(chosen, load_scores([latest[n] for n in chosen], tmp, client=client), strict=True))
-    rows = [score_row(n, scores[n], negative_class, latest[n].tags.get("paraling.description", ""), latest[n].kind,
-                      latest[n].run_id) for n in chosen]
+    rows = [
+        score_row(
+            n,
+            scores[n],
+            negative_class,
+            latest[n].tags.get("paraling.description", ""),
+            latest[n].kind,
+            latest[n].run_id,
+        )
+        for n in chosen
+    ]
     members = list(ensemble or [])
     missing = [m for m in members if m not in scores]
     if members and missing:
@@ -123,10 +146,12 @@ def build_table(experiment: str, uri: str | None = None, ensemble: Sequence[str]
     elif members:
         S, y, fold = stack_oof([scores[m] for m in members], members)
         ref = scores[members[0]].sorted()
-        combined = OOFScores(ref.utt_ids, ref.classes, y, fold, ref.split, ref.speaker,
-                             combine(S, method=combiner).astype(np.float32))
-        rows.append(score_row("ensemble", combined, negative_class, f"{' + '.join(members)} ({combiner} mean)",
-                              "ensemble", ""))
+        combined = OOFScores(
+            ref.utt_ids, ref.classes, y, fold, ref.split, ref.speaker, combine(S, method=combiner).astype(np.float32)
+        )
+        rows.append(
+            score_row("ensemble", combined, negative_class, f"{' + '.join(members)} ({combiner} mean)", "ensemble", "")
+        )
     return rows
 
 
@@ -144,8 +169,10 @@ def render_markdown(rows: Sequence[Row]) -> str:
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.name} | {r.description} | {r.model_type} | {_pct(r.uar)} | {_pct(r.uar_mean, r.uar_std)} "
-                     f"| {_pct(r.uar2)} | {_pct(r.uar2_mean, r.uar2_std)} |")
+        lines.append(
+            f"| {r.name} | {r.description} | {r.model_type} | {_pct(r.uar)} | {_pct(r.uar_mean, r.uar_std)} "
+            f"| {_pct(r.uar2)} | {_pct(r.uar2_mean, r.uar2_std)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -163,23 +190,30 @@ def write_csv(rows: Sequence[Row], path: str | Path) -> Path:
 
 def plot_bars(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
     """Bar chart of the fold-mean UAR (error bars: std over folds), k-class and 2-class side by side."""
-    import matplotlib
+    from paraling.plots import plt, save_figure  # pyplot on the Agg backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = np.arange(len(rows))
     two = any(r.uar2_mean == r.uar2_mean for r in rows)
     w = 0.4 if two else 0.6
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 3.5), 4))
     k = rows[0].n_classes if rows else 0
-    ax.bar(x - (w / 2 if two else 0), [100 * r.uar_mean for r in rows], w, yerr=[100 * r.uar_std for r in rows],
-           capsize=3, label=f"{k}-class UAR")
+    ax.bar(
+        x - (w / 2 if two else 0),
+        [100 * r.uar_mean for r in rows],
+        w,
+        yerr=[100 * r.uar_std for r in rows],
+        capsize=3,
+        label=f"{k}-class UAR",
+    )
     if two:
-        ax.bar(x + w / 2, [100 * np.nan_to_num(r.uar2_mean) for r in rows], w,
-               yerr=[100 * np.nan_to_num(r.uar2_std) for r in rows], capsize=3, label="2-class UAR")
+        ax.bar(
+            x + w / 2,
+            [100 * np.nan_to_num(r.uar2_mean) for r in rows],
+            w,
+            yerr=[100 * np.nan_to_num(r.uar2_std) for r in rows],
+            capsize=3,
+            label="2-class UAR",
+        )
     if k:
         ax.axhline(100 / k, color="grey", lw=0.8, ls="--", label=f"chance ({k} classes)")
     ax.set_xticks(x, [r.name for r in rows])
@@ -188,9 +222,7 @@ def plot_bars(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def write_report(rows: Sequence[Row], out_dir: str | Path, title: str = "") -> dict[str, Path]:

@@ -280,14 +280,21 @@ class RunTracker:
         self.client.log_batch(self.run_id, tags=[RunTag(k, mask_secrets(str(v))[:5000]) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Upload a local file or folder into the run's artifacts."""
+        """Upload a local file or folder into the run's artifacts, one file at a time.
+
+        A folder is uploaded file by file rather than with ``MlflowClient.log_artifacts``: the local artifact
+        store copies a folder in place, so a process killed mid-copy would leave a truncated file listed as an
+        artifact, whereas single files are staged under a hidden name and renamed into place.
+        """
         if not self.enabled:
             return
         p = Path(path)
-        if p.is_dir():
-            self.client.log_artifacts(self.run_id, str(p), artifact_path)
-        else:
+        if not p.is_dir():
             self.client.log_artifact(self.run_id, str(p), artifact_path)
+            return
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            parts = [s for s in (artifact_path, f.parent.relative_to(p).as_posix()) if s and s != "."]
+            self.client.log_artifact(self.run_id, str(f), "/".join(parts) or None)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store ``text`` as an artifact file (e.g. ``config.yaml``)."""

@@ -1,14 +1,19 @@
-"""Shared fixtures: tiny generated corpora (real WAV files on disk) and an isolated MLflow store."""
+"""Shared fixtures: tiny generated corpora (real WAV files on disk), composed configs and an isolated MLflow store."""
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 SR = 16000
 
@@ -77,3 +82,42 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_corpus():
     """The :func:`make_tone_corpus` factory, for tests that need their own corpus variant."""
     return make_tone_corpus
+
+
+def _compose(overrides: Sequence[str] = ()) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    from paraling.cli import CONF_DIR
+    from paraling.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def compose_cfg() -> Callable[[Sequence[str]], DictConfig]:
+    """``compose_cfg(overrides)``: the packaged Hydra config composed with ``overrides``, as ``paraling train`` does."""
+    return _compose
+
+
+@pytest.fixture()
+def tiny_cfg(tone_corpus: Path, tmp_path: Path) -> Callable[..., DictConfig]:
+    """``tiny_cfg(*overrides)``: a seconds-long CPU run on :func:`tone_corpus`, with ``overrides`` applied last.
+
+    Two folds, one epoch, a small CNN (channels 8-8-8, one 32-unit FC layer), no checkpoints, no progress bars,
+    caches under ``tmp_path / "cache"``.
+    """
+    tiny = [
+        "corpus=csv",
+        f"corpus.path={tone_corpus}",
+        "trainer.epochs=1",
+        "cv.folds=2",
+        "model.channels=[8,8,8]",
+        "model.fc_sizes=[32]",
+        f"cache_dir={tmp_path / 'cache'}",
+        "progress=never",
+        "device=cpu",
+        "trainer.checkpoint=false",
+    ]
+    return lambda *overrides: _compose([*tiny, *overrides])

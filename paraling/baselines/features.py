@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from paraling.atomic import atomic_path
 from paraling.data.audio import file_digest, load_audio
 from paraling.errors import AudioError, ConfigError, DependencyError, FeatureError
 from paraling.features import FeatureStore, LogMelSpec
@@ -38,14 +37,10 @@ FEATURE_KINDS: tuple[str, ...] = ("compare", "logmel")
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise FeatureError(f"{path}: cannot write cache entry ({exc})") from exc
 
 
@@ -81,8 +76,9 @@ class ComParEFunctionals:
         if self._smile is None:
             import opensmile
 
-            self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet.ComParE_2016,
-                                          feature_level=opensmile.FeatureLevel.Functionals)
+            self._smile = opensmile.Smile(
+                feature_set=opensmile.FeatureSet.ComParE_2016, feature_level=opensmile.FeatureLevel.Functionals
+            )
         return self._smile
 
     def key(self, path: str | Path) -> str:
@@ -121,8 +117,12 @@ class ComParEFunctionals:
         return _rows(self.get, paths, progress)[0]
 
 
-def _rows(get: Callable[[Any], np.ndarray], paths: Sequence[str | Path], progress: Callable[[int], None] | None,
-          skip_bad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _rows(
+    get: Callable[[Any], np.ndarray],
+    paths: Sequence[str | Path],
+    progress: Callable[[int], None] | None,
+    skip_bad: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Stack ``get(path)``; with ``skip_bad`` an undecodable file gives a zero row and ``ok[i] = False``."""
     rows: list[np.ndarray | None] = []
     for p in paths:
@@ -142,8 +142,9 @@ def _rows(get: Callable[[Any], np.ndarray], paths: Sequence[str | Path], progres
     return np.stack([r if r is not None else np.zeros(dim, np.float32) for r in rows]), ok
 
 
-def logmel_stats(paths: Sequence[str | Path], store: FeatureStore,
-                 progress: Callable[[int], None] | None = None) -> np.ndarray:
+def logmel_stats(
+    paths: Sequence[str | Path], store: FeatureStore, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     """Per-band mean and standard deviation of cached log-mel features, shape ``(n_files, 2 * n_mels)``."""
     return _rows(lambda p: _mean_std(store, p), paths, progress)[0]
 
@@ -153,8 +154,9 @@ def _mean_std(store: FeatureStore, path: str | Path) -> np.ndarray:
     return np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32)
 
 
-def utterance_features(kind: str, paths: Sequence[str | Path], cfg: Any,
-                       progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def utterance_features(
+    kind: str, paths: Sequence[str | Path], cfg: Any, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Feature matrix ``(n_files, n_features)`` of ``kind`` (``compare`` or ``logmel``) under config ``cfg``.
 
     Args:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paraling.atomic import atomic_path
 from paraling.data.audio import resample
 from paraling.errors import ConfigError, DependencyError
 
@@ -89,10 +90,8 @@ def _locate() -> tuple[str, bytes]:
         folder.mkdir(exist_ok=True)
         dst = folder / f"{src.stem}-{st.st_size}-{st.st_mtime_ns}{src.suffix}"
         if not dst.is_file() or dst.stat().st_size != st.st_size:
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-            os.close(fd)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
     except (OSError, RuntimeError) as exc:
         raise DependencyError(
             f"cannot find libespeak-ng at {src} or its data, or copy it to a temp folder ({exc}). "

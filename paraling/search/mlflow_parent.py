@@ -274,13 +274,11 @@ def _plots(study: Any, folder: Path) -> list[Path]:
     """Optimisation history, parameter importances and parallel coordinates (skipped when too few trials)."""
     import warnings
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
+
+    from paraling.plots import save_figure  # switches pyplot to the Agg backend
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     jobs: list[tuple[str, Any, int]] = [
@@ -302,10 +300,7 @@ def _plots(study: Any, folder: Path) -> list[Path]:
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
             fig.set_size_inches(10, 6)
             fig.tight_layout()
-            path = folder / f"{name}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            out.append(path)
+            out.append(save_figure(fig, folder / f"{name}.png", dpi=100))
         except Exception as exc:  # e.g. importances of a parameter that never varied
             log.info("plot %s skipped: %s", name, exc)
     return out

@@ -129,3 +129,108 @@ def test_sigkill_during_feature_caching_leaves_a_valid_cache(make_corpus, tmp_pa
     out = done.stdout + done.stderr
     hits = int(out.split("features: ")[1].split(" cached")[0]) if "features: " in out else -1
     assert hits >= len(entries) - 1
+
+
+def _load_artifact(path: Path) -> None:
+    """Parse one artifact file completely; raises if it is truncated or corrupt."""
+    import json
+
+    import numpy as np
+    import yaml
+    from PIL import Image
+    from safetensors.numpy import load_file
+
+    suffix = path.suffix
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            for k in z.files:
+                z[k]
+    elif suffix == ".json":
+        json.loads(path.read_text())
+    elif suffix == ".jsonl":
+        for line in path.read_text().splitlines():
+            json.loads(line)
+    elif suffix == ".safetensors":
+        load_file(path)
+    elif suffix == ".png":
+        with Image.open(path) as im:
+            im.load()
+    elif suffix == ".yaml":
+        yaml.safe_load(path.read_text())
+    else:
+        raise AssertionError(f"unexpected artifact {path}")
+
+
+def _artifacts(client: MlflowClient, run_id: str, dst: Path) -> set[str]:
+    """Download the run's listed artifacts into ``dst``, check each one parses, return their paths."""
+    dst.mkdir()
+    client.download_artifacts(run_id, "", str(dst))
+    files = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file()}
+    for f in files:
+        _load_artifact(dst / f)
+    return files
+
+
+COMPLETE_ARTIFACTS = {
+    "config.yaml",
+    "data/manifest.jsonl",
+    "model/fold0.json",
+    "model/fold0.safetensors",
+    "model/fold1.json",
+    "model/fold1.safetensors",
+    "model/spec.json",
+    "oof/all_aggregations.npz",
+    "oof/embeddings.npz",
+    "oof/scores.npz",
+    "plots/confusion_matrix.png",
+    "plots/loss_curves.png",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["staging", "upload"])
+def test_sigkill_while_writing_artifacts_then_resume(
+    tone_corpus: Path, tmp_path: Path, mlflow_uri: str, phase: str
+) -> None:
+    """Killed after training, while the artifacts are written locally or uploaded to the run.
+
+    ``staging``: as soon as the out-of-fold scores appear in the run's local staging folder (under ``$TMPDIR``);
+    ``upload``: as soon as the first out-of-fold file (even a half-copied one) appears in the run's artifact store.
+    """
+    cache, staging = tmp_path / "cache", tmp_path / "tmp"
+    staging.mkdir()
+    store = tmp_path / "mlruns" / "artifacts"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "TMPDIR": str(staging)}
+    cmd = [*_cmd(tone_corpus, cache), "trainer.epochs=2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if phase == "staging":
+        started = lambda: any(staging.glob("*/oof/scores.npz"))  # noqa: E731
+    else:
+        started = lambda: any(store.glob("*/artifacts/oof/*")) if store.exists() else False  # noqa: E731
+    t0 = time.time()
+    while not started():
+        assert proc.poll() is None, "the run ended before its artifacts were written"
+        assert time.time() - t0 < 240, "artifacts never started"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    client = MlflowClient(mlflow_uri)
+    exp = client.get_experiment_by_name("paraling")
+    (killed,) = client.search_runs([exp.experiment_id])
+    assert killed.info.status == "RUNNING"  # the killed process could not end it
+    partial = _artifacts(client, killed.info.run_id, tmp_path / "after_kill")  # every listed file parses
+    assert "config.yaml" in partial and partial < COMPLETE_ARTIFACTS, "killed while writing artifacts"
+
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [killed.info.run_id], "the re-run resumes the same MLflow run"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags.get("paraling.resumed") == "true" and run.data.tags.get("paraling.state") == "COMPLETE"
+    assert _artifacts(client, run.info.run_id, tmp_path / "after_rerun") == COMPLETE_ARTIFACTS
+    for fold in (0, 1):  # both folds resumed from their final checkpoints: no epoch was trained twice
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, f"fold{fold}_train_loss")]
+        assert sorted(steps) == [0, 1]
+    assert not any((cache / "checkpoints").rglob("*.pt")), "checkpoints are removed once the run is complete"
+    assert "uar" in run.data.metrics

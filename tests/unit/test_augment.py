@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 import paraling.augment.pitch as pitch
 import paraling.experiment as experiment
 from paraling.augment import PitchShift, augment_manifest, variant_tag
-from paraling.cli import CONF_DIR
-from paraling.config import register_configs
 from paraling.data.manifest import Manifest, Utterance
 from paraling.data.splits import plan_folds
 from paraling.errors import ConfigError, DependencyError
 
 needs_rubberband = pytest.mark.skipif(shutil.which("rubberband") is None, reason="rubberband-cli not installed")
-
-
-def _cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def _tiny(tone_corpus: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "corpus=csv", f"corpus.path={tone_corpus}", "trainer.epochs=1", "cv.folds=2", "model.channels=[8,8,8]",
-        "model.fc_sizes=[32]", "tracking=none", f"cache_dir={tmp_path / 'cache'}", "progress=never", "device=cpu",
-        "trainer.checkpoint=false", *extra,
-    ]
 
 
 def _manifest(n_speakers: int = 4, folds: int = 2) -> Manifest:
@@ -118,8 +102,9 @@ def test_plan_folds_never_tests_on_copies() -> None:
 
 
 @needs_rubberband
-def test_augmented_copies_never_reach_validation_or_test(tone_corpus: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_augmented_copies_never_reach_validation_or_test(
+    monkeypatch: pytest.MonkeyPatch, tiny_cfg: Callable[..., DictConfig]
+) -> None:
     """End to end through run_experiment: checked by utterance id and by a hash of every window's features."""
     captured: dict = {"eval": []}
     real_prepare, real_eval = experiment.prepare_data, experiment._eval_set
@@ -134,7 +119,7 @@ def test_augmented_copies_never_reach_validation_or_test(tone_corpus: Path, tmp_
 
     monkeypatch.setattr(experiment, "prepare_data", prepare)
     monkeypatch.setattr(experiment, "_eval_set", eval_set)
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, "augment=pitch"))
+    cfg = tiny_cfg("tracking=none", "augment=pitch")
     result = experiment.run_experiment(cfg)
     data = captured["data"]
     manifest, bank = data.manifest, data.bank

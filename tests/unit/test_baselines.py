@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
 
 from paraling.baselines import ComParEFunctionals, DropoutDNN, GroupedGridClassifier, utterance_features
-from paraling.cli import CONF_DIR
-from paraling.config import register_configs
 from paraling.ensemble import check_aligned
 from paraling.errors import AudioError, ConfigError
 from paraling.experiment import print_summary, run_experiment
-
-
-def _cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def _tiny(corpus: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "corpus=csv", f"corpus.path={corpus}", "trainer.epochs=1", "cv.folds=2", "model.channels=[8,8,8]",
-        "model.fc_sizes=[32]", f"cache_dir={tmp_path / 'cache'}", "progress=never", "device=cpu",
-        "trainer.checkpoint=false", *extra,
-    ]
 
 
 def _blobs(n_per: int = 12, n_cls: int = 3, dim: int = 6, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -79,8 +64,10 @@ def test_compare_functionals_are_cached_per_file(tone_corpus: Path, tmp_path: Pa
     assert again.key(copy) == again.key(wav[0]) != again.key(wav[1])  # keyed by content, not by path
 
 
-def test_logmel_stats_use_the_feature_cache(tone_corpus: Path, tmp_path: Path) -> None:
-    cfg = _cfg(_tiny(tone_corpus, tmp_path))
+def test_logmel_stats_use_the_feature_cache(
+    tone_corpus: Path, tmp_path: Path, tiny_cfg: Callable[..., DictConfig]
+) -> None:
+    cfg = tiny_cfg()
     wav = sorted((tone_corpus.parent / "wav").glob("*.wav"))[:3]
     X, ok = utterance_features("logmel", wav, cfg)
     assert X.shape == (3, 2 * int(cfg.features.n_mels)) and ok.all()
@@ -89,13 +76,17 @@ def test_logmel_stats_use_the_feature_cache(tone_corpus: Path, tmp_path: Path) -
         utterance_features("mfcc", wav, cfg)
 
 
-def test_baselines_share_the_cnn_folds_metrics_and_oof_format(tone_corpus: Path, tmp_path: Path, mlflow_uri: str,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    cnn = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "name=cnn")))
+def test_baselines_share_the_cnn_folds_metrics_and_oof_format(
+    mlflow_uri: str, capsys: pytest.CaptureFixture[str], tiny_cfg: Callable[..., DictConfig]
+) -> None:
+    cnn = run_experiment(tiny_cfg("name=cnn"))
     runs = {"cnn": cnn}
-    for name, extra in [("svm", ["model=svm"]), ("rf", ["model=rf", "model.baseline.rf_trees=20"]),
-                        ("dnn", ["model=dnn", "model.baseline.dnn_epochs=5", "model.baseline.features=logmel"])]:
-        cfg = _cfg(_tiny(tone_corpus, tmp_path, f"name={name}", *extra))
+    for name, extra in [
+        ("svm", ["model=svm"]),
+        ("rf", ["model=rf", "model.baseline.rf_trees=20"]),
+        ("dnn", ["model=dnn", "model.baseline.dnn_epochs=5", "model.baseline.features=logmel"]),
+    ]:
+        cfg = tiny_cfg(f"name={name}", *extra)
         runs[name] = run_experiment(cfg)
         print_summary(runs[name], cfg)
     assert "svm baseline" in capsys.readouterr().out
@@ -113,28 +104,30 @@ def test_baselines_share_the_cnn_folds_metrics_and_oof_format(tone_corpus: Path,
     assert runs["svm"].uar > 0.5  # the tone classes are easy for ComParE functionals
 
 
-def test_logistic_regression_on_cnn_embeddings(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
-    cnn = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "name=cnn", "trainer.epochs=2")))
+def test_logistic_regression_on_cnn_embeddings(mlflow_uri: str, tiny_cfg: Callable[..., DictConfig]) -> None:
+    cnn = run_experiment(tiny_cfg("name=cnn", "trainer.epochs=2"))
     for level in ("utterance", "window"):
-        lr = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=lr_emb",
-                                       f"model.baseline.embedding_run={cnn.run_id}",
-                                       f"model.baseline.embedding_level={level}")))
+        lr = run_experiment(
+            tiny_cfg(
+                "model=lr_emb", f"model.baseline.embedding_run={cnn.run_id}", f"model.baseline.embedding_level={level}"
+            )
+        )
         check_aligned([cnn.oof.sorted(), lr.oof.sorted()], ["cnn", "lr"])
         tags = MlflowClient().get_run(lr.run_id).data.tags
         assert tags["paraling.model_type"] == "lr" and tags["paraling.embedding_run"] == cnn.run_id
         assert 0.0 <= lr.uar <= 1.0 and set(lr.fold_uars) == {0, 1}
     with pytest.raises(ConfigError, match="other utterances, classes or folds"):
-        run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=lr_emb", f"model.baseline.embedding_run={cnn.run_id}",
-                                  "cv.folds=3")))
+        run_experiment(tiny_cfg("model=lr_emb", f"model.baseline.embedding_run={cnn.run_id}", "cv.folds=3"))
 
 
-def test_embeddings_need_a_run(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_embeddings_need_a_run(mlflow_uri: str, tiny_cfg: Callable[..., DictConfig]) -> None:
     with pytest.raises(ConfigError, match="embedding_run"):
-        run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=lr_emb")))
+        run_experiment(tiny_cfg("model=lr_emb"))
 
 
-def test_undecodable_files_are_skipped_like_the_cnn_skips_them(tone_corpus: Path, tmp_path: Path, mlflow_uri: str,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_undecodable_files_are_skipped_like_the_cnn_skips_them(
+    mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, tiny_cfg: Callable[..., DictConfig]
+) -> None:
     real = ComParEFunctionals.get
 
     def get(self: ComParEFunctionals, path: str | Path) -> np.ndarray:
@@ -143,7 +136,7 @@ def test_undecodable_files_are_skipped_like_the_cnn_skips_them(tone_corpus: Path
         return real(self, path)
 
     monkeypatch.setattr(ComParEFunctionals, "get", get)
-    run = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=svm", "corpus.on_bad_file=skip")))
+    run = run_experiment(tiny_cfg("model=svm", "corpus.on_bad_file=skip"))
     assert len(run.oof.utt_ids) == 35 and "wav/s0_low_0" not in set(run.oof.utt_ids.tolist())
     with pytest.raises(AudioError, match="test"):
-        run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "model=svm", "corpus.on_bad_file=error")))
+        run_experiment(tiny_cfg("model=svm", "corpus.on_bad_file=error"))

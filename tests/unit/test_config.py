@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
+from collections.abc import Callable
 
-from paraling.cli import CONF_DIR
-from paraling.config import register_configs, validate
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf
+
+from paraling.config import validate
 from paraling.errors import ConfigError
 
 
-def _compose(overrides: list[str]) -> object:
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def test_defaults_match_the_paper() -> None:
-    cfg = _compose([])
+def test_defaults_match_the_paper(compose_cfg: Callable[..., DictConfig]) -> None:
+    cfg = compose_cfg([])
     assert (cfg.features.n_mels, cfg.features.frame_length_ms, cfg.features.frame_shift_ms) == (
         40,
         25.0,
@@ -34,8 +28,8 @@ def test_defaults_match_the_paper() -> None:
     validate(cfg)
 
 
-def test_interface_keys_and_experiment_files() -> None:
-    cfg = _compose(
+def test_interface_keys_and_experiment_files(compose_cfg: Callable[..., DictConfig]) -> None:
+    cfg = compose_cfg(
         [
             "trainer.epochs=3",
             "cv.folds=4",
@@ -48,7 +42,7 @@ def test_interface_keys_and_experiment_files() -> None:
         ]
     )
     assert (cfg.trainer.epochs, cfg.cv.folds, cfg.windows.width, cfg.model.n_blocks) == (3, 4, 18, 4)
-    paper = _compose(["experiment=paper"])
+    paper = compose_cfg(["experiment=paper"])
     assert (paper.name, paper.features.n_mels, paper.windows.width, paper.model.n_blocks) == (
         "paper",
         60,
@@ -58,11 +52,11 @@ def test_interface_keys_and_experiment_files() -> None:
     assert paper.trainer.epochs == 400
 
 
-def test_unknown_key_and_wrong_type_fail_at_composition() -> None:
+def test_unknown_key_and_wrong_type_fail_at_composition(compose_cfg: Callable[..., DictConfig]) -> None:
     with pytest.raises(ConfigCompositionException, match="nope"):
-        _compose(["model.nope=1"])
+        compose_cfg(["model.nope=1"])
     with pytest.raises(ConfigCompositionException, match="epochs"):
-        _compose(["trainer.epochs=many"])
+        compose_cfg(["trainer.epochs=many"])
 
 
 @pytest.mark.parametrize(
@@ -77,9 +71,9 @@ def test_unknown_key_and_wrong_type_fail_at_composition() -> None:
         ("corpus=csv", "corpus.path"),
     ],
 )
-def test_bad_values_name_the_key(override: str, match: str) -> None:
+def test_bad_values_name_the_key(override: str, match: str, compose_cfg: Callable[..., DictConfig]) -> None:
     with pytest.raises(ConfigError, match=match):
-        validate(_compose([override]))
+        validate(compose_cfg([override]))
 
 
 def test_structured_defaults_validate() -> None:

@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
 from safetensors.torch import load_file
 
 import paraling.models.transfer as transfer
-from paraling.cli import CONF_DIR
-from paraling.config import register_configs
 from paraling.errors import TransferError
 from paraling.experiment import run_experiment
 from paraling.models.cnn import WindowCNN, build_model
 from paraling.models.transfer import apply_transfer, copy_layers, load_source, select_layers
 
 LAYERS = ["conv1", "conv2", "conv3", "fc1", "out"]
-
-
-def _cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def _tiny(corpus: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "corpus=csv", f"corpus.path={corpus}", "trainer.epochs=1", "cv.folds=2", "model.channels=[8,8,8]",
-        "model.fc_sizes=[32]", f"cache_dir={tmp_path / 'cache'}", "progress=never", "device=cpu",
-        "trainer.checkpoint=false", *extra,
-    ]
 
 
 def _weights(run_id: str, fold: int) -> dict[str, torch.Tensor]:
@@ -63,8 +48,11 @@ def test_select_layers() -> None:
 def test_shape_mismatch_names_the_layer_and_both_shapes() -> None:
     src = WindowCNN(40, 11, 7, [16, 8, 8], [3, 2, 2], [0, 0, 0], [32])
     dst = WindowCNN(40, 11, 3, [8, 8, 8], [3, 2, 2], [0, 0, 0], [32])
-    with pytest.raises(TransferError, match=r"'conv1' \(weight\).*source shape \(16, 1, 3, 3\) vs target shape "
-                                            r"\(8, 1, 3, 3\)"):
+    with pytest.raises(
+        TransferError,
+        match=r"'conv1' \(weight\).*source shape \(16, 1, 3, 3\) vs target shape "
+        r"\(8, 1, 3, 3\)",
+    ):
         copy_layers(dst, src.state_dict(), ["conv1"])
     with pytest.raises(TransferError, match=r"'out'.*\(7, 32\).*\(3, 32\)"):
         copy_layers(dst, src.state_dict(), ["out"])
@@ -74,17 +62,17 @@ def test_shape_mismatch_names_the_layer_and_both_shapes() -> None:
     assert torch.equal(dst.conv3.weight, src.conv3.weight)
 
 
-def test_unknown_source_run_is_a_transfer_error(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, "transfer.source=0123456789abcdef0123456789abcdef", "transfer.layers=conv"))
+def test_unknown_source_run_is_a_transfer_error(mlflow_uri: str, tiny_cfg: Callable[..., DictConfig]) -> None:
+    cfg = tiny_cfg("transfer.source=0123456789abcdef0123456789abcdef", "transfer.layers=conv")
     with pytest.raises(TransferError, match="no MLflow run with that id"):
         run_experiment(cfg)
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, "transfer.source=models:/nope@champion", "transfer.layers=conv"))
+    cfg = tiny_cfg("transfer.source=models:/nope@champion", "transfer.layers=conv")
     with pytest.raises(TransferError, match="registered model not found"):
         run_experiment(cfg)
 
 
-def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
-    source = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "name=source")))
+def test_transfer_copies_conv_layers_from_a_tracked_run(mlflow_uri: str, tiny_cfg: Callable[..., DictConfig]) -> None:
+    source = run_experiment(tiny_cfg("name=source"))
     src = _weights(source.run_id, 0)
 
     # a registered model version (by alias or by number) resolves to its run
@@ -93,10 +81,10 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_p
     mv = client.create_model_version("langid-cnn", f"runs:/{source.run_id}/model", run_id=source.run_id)
     client.set_registered_model_alias("langid-cnn", "champion", mv.version)
     for ref in ("models:/langid-cnn@champion", f"models:/langid-cnn/{mv.version}", f"runs:/{source.run_id}"):
-        assert transfer.resolve_source(_cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={ref}"))) == source.run_id
+        assert transfer.resolve_source(tiny_cfg(f"transfer.source={ref}")) == source.run_id
 
     # epoch 0: right after the transfer, the conv weights equal the source's and the FC weights do not
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={source.run_id}", "transfer.layers=[conv1,conv2,conv3]"))
+    cfg = tiny_cfg(f"transfer.source={source.run_id}", "transfer.layers=[conv1,conv2,conv3]")
     spec, _ = load_source(source.run_id)
     model = build_model(cfg.model, spec["n_mels"], int(cfg.windows.width), 3)
     assert apply_transfer(model, cfg.transfer, cfg) == ["conv1", "conv2", "conv3"]
@@ -107,8 +95,13 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_p
         assert not torch.equal(getattr(model, name).weight.detach(), src[f"{name}.weight"])
 
     # a whole run: conv layers frozen for its only epoch stay equal to the source; FC layers were re-initialised
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={source.run_id}", "transfer.layers=conv",
-                     "transfer.freeze_epochs=1", "transfer.lr_start=0.01", "name=target"))
+    cfg = tiny_cfg(
+        f"transfer.source={source.run_id}",
+        "transfer.layers=conv",
+        "transfer.freeze_epochs=1",
+        "transfer.lr_start=0.01",
+        "name=target",
+    )
     target = run_experiment(cfg)
     run = MlflowClient().get_run(target.run_id)
     assert run.data.tags["paraling.transfer.source_run_id"] == source.run_id
@@ -120,8 +113,7 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_p
         assert not torch.equal(dst["fc1.weight"], src["fc1.weight"])
 
     # naive transfer copies the FC layers too, but never the output layer
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={source.run_id}", "transfer.layers=all",
-                     "transfer.source_fold=1"))
+    cfg = tiny_cfg(f"transfer.source={source.run_id}", "transfer.layers=all", "transfer.source_fold=1")
     model = build_model(cfg.model, spec["n_mels"], int(cfg.windows.width), 3)
     assert apply_transfer(model, cfg.transfer, cfg) == ["conv1", "conv2", "conv3", "fc1"]
     src1 = _weights(source.run_id, 1)
@@ -129,17 +121,18 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(tone_corpus: Path, tmp_p
     assert not torch.equal(model.out.weight.detach(), src1["out.weight"])
 
     # a target whose conv1 has another shape fails naming the layer and both shapes
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, f"transfer.source={source.run_id}", "transfer.layers=conv",
-                     "model.channels=[16,8,8]"))
+    cfg = tiny_cfg(f"transfer.source={source.run_id}", "transfer.layers=conv", "model.channels=[16,8,8]")
     with pytest.raises(TransferError, match=r"'conv1'.*\(8, 1, 3, 3\).*\(16, 1, 3, 3\)"):
         run_experiment(cfg)
 
 
-def test_pretrain_source_is_trained_once_then_reused(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_pretrain_source_is_trained_once_then_reused(
+    tone_corpus: Path, mlflow_uri: str, tiny_cfg: Callable[..., DictConfig]
+) -> None:
     pre = f'transfer.pretrain_overrides=["experiment=pretrain_langid","corpus=csv","corpus.path={tone_corpus}"]'
-    first = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre, "name=net5")))
+    first = run_experiment(tiny_cfg("transfer=conv", pre, "name=net5"))
     transfer._resolved.clear()  # as in a new process: found through its tag, not the in-process memo
-    second = run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "transfer=naive", pre, "name=net4")))
+    second = run_experiment(tiny_cfg("transfer=naive", pre, "name=net4"))
     client = MlflowClient()
     pretrain = client.get_experiment_by_name("pretrain")
     runs = client.search_runs([pretrain.experiment_id])
@@ -154,22 +147,23 @@ def test_pretrain_source_is_trained_once_then_reused(tone_corpus: Path, tmp_path
     # a different source config (dotted override) means a different pre-training run
     transfer._resolved.clear()
     pre2 = pre[:-1] + ',"trainer.epochs=2"]'
-    run_experiment(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre2, "name=net5b")))
+    run_experiment(tiny_cfg("transfer=conv", pre2, "name=net5b"))
     runs = client.search_runs([pretrain.experiment_id], order_by=["attributes.start_time ASC"])
     assert len(runs) == 2 and runs[1].data.params["trainer.epochs"] == "2"
 
 
-def test_pretrain_without_overrides_is_explained(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
-    cfg = _cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", "transfer.pretrain_overrides=[]"))
+def test_pretrain_without_overrides_is_explained(mlflow_uri: str, tiny_cfg: Callable[..., DictConfig]) -> None:
+    cfg = tiny_cfg("transfer=conv", "transfer.pretrain_overrides=[]")
     with pytest.raises(TransferError, match="pretrain_overrides"):
         run_experiment(cfg)
 
 
-def test_pretrain_hash_ignores_how_but_not_what_is_trained(tone_corpus: Path, tmp_path: Path) -> None:
+def test_pretrain_hash_ignores_how_but_not_what_is_trained(tiny_cfg: Callable[..., DictConfig]) -> None:
     pre = 'transfer.pretrain_overrides=["experiment=pretrain_langid"]'
-    base = transfer.pretrain_config(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre)))
-    same = transfer.pretrain_config(_cfg(_tiny(tone_corpus, tmp_path, "transfer=naive", pre, "trainer.threads=1",
-                                               "device=cuda", "tracking.experiment=other", "name=net4")))
-    other = transfer.pretrain_config(_cfg(_tiny(tone_corpus, tmp_path, "transfer=conv", pre, "trainer.epochs=3")))
+    base = transfer.pretrain_config(tiny_cfg("transfer=conv", pre))
+    same = transfer.pretrain_config(
+        tiny_cfg("transfer=naive", pre, "trainer.threads=1", "device=cuda", "tracking.experiment=other", "name=net4")
+    )
+    other = transfer.pretrain_config(tiny_cfg("transfer=conv", pre, "trainer.epochs=3"))
     assert transfer.pretrain_hash(base) == transfer.pretrain_hash(same) != transfer.pretrain_hash(other)
     assert base.name == "pretrain_langid" and base.corpus.name == "langid" and base.transfer.source is None

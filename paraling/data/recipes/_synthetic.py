@@ -18,9 +18,7 @@ import io
 import json
 import logging
 import multiprocessing
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, sosfilt
 
+from paraling.atomic import atomic_path
 from paraling.data.manifest import atomic_write_text
 from paraling.errors import ConfigError, CorpusError
 
@@ -119,15 +118,8 @@ def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
     pcm = np.round(np.clip(wave, -1.0, 32767 / 32768) * 32768).astype(np.int16)
     buf = io.BytesIO()
     sf.write(buf, pcm, sample_rate, subtype="PCM_16", format="WAV")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
 
 
 def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
