@@ -83,8 +83,10 @@ class CNNEmbeddings:
                 cnn_yaml = Path(client.download_artifacts(self.run_id, "config.yaml", tmp)).read_text()
                 oof = load_oof(client.download_artifacts(self.run_id, "oof/scores.npz", tmp))
             except Exception as exc:
-                raise ConfigError(f"model.baseline.embedding_run={self.run_id}: cannot read its config.yaml and "
-                                  f"oof/scores.npz from {self.uri} ({exc})") from exc
+                raise ConfigError(
+                    f"model.baseline.embedding_run={self.run_id}: cannot read its config.yaml and "
+                    f"oof/scores.npz from {self.uri} ({exc})"
+                ) from exc
         self._check_same_folds(oof, manifest, classes)
         cnn_cfg = OmegaConf.merge(OmegaConf.structured(ParalingConfig), OmegaConf.create(cnn_yaml))
         assert isinstance(cnn_cfg, DictConfig)
@@ -113,8 +115,9 @@ class CNNEmbeddings:
         from paraling.models.transfer import load_source
 
         spec, state = load_source(self.run_id, fold, self.uri)
-        model = build_model(OmegaConf.create(spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]),
-                            len(spec["classes"]))
+        model = build_model(
+            OmegaConf.create(spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]), len(spec["classes"])
+        )
         model.load_state_dict(state)
         return model.to(self.device).eval()
 
@@ -126,8 +129,9 @@ class CNNEmbeddings:
         mask = np.zeros(bank.n_utts, dtype=bool)
         mask[rows] = True
         idx = bank.windows_of(mask)
-        _, emb = predict_windows(model, bank, idx, int(self.cnn_cfg.trainer.eval_batch_size), self.device,
-                                 embeddings=True)
+        _, emb = predict_windows(
+            model, bank, idx, int(self.cnn_cfg.trainer.eval_batch_size), self.device, embeddings=True
+        )
         local = np.full(bank.n_utts, -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
         emb = emb if emb is not None else np.zeros((0, int(getattr(model, "embed_dim", 0))), np.float32)

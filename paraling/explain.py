@@ -25,8 +25,9 @@ from paraling.predict import CNNMember, FilePrediction, MemberDetail, Predictor
 __all__ = ["explain_predictions", "indicative_segments", "plot_explanation"]
 
 
-def indicative_segments(contribution: np.ndarray, begin: np.ndarray, end: np.ndarray, top: int = 3,
-                        rel_threshold: float = 0.5) -> list[dict[str, float]]:
+def indicative_segments(
+    contribution: np.ndarray, begin: np.ndarray, end: np.ndarray, top: int = 3, rel_threshold: float = 0.5
+) -> list[dict[str, float]]:
     """Time intervals whose windows contribute most to one class.
 
     Args:
@@ -61,13 +62,21 @@ def indicative_segments(contribution: np.ndarray, begin: np.ndarray, end: np.nda
 
 def _explained_member(predictor: Predictor) -> CNNMember:
     """The member with the largest weight; among equals, one with a weighted (Ridge) vote, then the first."""
-    order = sorted(range(len(predictor.members)),
-                   key=lambda i: (-predictor.weights[i], predictor.members[i].method != "weighted", i))
+    order = sorted(
+        range(len(predictor.members)),
+        key=lambda i: (-predictor.weights[i], predictor.members[i].method != "weighted", i),
+    )
     return predictor.members[order[0]]
 
 
-def plot_explanation(pred: FilePrediction, member: CNNMember, detail: MemberDetail, classes: Sequence[str],
-                     segments: Sequence[dict[str, float]], path: str | Path) -> Path:
+def plot_explanation(
+    pred: FilePrediction,
+    member: CNNMember,
+    detail: MemberDetail,
+    classes: Sequence[str],
+    segments: Sequence[dict[str, float]],
+    path: str | Path,
+) -> Path:
     """Draw the Figure-3 view of one file to ``path`` (PNG, atomically)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -86,11 +95,17 @@ def plot_explanation(pred: FilePrediction, member: CNNMember, detail: MemberDeta
     feats = detail.feats
     ax[0].imshow(feats.T, origin="lower", aspect="auto", cmap="magma", extent=(0, dur, 0, feats.shape[1]))
     p_max = float(np.max(pred.proba)) if pred.proba is not None else 0.0
-    ax[0].set(ylabel="mel band",
-              title=f"{Path(pred.path).name}: {pred.label} (p={p_max:.2f}); member {member.name[:8]}")
+    ax[0].set(
+        ylabel="mel band", title=f"{Path(pred.path).name}: {pred.label} (p={p_max:.2f}); member {member.name[:8]}"
+    )
     if detail.embedding.size:
-        ax[1].imshow(detail.embedding.T, origin="lower", aspect="auto", cmap="viridis",
-                     extent=(float(begin[0]), float(end[-1]), 0, detail.embedding.shape[1]))
+        ax[1].imshow(
+            detail.embedding.T,
+            origin="lower",
+            aspect="auto",
+            cmap="viridis",
+            extent=(float(begin[0]), float(end[-1]), 0, detail.embedding.shape[1]),
+        )
     ax[1].set(ylabel="unit", title="CNN embedding (last hidden layer, first fold) per window")
     for k, cls in enumerate(classes):
         ax[2].plot(centre, detail.window_proba[:, k], lw=1.2, label=str(cls), color=f"C{k % 10}")
@@ -98,14 +113,16 @@ def plot_explanation(pred: FilePrediction, member: CNNMember, detail: MemberDeta
     ax[2].legend(fontsize=7, ncol=min(len(classes), 7), loc="upper right")
     votes = detail.window_proba.argmax(1)
     step = float(np.median(np.diff(centre))) if len(centre) > 1 else float(end[0] - begin[0])
-    ax[3].bar(centre, detail.vote_weight, width=max(0.9 * step, 1e-3),
-              color=[f"C{int(v) % 10}" for v in votes])
+    ax[3].bar(centre, detail.vote_weight, width=max(0.9 * step, 1e-3), color=[f"C{int(v) % 10}" for v in votes])
     for s in segments:
         for a in (ax[0], ax[3]):
             a.axvspan(s["start"], s["end"], color="white" if a is ax[0] else "0.85", alpha=0.25, lw=0)
-    ax[3].set(xlabel="time (s)", ylabel="vote weight",
-              title=f"vote weight per window ({member.method} vote; colour = argmax class); "
-                    f"shaded: segments indicative of {pred.label}")
+    ax[3].set(
+        xlabel="time (s)",
+        ylabel="vote weight",
+        title=f"vote weight per window ({member.method} vote; colour = argmax class); "
+        f"shaded: segments indicative of {pred.label}",
+    )
     ax[0].set_xlim(0, dur)
     _plot_ridge(fig.add_subplot(gs[4]), member, classes)
     return save_figure(fig, path)
@@ -129,8 +146,9 @@ def _plot_ridge(ax: Any, member: CNNMember, classes: Sequence[str]) -> None:
     ax.set_title("Ridge vote weights (fold 0): predicted correctness of a window voting for each class")
 
 
-def explain_predictions(predictor: Predictor, preds: Sequence[FilePrediction], out_dir: str | Path,
-                        top: int = 3) -> list[dict[str, Any]]:
+def explain_predictions(
+    predictor: Predictor, preds: Sequence[FilePrediction], out_dir: str | Path, top: int = 3
+) -> list[dict[str, Any]]:
     """Write one PNG per predicted file and ``segments.json``; return the per-file segment listings.
 
     ``preds`` must come from ``predictor.predict(..., details=True)``. Files with an error are listed with it.

@@ -88,10 +88,8 @@ def aggregator_state(method: str, aggregator: Aggregator) -> dict[str, Any]:
     Returns:
         ``{"method": ..., "params": {...}, "fitted": {"n_classes_": ..., "coef_": [[...]], ...}}``.
     """
-    fitted = {k: _jsonable(v) for k, v in vars(aggregator).items()
-              if k.endswith("_") and not k.startswith("_")}
-    return {"method": method, "params": {k: _jsonable(v) for k, v in aggregator.get_params().items()},
-            "fitted": fitted}
+    fitted = {k: _jsonable(v) for k, v in vars(aggregator).items() if k.endswith("_") and not k.startswith("_")}
+    return {"method": method, "params": {k: _jsonable(v) for k, v in aggregator.get_params().items()}, "fitted": fitted}
 
 
 def aggregator_from_state(state: dict[str, Any]) -> Aggregator:
@@ -106,8 +104,9 @@ def aggregator_from_state(state: dict[str, Any]) -> Aggregator:
     return est
 
 
-def fold_state(method: str, aggregator: Aggregator, mean: torch.Tensor | None = None,
-               std: torch.Tensor | None = None) -> dict[str, Any]:
+def fold_state(
+    method: str, aggregator: Aggregator, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
+) -> dict[str, Any]:
     """What ``model/fold<k>.json`` holds: the fold's fitted vote and global feature normalisation or null."""
     norm = None
     if mean is not None and std is not None:
@@ -196,8 +195,9 @@ class CNNMember:
             weights, state_file = d / f"fold{k}.safetensors", d / f"fold{k}.json"
             if not weights.is_file():
                 raise ModelError(f"member {name}: {weights.name} is missing from {d}")
-            model = build_model(SimpleNamespace(**spec["model"]), int(spec["n_mels"]),
-                                int(spec["windows"]["width"]), n_classes)
+            model = build_model(
+                SimpleNamespace(**spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]), n_classes
+            )
             try:
                 model.load_state_dict(load_file(str(weights)))
             except (RuntimeError, OSError) as exc:
@@ -214,12 +214,16 @@ class CNNMember:
                 agg = make_aggregator(method)
                 agg.n_classes_ = n_classes
             else:
-                raise ModelError(f"member {name}: the fitted weighted vote of fold {k} was not saved "
-                                 f"({state_file.name} missing); re-run the experiment with this paraling "
-                                 "version")
+                raise ModelError(
+                    f"member {name}: the fitted weighted vote of fold {k} was not saved "
+                    f"({state_file.name} missing); re-run the experiment with this paraling "
+                    "version"
+                )
             if spec["features"].get("normalize") == "global" and mean is None:
-                raise ModelError(f"member {name}: fold {k} uses features.normalize=global but its statistics "
-                                 "were not saved; re-run the experiment with this paraling version")
+                raise ModelError(
+                    f"member {name}: fold {k} uses features.normalize=global but its statistics "
+                    "were not saved; re-run the experiment with this paraling version"
+                )
             folds.append(_Fold(int(k), model, agg, mean, std))
         if not folds:
             raise ModelError(f"member {name}: spec.json lists no folds")
@@ -237,11 +241,14 @@ class CNNMember:
         """Why a file of ``n_frames`` frames cannot be scored by this member, or ``None``."""
         if n_frames >= self.width or self.short_policy == "pad":
             return None
-        return (f"{n_frames} frames is shorter than the {self.width}-frame window of member {self.name} "
-                f"(windows.short_policy={self.short_policy})")
+        return (
+            f"{n_frames} frames is shorter than the {self.width}-frame window of member {self.name} "
+            f"(windows.short_policy={self.short_policy})"
+        )
 
-    def analyse(self, feats: Sequence[np.ndarray], energies: Sequence[np.ndarray], device: torch.device,
-                details: bool = False) -> tuple[np.ndarray, list[MemberDetail]]:
+    def analyse(
+        self, feats: Sequence[np.ndarray], energies: Sequence[np.ndarray], device: torch.device, details: bool = False
+    ) -> tuple[np.ndarray, list[MemberDetail]]:
         """Utterance probabilities of files (and optionally their per-window view).
 
         Args:
@@ -266,8 +273,7 @@ class CNNMember:
         for i, f in enumerate(self.folds):
             f.model.to(device)
             bank.mean, bank.std = f.mean, f.std
-            p, emb = predict_windows(f.model, bank, idx, 2048, device, None, False,
-                                     embeddings=details and i == 0)
+            p, emb = predict_windows(f.model, bank, idx, 2048, device, None, False, embeddings=details and i == 0)
             emb0 = emb if emb is not None else emb0
             proba += f.aggregator.predict_proba(p, utt, energy, n_groups=n)
             if details:
@@ -286,8 +292,9 @@ class CNNMember:
             for j in range(n):
                 m = utt == j
                 emb = emb0[m] if emb0 is not None else np.zeros((int(m.sum()), 0))
-                out.append(MemberDetail(np.asarray(feats[j]), rel[m], wp[m] / k, weight[m] / k,
-                                        contrib[m] / k, emb, proba[j]))
+                out.append(
+                    MemberDetail(np.asarray(feats[j]), rel[m], wp[m] / k, weight[m] / k, contrib[m] / k, emb, proba[j])
+                )
         return proba, out
 
     def _vote_weight(self, agg: Aggregator, p: np.ndarray, energy: np.ndarray) -> np.ndarray:
@@ -330,8 +337,13 @@ class Predictor:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``...
     """
 
-    def __init__(self, members: Sequence[CNNMember], weights: Sequence[int] | None = None,
-                 combiner: str = "mean", device: str = "cpu") -> None:
+    def __init__(
+        self,
+        members: Sequence[CNNMember],
+        weights: Sequence[int] | None = None,
+        combiner: str = "mean",
+        device: str = "cpu",
+    ) -> None:
         if not members:
             raise ModelError("a predictor needs at least one member")
         if combiner not in COMBINERS:
@@ -342,8 +354,9 @@ class Predictor:
         self.classes = self.members[0].classes
         for m in self.members[1:]:
             if m.classes != self.classes:
-                raise ModelError(f"members {self.members[0].name} and {m.name} have different classes: "
-                                 f"{self.classes} vs {m.classes}")
+                raise ModelError(
+                    f"members {self.members[0].name} and {m.name} have different classes: {self.classes} vs {m.classes}"
+                )
         self.device = resolve_device(device)
 
     @classmethod
@@ -360,13 +373,11 @@ class Predictor:
             return cls([CNNMember.load(d, name)], [1], "mean", device)
         info = json.loads((d / BUNDLE_FILE).read_text())
         if info.get("format") != BUNDLE_FORMAT:
-            raise ModelError(f"{d / BUNDLE_FILE}: unknown format {info.get('format')!r} "
-                             f"(expected {BUNDLE_FORMAT})")
+            raise ModelError(f"{d / BUNDLE_FILE}: unknown format {info.get('format')!r} (expected {BUNDLE_FORMAT})")
         members = [CNNMember.load(d / m["dir"], m["run_id"]) for m in info["members"]]
         return cls(members, [m["weight"] for m in info["members"]], info["combiner"], device)
 
-    def predict(self, paths: Sequence[str | Path], details: bool = False,
-                chunk: int = 64) -> list[FilePrediction]:
+    def predict(self, paths: Sequence[str | Path], details: bool = False, chunk: int = 64) -> list[FilePrediction]:
         """Label files; unreadable or too-short files get ``error`` and do not stop the batch.
 
         Args:
@@ -408,8 +419,7 @@ class Predictor:
         with torch.no_grad():
             for j, m in enumerate(self.members):
                 fe = feats[m.feature_spec]
-                stack[j], det = m.analyse([fe[i][0] for i in ok], [fe[i][1] for i in ok], self.device,
-                                          details)
+                stack[j], det = m.analyse([fe[i][0] for i in ok], [fe[i][1] for i in ok], self.device, details)
                 for i, dt in zip(ok, det, strict=False):
                     preds[i].details[m.name] = dt
         final = combine(stack, self.weights, self.combiner)
@@ -422,8 +432,9 @@ class Predictor:
 # --- bundles and outputs ------------------------------------------------------------------------------------
 
 
-def save_bundle(dst: str | Path, members: Sequence[tuple[str, str, Path, int]], combiner: str,
-                extra: dict[str, Any] | None = None) -> Path:
+def save_bundle(
+    dst: str | Path, members: Sequence[tuple[str, str, Path, int]], combiner: str, extra: dict[str, Any] | None = None
+) -> Path:
     """Write a bundle: copy each member's ``model/`` folder and describe the ensemble in ``bundle.json``.
 
     Args:
@@ -444,8 +455,7 @@ def save_bundle(dst: str | Path, members: Sequence[tuple[str, str, Path, int]], 
         spec = json.loads((dst / sub / "spec.json").read_text())
         classes = classes or spec["classes"]
         entries.append({"run_id": run_id, "name": name, "weight": int(weight), "dir": sub.as_posix()})
-    info = {"format": BUNDLE_FORMAT, "classes": classes, "combiner": combiner, "members": entries,
-            "info": extra or {}}
+    info = {"format": BUNDLE_FORMAT, "classes": classes, "combiner": combiner, "members": entries, "info": extra or {}}
     (dst / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
     Predictor.load(dst)
     return dst

@@ -116,9 +116,15 @@ def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:
     if "oof/scores.npz" not in _files(client, info.run_id, "oof"):
         return None
     kind = tags.get("paraling.model_type") or tags.get("paraling.model") or "cnn"
-    tr = TrackedRun(info.run_id, info.run_name or tags.get("paraling.name", info.run_id), tags,
-                    dict(data.metrics), kind, start_time=int(info.start_time or 0),
-                    experiment_id=str(info.experiment_id))
+    tr = TrackedRun(
+        info.run_id,
+        info.run_name or tags.get("paraling.name", info.run_id),
+        tags,
+        dict(data.metrics),
+        kind,
+        start_time=int(info.start_time or 0),
+        experiment_id=str(info.experiment_id),
+    )
     if check_model:
         tr.why_not = _model_status(client, info.run_id)
         tr.predictable = not tr.why_not
@@ -135,8 +141,15 @@ def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
             return out
 
 
-def find_runs(experiment: str | None = None, *, study: str | None = None, run_ids: Sequence[str] = (),
-              uri: str | None = None, check_model: bool = True, client: Any = None) -> list[TrackedRun]:
+def find_runs(
+    experiment: str | None = None,
+    *,
+    study: str | None = None,
+    run_ids: Sequence[str] = (),
+    uri: str | None = None,
+    check_model: bool = True,
+    client: Any = None,
+) -> list[TrackedRun]:
     """Candidate runs of an experiment (optionally of one study), or the given runs, oldest first.
 
     Args:
@@ -160,8 +173,10 @@ def find_runs(experiment: str | None = None, *, study: str | None = None, run_id
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
-            raise EnsembleError(f"no MLflow experiment {experiment!r} at "
-                                f"{mask_secrets(client.tracking_uri)}; experiments there: {names}")
+            raise EnsembleError(
+                f"no MLflow experiment {experiment!r} at "
+                f"{mask_secrets(client.tracking_uri)}; experiments there: {names}"
+            )
         runs = _search(client, exp.experiment_id, "attributes.status = 'FINISHED'")
     except EnsembleError:
         raise
@@ -170,14 +185,19 @@ def find_runs(experiment: str | None = None, *, study: str | None = None, run_id
     if study is not None:
         parents = {r.info.run_id for r in runs if any(r.data.tags.get(t) == study for t in STUDY_TAGS)}
         if not parents:
-            parents = {r.info.run_id for r in _search(client, exp.experiment_id, "")
-                       if any(r.data.tags.get(t) == study for t in STUDY_TAGS)}
+            parents = {
+                r.info.run_id
+                for r in _search(client, exp.experiment_id, "")
+                if any(r.data.tags.get(t) == study for t in STUDY_TAGS)
+            }
         runs = [r for r in runs if r.info.run_id in parents or r.data.tags.get(_PARENT) in parents]
     found = [t for r in runs if (t := _as_tracked(client, r, check_model)) is not None]
     if not found:
         where = f"experiment {experiment!r}" + (f", study {study!r}" if study else "")
-        raise EnsembleError(f"no finished runs with out-of-fold scores (oof/scores.npz) in {where}; "
-                            "train some first (paraling train ...)")
+        raise EnsembleError(
+            f"no finished runs with out-of-fold scores (oof/scores.npz) in {where}; "
+            "train some first (paraling train ...)"
+        )
     return sorted(found, key=lambda t: (t.start_time, t.run_id))
 
 
@@ -186,18 +206,17 @@ def _given_runs(client: Any, run_ids: Sequence[str], check_model: bool) -> list[
     for rid in dict.fromkeys(run_ids):
         run = client.get_run(rid)
         if run.info.status != "FINISHED":
-            raise EnsembleError(f"run {rid} is {run.info.status}, not FINISHED; only finished runs can be "
-                                "combined")
+            raise EnsembleError(f"run {rid} is {run.info.status}, not FINISHED; only finished runs can be combined")
         tr = _as_tracked(client, run, check_model)
         if tr is None:
-            raise EnsembleError(f"run {rid} has no out-of-fold scores (oof/scores.npz) or is itself an "
-                                "ensemble")
+            raise EnsembleError(f"run {rid} has no out-of-fold scores (oof/scores.npz) or is itself an ensemble")
         out.append(tr)
     return out
 
 
-def load_scores(runs: Sequence[TrackedRun], dst: str | Path, uri: str | None = None,
-                client: Any = None) -> list[OOFScores]:
+def load_scores(
+    runs: Sequence[TrackedRun], dst: str | Path, uri: str | None = None, client: Any = None
+) -> list[OOFScores]:
     """Download and read each run's ``oof/scores.npz`` (``allow_pickle=False``) into ``dst``."""
     client = client or make_client(uri)
     out = []
@@ -217,8 +236,7 @@ def load_scores(runs: Sequence[TrackedRun], dst: str | Path, uri: str | None = N
 def _run_model_dir(client: Any, run_id: str, dst: Path) -> Path:
     files = _files(client, run_id, "model")
     if not files:
-        raise ModelError(f"run {run_id} has no model/ artifacts (tracking.log_model was off, or not a CNN "
-                         "run)")
+        raise ModelError(f"run {run_id} has no model/ artifacts (tracking.log_model was off, or not a CNN run)")
     return Path(client.download_artifacts(run_id, "model", str(dst)))
 
 
@@ -238,8 +256,7 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
     if local.exists():
         return local
     if not (model.startswith(("models:/", "runs:/")) or _RUN_ID.match(model)):
-        raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor "
-                         "models:/<name>@<alias>")
+        raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor models:/<name>@<alias>")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     client = make_client(uri)
@@ -254,8 +271,9 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
                 version = client.get_model_version(name, ver)
             from mlflow.artifacts import download_artifacts
 
-            return Path(download_artifacts(artifact_uri=version.source, dst_path=str(dst),
-                                           tracking_uri=client.tracking_uri))
+            return Path(
+                download_artifacts(artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri)
+            )
         if model.startswith("runs:/") or _RUN_ID.match(model):
             rest = model[len("runs:/") :] if model.startswith("runs:/") else model
             run_id, _, sub = rest.partition("/")

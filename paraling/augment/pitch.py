@@ -93,11 +93,15 @@ class PitchShift:
 
         x = np.ascontiguousarray(wave, dtype=np.float32)
         try:
-            y = pyrubberband.pitch_shift(x, int(sample_rate), float(self.semitones),
-                                         rbargs={"--crispness": str(int(self.crispness))})
+            y = pyrubberband.pitch_shift(
+                x, int(sample_rate), float(self.semitones), rbargs={"--crispness": str(int(self.crispness))}
+            )
         except Exception as exc:  # subprocess.CalledProcessError, RuntimeError, soundfile errors
-            raise AudioError("<waveform>", f"rubberband failed to shift by {self.semitones:+g} semitones ({exc}).",
-                             "check that `rubberband -V` works") from exc
+            raise AudioError(
+                "<waveform>",
+                f"rubberband failed to shift by {self.semitones:+g} semitones ({exc}).",
+                "check that `rubberband -V` works",
+            ) from exc
         y = np.asarray(y, dtype=np.float32).reshape(-1)
         n = len(x)
         if len(y) >= n:
@@ -169,10 +173,18 @@ def augment_manifest(manifest: Manifest, augment_cfg: Any) -> tuple[Manifest, li
             continue
         for s in shifts:
             tag = variant_tag(s, crisp)
-            utts.append(replace(u, id=f"{u.id}@{tag}", augmented_from=u.id,
-                                extra={**u.extra, "semitones": s, "crispness": crisp}))
+            utts.append(
+                replace(
+                    u, id=f"{u.id}@{tag}", augmented_from=u.id, extra={**u.extra, "semitones": s, "crispness": crisp}
+                )
+            )
             variants.append(tag)
             transforms.append(PitchShift(s, crisp))
-    log.info("augment=pitch: %d copies (%s semitones, crispness %d); %d test-only utterances not copied",
-             len(utts) - len(manifest), shifts, crisp, n_skipped)
+    log.info(
+        "augment=pitch: %d copies (%s semitones, crispness %d); %d test-only utterances not copied",
+        len(utts) - len(manifest),
+        shifts,
+        crisp,
+        n_skipped,
+    )
     return Manifest(utts, manifest.source), variants, transforms

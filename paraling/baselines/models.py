@@ -76,8 +76,13 @@ class GroupedGridClassifier(ClassifierMixin, BaseEstimator):
         classes_: Class labels seen in ``fit``.
     """
 
-    def __init__(self, kind: str = "svm", Cs: Sequence[float] = (0.0001, 0.001, 0.01, 0.1, 1.0),
-                 inner_folds: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        kind: str = "svm",
+        Cs: Sequence[float] = (0.0001, 0.001, 0.01, 0.1, 1.0),
+        inner_folds: int = 3,
+        seed: int = 0,
+    ) -> None:
         self.kind = kind
         self.Cs = Cs
         self.inner_folds = inner_folds
@@ -157,8 +162,16 @@ class DropoutDNN(ClassifierMixin, BaseEstimator):
         history_: Per epoch ``{"train_loss", "val_uar"}``.
     """
 
-    def __init__(self, hidden: Sequence[int] = (256, 256, 256), dropout: float = 0.5, epochs: int = 60,
-                 lr: float = 0.001, batch_size: int = 64, val_fraction: float = 0.15, seed: int = 0) -> None:
+    def __init__(
+        self,
+        hidden: Sequence[int] = (256, 256, 256),
+        dropout: float = 0.5,
+        epochs: int = 60,
+        lr: float = 0.001,
+        batch_size: int = 64,
+        val_fraction: float = 0.15,
+        seed: int = 0,
+    ) -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.epochs = epochs
@@ -171,8 +184,10 @@ class DropoutDNN(ClassifierMixin, BaseEstimator):
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), but got dropout={self.dropout!r}")
         if int(self.epochs) < 1 or int(self.batch_size) < 1 or float(self.lr) <= 0:
-            raise ConfigError(f"epochs, batch_size and lr must be positive, but got epochs={self.epochs}, "
-                              f"batch_size={self.batch_size}, lr={self.lr}")
+            raise ConfigError(
+                f"epochs, batch_size and lr must be positive, but got epochs={self.epochs}, "
+                f"batch_size={self.batch_size}, lr={self.lr}"
+            )
         if not list(self.hidden) or min(int(h) for h in self.hidden) < 1:
             raise ConfigError(f"hidden must list positive layer sizes, but got hidden={list(self.hidden)!r}")
 
@@ -261,9 +276,16 @@ def make_estimator(name: str, baseline_cfg: Any, seed: int = 0) -> BaseEstimator
     if name == "lr":
         return GroupedGridClassifier("lr", tuple(b.lr_c), int(b.inner_folds), seed)
     if name == "rf":
-        return RandomForestClassifier(n_estimators=int(b.rf_trees), class_weight="balanced_subsample",
-                                      random_state=seed)
+        return RandomForestClassifier(
+            n_estimators=int(b.rf_trees), class_weight="balanced_subsample", random_state=seed
+        )
     if name == "dnn":
-        return DropoutDNN(tuple(b.dnn_hidden), float(b.dnn_dropout), int(b.dnn_epochs), float(b.dnn_lr),
-                          int(b.dnn_batch_size), seed=seed)
+        return DropoutDNN(
+            tuple(b.dnn_hidden),
+            float(b.dnn_dropout),
+            int(b.dnn_epochs),
+            float(b.dnn_lr),
+            int(b.dnn_batch_size),
+            seed=seed,
+        )
     raise ConfigError(f"model.name must be one of ['svm', 'rf', 'dnn', 'lr'] for a baseline, but got name={name!r}")

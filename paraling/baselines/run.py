@@ -95,8 +95,13 @@ def _fold_metrics(est: Any, fold: int) -> dict[str, float]:
     return out
 
 
-def run_baseline(cfg: DictConfig, reporter: Any = None, parent_run_id: str | None = None,
-                 overrides: list[str] | None = None, tags: dict[str, str] | None = None) -> Any:
+def run_baseline(
+    cfg: DictConfig,
+    reporter: Any = None,
+    parent_run_id: str | None = None,
+    overrides: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> Any:
     """Cross-validate the baseline ``cfg.model.name`` and track it as one MLflow run.
 
     Args:
@@ -119,8 +124,9 @@ def run_baseline(cfg: DictConfig, reporter: Any = None, parent_run_id: str | Non
     name, b = str(cfg.model.name), cfg.model.baseline
     kind = str(b.features)
     if cfg.augment.name != "none":
-        log.warning("augment=%s is ignored by the %s baseline (augmentation applies to the CNN)", cfg.augment.name,
-                    name)
+        log.warning(
+            "augment=%s is ignored by the %s baseline (augmentation applies to the CNN)", cfg.augment.name, name
+        )
     manifest, classes, y = prepare_folds(cfg)
     speakers = np.array([u.speaker for u in manifest])
     progress = Progress(cfg.progress)
@@ -153,14 +159,25 @@ def run_baseline(cfg: DictConfig, reporter: Any = None, parent_run_id: str | Non
         **(tags or {}),
         **dict(cfg.tracking.tags),
     }
-    tracker = RunTracker(cfg.tracking.experiment, cfg.tracking.uri, cfg.tracking.run_name or cfg.name,
-                         parent_run_id, all_tags, bool(cfg.tracking.enabled))
+    tracker = RunTracker(
+        cfg.tracking.experiment,
+        cfg.tracking.uri,
+        cfg.tracking.run_name or cfg.name,
+        parent_run_id,
+        all_tags,
+        bool(cfg.tracking.enabled),
+    )
     n_cls = len(classes)
     with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        params.update({"data.n_utterances": len(manifest), "data.n_speakers": len(manifest.speakers),
-                       "data.classes": json.dumps(classes)})
+        params.update(
+            {
+                "data.n_utterances": len(manifest),
+                "data.n_speakers": len(manifest.speakers),
+                "data.classes": json.dumps(classes),
+            }
+        )
         tracker.log_params(params)
         tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         proba = np.full((len(manifest), n_cls), 1.0 / n_cls, np.float32)
@@ -174,8 +191,9 @@ def run_baseline(cfg: DictConfig, reporter: Any = None, parent_run_id: str | Non
         folds_arr = np.array([u.fold if u.fold is not None else -1 for u in manifest], dtype=np.int64)
         scored = folds_arr >= 0
         neg = classes.index("No_Food") if "No_Food" in classes else None
-        metrics = summarize(y[scored], proba[scored].argmax(1), folds_arr[scored], speakers[scored], n_cls,
-                            negative_class=neg)
+        metrics = summarize(
+            y[scored], proba[scored].argmax(1), folds_arr[scored], speakers[scored], n_cls, negative_class=neg
+        )
         metrics["seconds"] = time.perf_counter() - t0
         tracker.log_metrics(metrics)
         split = np.array(["test" if (u.split or "").lower() == "test" else "cv" for u in manifest])
@@ -188,6 +206,9 @@ def run_baseline(cfg: DictConfig, reporter: Any = None, parent_run_id: str | Non
         manifest.write(tmp / "data" / "manifest.jsonl")
         tracker.log_artifact(tmp / "data", "data")
         tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
-    fold_uars = {int(k[len("uar_fold"):]): v for k, v in metrics.items()
-                 if k.startswith("uar_fold") and k[len("uar_fold"):].isdigit()}
+    fold_uars = {
+        int(k[len("uar_fold") :]): v
+        for k, v in metrics.items()
+        if k.startswith("uar_fold") and k[len("uar_fold") :].isdigit()
+    }
     return RunResult(float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars, time.perf_counter() - t0, {})

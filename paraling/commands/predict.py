@@ -22,13 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label audio files with a trained paraling model. Unreadable files are reported in the "
         "output (column 'error'); the exit status is 1 only when no file could be predicted.",
     )
-    p.add_argument("--model", required=True,
-                   help="run id, runs:/<id>, models:/<name>@<alias>, models:/<name>/<version>, or a local "
-                   "folder")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="run id, runs:/<id>, models:/<name>@<alias>, models:/<name>/<version>, or a local folder",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any rate, mono or multi-channel)")
     p.add_argument("--out", help="write .csv or .json (default: CSV on stdout)")
-    p.add_argument("--explain", metavar="DIR",
-                   help="write the Figure-3 view per file (PNG) and segments.json with indicative segments")
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="write the Figure-3 view per file (PNG) and segments.json with indicative segments",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking/registry URI for run ids and models:/ URIs")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     return p

@@ -28,16 +28,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="MLflow experiment (the net0..net5 configs log to table1)")
     p.add_argument("--out", default=None, help="output folder (default: reports/<experiment>)")
     p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="only these run names")
-    p.add_argument("--ensemble", default=",".join(DEFAULT_ENSEMBLE),
-                   help="comma-separated run names to combine into an ensemble row, or 'none' "
-                   f"(default: {','.join(DEFAULT_ENSEMBLE)})")
-    p.add_argument("--combiner", choices=COMBINERS, default="harmonic",
-                   help="how the ensemble combines class probabilities (default: harmonic, as in the paper)")
-    p.add_argument("--negative-class", default="No_Food",
-                   help="class forming the 'no' side of the 2-class UAR (default: No_Food; 'none' to drop it)")
+    p.add_argument(
+        "--ensemble",
+        default=",".join(DEFAULT_ENSEMBLE),
+        help="comma-separated run names to combine into an ensemble row, or 'none' "
+        f"(default: {','.join(DEFAULT_ENSEMBLE)})",
+    )
+    p.add_argument(
+        "--combiner",
+        choices=COMBINERS,
+        default="harmonic",
+        help="how the ensemble combines class probabilities (default: harmonic, as in the paper)",
+    )
+    p.add_argument(
+        "--negative-class",
+        default="No_Food",
+        help="class forming the 'no' side of the 2-class UAR (default: No_Food; 'none' to drop it)",
+    )
     p.add_argument("--title", default=None, help="title of the Markdown table and the chart")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
-                   "sqlite:///mlruns/mlflow.db)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+    )
     return p
 
 

@@ -120,7 +120,7 @@ def resolve_source(cfg: DictConfig) -> str:
     elif source.startswith("models:/"):
         run_id = _registered_run(uri, source)
     else:
-        run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else source
+        run_id = source[len("runs:/") :].split("/")[0] if source.startswith("runs:/") else source
         try:
             _client(uri).get_run(run_id)
         except Exception as exc:  # MlflowException: RESOURCE_DOES_NOT_EXIST or a malformed id
@@ -133,7 +133,7 @@ def resolve_source(cfg: DictConfig) -> str:
 
 
 def _registered_run(uri: str, source: str) -> str:
-    ref = source[len("models:/"):]
+    ref = source[len("models:/") :]
     client = _client(uri)
     try:
         if "@" in ref:
@@ -239,8 +239,12 @@ def find_pretrained(digest: str, uri: str | None = None) -> str | None:
     ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
     if not ids:
         return None
-    runs = client.search_runs(ids, filter_string=f"tags.`{HASH_TAG}` = '{digest}' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        ids,
+        filter_string=f"tags.`{HASH_TAG}` = '{digest}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -296,8 +300,11 @@ def ensure_pretrained(cfg: DictConfig) -> str:
             return found
         log.info("transfer: no finished pre-training run with config hash %s; training it now", digest)
         _ensure_corpus(pcfg)
-        result = run_experiment(pcfg, overrides=[str(o) for o in cfg.transfer.pretrain_overrides],
-                                tags={ROLE_TAG: "pretrain", HASH_TAG: digest})
+        result = run_experiment(
+            pcfg,
+            overrides=[str(o) for o in cfg.transfer.pretrain_overrides],
+            tags={ROLE_TAG: "pretrain", HASH_TAG: digest},
+        )
     if result.run_id is None:  # pragma: no cover - tracking is forced on above
         raise TransferError("the pre-training run was not tracked; enable tracking")
     return result.run_id
@@ -306,8 +313,9 @@ def ensure_pretrained(cfg: DictConfig) -> str:
 # --- weights -------------------------------------------------------------------------------------------------
 
 
-def load_source(run_id: str, fold: int | None = None, uri: str | None = None) -> tuple[dict[str, Any],
-                                                                                          dict[str, torch.Tensor]]:
+def load_source(
+    run_id: str, fold: int | None = None, uri: str | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Download ``model/spec.json`` and one fold's weights from a run.
 
     Args:
@@ -377,8 +385,9 @@ def select_layers(layers: Any, target: Sequence[str], source: Sequence[str]) -> 
     return names
 
 
-def copy_layers(model: torch.nn.Module, state: dict[str, torch.Tensor], names: Sequence[str],
-                strict: bool = True) -> list[str]:
+def copy_layers(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], names: Sequence[str], strict: bool = True
+) -> list[str]:
     """Copy ``weight`` and ``bias`` of each named layer from ``state`` into ``model``.
 
     Args:
@@ -402,9 +411,11 @@ def copy_layers(model: torch.nn.Module, state: dict[str, torch.Tensor], names: S
             if src is None:
                 raise TransferError(f"layer {name!r}: the source model has no parameter {name}.{pname}")
             if tuple(src.shape) != tuple(param.shape):
-                msg = (f"layer {name!r} ({pname}) does not fit: source shape {tuple(src.shape)} vs target shape "
-                       f"{tuple(param.shape)}; use the same features/windows/model settings as the source run or "
-                       "transfer fewer layers")
+                msg = (
+                    f"layer {name!r} ({pname}) does not fit: source shape {tuple(src.shape)} vs target shape "
+                    f"{tuple(param.shape)}; use the same features/windows/model settings as the source run or "
+                    "transfer fewer layers"
+                )
                 if strict:
                     raise TransferError(msg)
                 log.warning("transfer: skipping %s", msg)
@@ -445,11 +456,19 @@ def apply_transfer(model: torch.nn.Module, transfer_cfg: Any, cfg: DictConfig) -
     assert isinstance(mine, dict)
     diff = [k for k in ("kind", "n_mels", "sample_rate", "frame_shift_ms") if k in feats and feats[k] != mine.get(k)]
     if diff:
-        log.warning("transfer: source run %s used different features (%s); transferred filters may not match",
-                    run_id, ", ".join(f"{k}={feats[k]} vs {mine.get(k)}" for k in diff))
+        log.warning(
+            "transfer: source run %s used different features (%s); transferred filters may not match",
+            run_id,
+            ", ".join(f"{k}={feats[k]} vs {mine.get(k)}" for k in diff),
+        )
     copied = copy_layers(model, state, names, strict=not naive)
     if not copied:
         raise TransferError(f"transfer.layers={layers}: no layer of source run {run_id} fits the target model")
-    log.info("transfer: copied %s from run %s (fold %s); He-initialised %s", copied, run_id, spec["fold"],
-             [n for n in target_names if n not in copied])
+    log.info(
+        "transfer: copied %s from run %s (fold %s); He-initialised %s",
+        copied,
+        run_id,
+        spec["fold"],
+        [n for n in target_names if n not in copied],
+    )
     return copied

@@ -16,7 +16,12 @@ def test_bench_quick_subset_writes_json(tmp_path: Path, monkeypatch: pytest.Monk
     out = tmp_path / "b.json"
     assert main(["--quick", "--json", str(out), "--skip", "memory", "uar"]) == 0
     res = json.loads(out.read_text())
-    for key in ("train_speedup_vs_naive", "train_fraction_of_matmul_peak", "infer_speedup_vs_naive",
-                "feature_cache_speedup", "sweep_overhead_fraction"):
+    for key in (
+        "train_speedup_vs_naive",
+        "train_fraction_of_matmul_peak",
+        "infer_speedup_vs_naive",
+        "feature_cache_speedup",
+        "sweep_overhead_fraction",
+    ):
         assert isinstance(res[key], float) and res[key] > 0
     assert {f["name"][:3] for f in res["figures"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}

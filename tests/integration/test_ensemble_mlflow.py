@@ -47,15 +47,28 @@ def store(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         runs = {
             "a": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="a")),
-            "b": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="b", **{
-                "aggregation.method": "logmean", "model.channels": [4, 8, 8],
-                "features.normalize": "global"})),
-            "c": run_experiment(_cfg(tone_corpus, root, uri, "lib", name="c", **{
-                "windows.width": 9, "tracking.log_model": False})),
+            "b": run_experiment(
+                _cfg(
+                    tone_corpus,
+                    root,
+                    uri,
+                    "lib",
+                    name="b",
+                    **{"aggregation.method": "logmean", "model.channels": [4, 8, 8], "features.normalize": "global"},
+                )
+            ),
+            "c": run_experiment(
+                _cfg(tone_corpus, root, uri, "lib", name="c", **{"windows.width": 9, "tracking.log_model": False})
+            ),
             "x": run_experiment(_cfg(tone_corpus, root, uri, "other", name="x", seed=7)),
         }
-        yield {"root": root, "uri": uri, "csv": tone_corpus, "ids": {k: r.run_id for k, r in runs.items()},
-               "results": runs}
+        yield {
+            "root": root,
+            "uri": uri,
+            "csv": tone_corpus,
+            "ids": {k: r.run_id for k, r in runs.items()},
+            "results": runs,
+        }
 
 
 def test_find_runs_and_predictability(store: dict[str, Any]) -> None:
@@ -96,13 +109,31 @@ def test_misaligned_runs_are_refused_by_name(store: dict[str, Any]) -> None:
     assert ids["a"] in str(err.value) and ids["x"] in str(err.value) and "fold" in str(err.value)
 
 
-def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensemble_run_registry_and_pyfunc_equals_cli(
+    store: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     uri, ids = store["uri"], store["ids"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert cli_main(["ensemble", "--experiment", "lib", "--combiner", "harmonic", "--tracking-uri", uri,
-                     "--register", "tone", "--alias", "champion", "--max-iter", "10"]) == 0
+    assert (
+        cli_main(
+            [
+                "ensemble",
+                "--experiment",
+                "lib",
+                "--combiner",
+                "harmonic",
+                "--tracking-uri",
+                uri,
+                "--register",
+                "tone",
+                "--alias",
+                "champion",
+                "--max-iter",
+                "10",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "nested-CV UAR" in out and "best single run" in out and "skipped (cannot predict" in out
     client = make_client(uri)
@@ -111,8 +142,16 @@ def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_
     assert version.tags["paraling.members"] == run.data.tags["paraling.members"]
     m = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.tags["paraling.kind"] == "ensemble"
-    for key in ("uar", "uar_nested", "uar_best_single_nested", "uar_selection", "uar_best_single",
-                "uar_fold0", "uar_fold1", "uar_selection_fold0"):
+    for key in (
+        "uar",
+        "uar_nested",
+        "uar_best_single_nested",
+        "uar_selection",
+        "uar_best_single",
+        "uar_fold0",
+        "uar_fold1",
+        "uar_selection_fold0",
+    ):
         assert key in m, key
     assert m["uar_selection"] >= m["uar_best_single"]
     members = json.loads(run.data.params["members"])
@@ -130,28 +169,31 @@ def test_ensemble_run_registry_and_pyfunc_equals_cli(store: dict[str, Any], tmp_
     (audio / "empty.wav").write_bytes(b"")
     (audio / "junk.wav").write_bytes(b"RIFF1234WAVEjunk" * 4)
     t = np.arange(int(0.7 * 44100)) / 44100
-    sf.write(audio / "stereo44k.wav", np.stack([np.sin(2 * np.pi * 1500 * t), np.sin(2 * np.pi * 200 * t)], 1)
-             * 0.2, 44100)
+    sf.write(
+        audio / "stereo44k.wav", np.stack([np.sin(2 * np.pi * 1500 * t), np.sin(2 * np.pi * 200 * t)], 1) * 0.2, 44100
+    )
     good = sorted(str(p) for p in (store["csv"].parent / "wav").glob("s0_*.wav"))[:3]
     files = [*good, str(audio / "empty.wav"), str(audio / "stereo44k.wav"), str(audio / "junk.wav")]
     model = mlflow.pyfunc.load_model("models:/tone@champion")
     got = model.predict(pd.DataFrame({"path": files}))
     preds = tmp_path / "preds.csv"
-    assert cli_main(["predict", "--model", "models:/tone@champion", "--tracking-uri", uri, *files,
-                     "--out", str(preds)]) == 0
+    assert (
+        cli_main(["predict", "--model", "models:/tone@champion", "--tracking-uri", uri, *files, "--out", str(preds)])
+        == 0
+    )
     cli = pd.read_csv(preds, keep_default_na=False)
     assert list(got["label"]) == list(cli["label"])
     assert got["error"].astype(bool).tolist() == [False, False, False, True, False, True]
     proba = [c for c in got.columns if c.startswith("proba_")]
     assert proba == ["proba_high", "proba_low", "proba_noise"]
     ok = ~got["error"].astype(bool)
-    np.testing.assert_allclose(got.loc[ok, proba].to_numpy(float), cli.loc[ok, proba].to_numpy(float),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        got.loc[ok, proba].to_numpy(float), cli.loc[ok, proba].to_numpy(float), rtol=1e-12, atol=1e-15
+    )
 
 
 def test_single_run_is_a_model(store: dict[str, Any], tmp_path: Path) -> None:
-    """A `paraling train` run predicts from its run id; fold k's CNN + vote reproduce its out-of-fold scores.
-    """
+    """A `paraling train` run predicts from its run id; fold k's CNN + vote reproduce its out-of-fold scores."""
     rid, uri = store["ids"]["a"], store["uri"]
     folder = fetch_model(rid, tmp_path / "dl", uri)
     again = Predictor.load(fetch_model(f"runs:/{rid}", tmp_path / "dl2", uri))

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 def _paraling(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    proc = subprocess.run([sys.executable, "-m", "paraling.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paraling.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -33,14 +34,33 @@ def test_table1_multirun_and_report(tone_corpus: Path, tmp_path: Path, mlflow_ur
     t0 = time.perf_counter()
     langid = prepare_langid(tmp_path / "langid", n_speakers=4, utts_per_language=2)
     pre = f'transfer.pretrain_overrides=["experiment=pretrain_langid","corpus.path={langid}"]'
-    _paraling([
-        "train", "-m", "experiment=net0,net1,net2,net3,net4,net5", "corpus=csv", f"corpus.path={tone_corpus}",
-        "cv.folds=2", "trainer.epochs=1", "model.channels=[8,8,8]", "model.fc_sizes=[32]", "progress=never",
-        "device=cpu", "trainer.checkpoint=false", f"cache_dir={tmp_path / 'cache'}", "model.baseline.dnn_epochs=10",
-        f"hydra.sweep.dir={tmp_path / 'multirun'}", pre,
-    ], tmp_path, mlflow_uri)
-    proc = _paraling(["report", "--experiment", "table1", "--negative-class", "noise", "--out",
-                      str(tmp_path / "report")], tmp_path, mlflow_uri)
+    _paraling(
+        [
+            "train",
+            "-m",
+            "experiment=net0,net1,net2,net3,net4,net5",
+            "corpus=csv",
+            f"corpus.path={tone_corpus}",
+            "cv.folds=2",
+            "trainer.epochs=1",
+            "model.channels=[8,8,8]",
+            "model.fc_sizes=[32]",
+            "progress=never",
+            "device=cpu",
+            "trainer.checkpoint=false",
+            f"cache_dir={tmp_path / 'cache'}",
+            "model.baseline.dnn_epochs=10",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            pre,
+        ],
+        tmp_path,
+        mlflow_uri,
+    )
+    proc = _paraling(
+        ["report", "--experiment", "table1", "--negative-class", "noise", "--out", str(tmp_path / "report")],
+        tmp_path,
+        mlflow_uri,
+    )
     print(proc.stdout)
     table = [line for line in proc.stdout.splitlines() if line.startswith("| ")][1:]
     names = [line.split("|")[1].strip() for line in table]

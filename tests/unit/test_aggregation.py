@@ -100,9 +100,7 @@ def test_weighted_vote_beats_majority_when_unsure_windows_are_wrong() -> None:
     wv = WeightedVote(alpha=1.0, use_energy=False).fit(X_train, y_train)
     assert wv.class_seen_.all()
     # test utterance, true class 0: two confident windows for 0, three unsure windows for 1
-    X = np.array(
-        [[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.3, 0.4, 0.3], [0.3, 0.42, 0.28], [0.29, 0.41, 0.3]]
-    )
+    X = np.array([[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.3, 0.4, 0.3], [0.3, 0.42, 0.28], [0.29, 0.41, 0.3]])
     groups = np.zeros(5, dtype=int)
     assert MajorityVote().fit(X_train).predict(X, groups)[0] == 1
     assert wv.predict(X, groups)[0] == 0

@@ -242,9 +242,7 @@ def test_nested_cv_uar_excludes_unscored_and_pools() -> None:
     fold_extra = np.concatenate([fold, np.full(20, -1)])
     assert nested_cv_uar(S_extra, y_extra, fold_extra, lambda: GreedyEnsemble(max_iter=5)) == base
     # pooled single-model UAR = UAR over the concatenated held-out predictions
-    pred = np.concatenate(
-        [S[m, fold == f].argmax(1) for f, m in zip(base["folds"], base["single_model"], strict=True)]
-    )
+    pred = np.concatenate([S[m, fold == f].argmax(1) for f, m in zip(base["folds"], base["single_model"], strict=True)])
     assert base["single_uar"] == pytest.approx(uar(np.concatenate([y[fold == f] for f in range(3)]), pred))
     for f, m in zip(base["folds"], base["single_model"], strict=True):
         train = fold != f

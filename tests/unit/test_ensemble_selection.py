@@ -98,8 +98,15 @@ def test_evaluate_selection_edge_cases() -> None:
 def test_check_aligned_compares_split() -> None:
     def oof(split: list[str]) -> OOFScores:
         n = len(split)
-        return OOFScores(np.array([f"u{i}" for i in range(n)]), np.array(["a", "b"]), np.zeros(n, int),
-                         np.zeros(n, int), np.array(split), np.array(["s"] * n), np.full((n, 2), 0.5))
+        return OOFScores(
+            np.array([f"u{i}" for i in range(n)]),
+            np.array(["a", "b"]),
+            np.zeros(n, int),
+            np.zeros(n, int),
+            np.array(split),
+            np.array(["s"] * n),
+            np.full((n, 2), 0.5),
+        )
 
     check_aligned([oof(["cv", "test"]), oof(["cv", "test"])], ["a", "b"])
     with pytest.raises(EnsembleError, match=r"'b' \(split\)"):

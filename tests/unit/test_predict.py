@@ -27,10 +27,27 @@ from paraling.predict import (
 )
 
 CLASSES = ["high", "low", "noise"]
-MODEL = {"name": "cnn", "n_blocks": 2, "channels": [4, 4], "kernel_sizes": [3, 2], "pool_size": 2,
-         "dropout_conv": [0.0, 0.0], "fc_sizes": [8], "dropout_fc": 0.0}
-FEATURES = {"kind": "fbank", "sample_rate": 16000, "n_mels": 20, "frame_length_ms": 25.0,
-            "frame_shift_ms": 10.0, "f_min": 20.0, "f_max": None, "normalize": "utterance", "cache": False}
+MODEL = {
+    "name": "cnn",
+    "n_blocks": 2,
+    "channels": [4, 4],
+    "kernel_sizes": [3, 2],
+    "pool_size": 2,
+    "dropout_conv": [0.0, 0.0],
+    "fc_sizes": [8],
+    "dropout_fc": 0.0,
+}
+FEATURES = {
+    "kind": "fbank",
+    "sample_rate": 16000,
+    "n_mels": 20,
+    "frame_length_ms": 25.0,
+    "frame_shift_ms": 10.0,
+    "f_min": 20.0,
+    "f_max": None,
+    "normalize": "utterance",
+    "cache": False,
+}
 
 
 def _fitted(method: str, seed: int = 0):
@@ -41,8 +58,14 @@ def _fitted(method: str, seed: int = 0):
     return make_aggregator(method, **params).fit(X, y, None, rng.normal(20, 2, size=200)), X, rng
 
 
-def make_member(root: Path, seed: int = 0, method: str = "weighted", short_policy: str = "pad",
-                normalize: str = "utterance", width: int = 11) -> Path:
+def make_member(
+    root: Path,
+    seed: int = 0,
+    method: str = "weighted",
+    short_policy: str = "pad",
+    normalize: str = "utterance",
+    width: int = 11,
+) -> Path:
     """A run's model/ folder with two random fold CNNs and fitted votes, as `paraling train` logs it."""
     root.mkdir(parents=True)
     torch.manual_seed(seed)
@@ -55,10 +78,16 @@ def make_member(root: Path, seed: int = 0, method: str = "weighted", short_polic
         if normalize == "global":
             mean, std = torch.full((20,), 10.0), torch.full((20,), 3.0)
         (root / f"fold{k}.json").write_text(json.dumps(fold_state(method, agg, mean, std)))
-    spec = {"classes": CLASSES, "features": {**FEATURES, "normalize": normalize},
-            "windows": {"width": width, "shift": 2, "short_policy": short_policy}, "model": MODEL,
-            "aggregation": {"method": method, "ridge_alpha": 0.5, "use_energy": True}, "n_mels": 20,
-            "folds": [0, 1], "layer_names": ["conv1", "conv2", "fc1", "out"]}
+    spec = {
+        "classes": CLASSES,
+        "features": {**FEATURES, "normalize": normalize},
+        "windows": {"width": width, "shift": 2, "short_policy": short_policy},
+        "model": MODEL,
+        "aggregation": {"method": method, "ridge_alpha": 0.5, "use_energy": True},
+        "n_mels": 20,
+        "folds": [0, 1],
+        "layer_names": ["conv1", "conv2", "fc1", "out"],
+    }
     (root / "spec.json").write_text(json.dumps(spec))
     return root
 
@@ -68,9 +97,16 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("audio")
     rng = np.random.default_rng(0)
     t = np.arange(8000) / 16000
-    files = {"tone": d / "tone.wav", "noise": d / "noise.flac", "empty": d / "empty.wav",
-             "text": d / "text.wav", "missing": d / "missing.wav", "short": d / "short.wav",
-             "stereo": d / "stereo44k.wav", "mono44": d / "mono44k.wav"}
+    files = {
+        "tone": d / "tone.wav",
+        "noise": d / "noise.flac",
+        "empty": d / "empty.wav",
+        "text": d / "text.wav",
+        "missing": d / "missing.wav",
+        "short": d / "short.wav",
+        "stereo": d / "stereo44k.wav",
+        "mono44": d / "mono44k.wav",
+    }
     sf.write(files["tone"], 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
     sf.write(files["noise"], rng.normal(0, 0.1, 12000), 16000)
     files["empty"].write_bytes(b"")
@@ -89,8 +125,7 @@ def test_aggregator_state_round_trip(method: str) -> None:
     state = json.loads(json.dumps(aggregator_state(method, agg)))
     back = aggregator_from_state(state)
     groups, energy = rng.integers(0, 7, size=len(X)), rng.normal(20, 2, size=len(X))
-    np.testing.assert_allclose(back.predict_proba(X, groups, energy, 7),
-                               agg.predict_proba(X, groups, energy, 7))
+    np.testing.assert_allclose(back.predict_proba(X, groups, energy, 7), agg.predict_proba(X, groups, energy, 7))
     with pytest.raises(ModelError, match="aggregator state"):
         aggregator_from_state({"params": {}})
 
@@ -173,13 +208,13 @@ def test_member_errors(tmp_path: Path) -> None:
         Predictor.load(w)
 
 
-def test_cli_predict_outputs_explain_and_exit_status(tmp_path: Path, audio: dict[str, Path],
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_predict_outputs_explain_and_exit_status(
+    tmp_path: Path, audio: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     m = make_member(tmp_path / "m")
     out = tmp_path / "preds.json"
     files = [str(audio[k]) for k in ("tone", "empty", "stereo")]
-    assert cli_main(["predict", "--model", str(m), *files, "--out", str(out), "--explain",
-                     str(tmp_path / "why")]) == 0
+    assert cli_main(["predict", "--model", str(m), *files, "--out", str(out), "--explain", str(tmp_path / "why")]) == 0
     rows = json.loads(out.read_text())
     assert [r["path"] for r in rows] == files
     assert rows[1]["error"] and rows[1]["proba_low"] is None and rows[0]["label"] in CLASSES
@@ -189,8 +224,12 @@ def test_cli_predict_outputs_explain_and_exit_status(tmp_path: Path, audio: dict
     assert "error" in seg[1]
     err = capsys.readouterr().err
     assert "cannot predict" in err and "predicted 2 of 3 file(s)" in err
-    assert cli_main(["predict", "--model", str(m), str(audio["text"]), str(audio["empty"]),
-                     "--out", str(tmp_path / "p.csv")]) == 1
+    assert (
+        cli_main(
+            ["predict", "--model", str(m), str(audio["text"]), str(audio["empty"]), "--out", str(tmp_path / "p.csv")]
+        )
+        == 1
+    )
     header = (tmp_path / "p.csv").read_text().splitlines()[0]
     assert header == "path,label,error,proba_high,proba_low,proba_noise"
     with pytest.raises(SystemExit) as exc:

@@ -27,8 +27,15 @@ def _oof(seed: int, noise: float = 0.6) -> OOFScores:
     p[np.arange(n), y] += 1 - noise
     p /= p.sum(1, keepdims=True)
     ids = np.array([f"u{i:03d}" for i in range(n)])
-    return OOFScores(ids, CLASSES, y, np.arange(n) % 2, np.array(["cv"] * n), np.array([f"s{i % 6}" for i in range(n)]),
-                     p.astype(np.float32))
+    return OOFScores(
+        ids,
+        CLASSES,
+        y,
+        np.arange(n) % 2,
+        np.array(["cv"] * n),
+        np.array([f"s{i % 6}" for i in range(n)]),
+        p.astype(np.float32),
+    )
 
 
 def _log(name: str, oof: OOFScores, tags: dict[str, str] | None = None, status: str = "FINISHED") -> str:
@@ -69,8 +76,10 @@ def test_markdown_csv_and_chart(tmp_path: Path) -> None:
 def test_build_table_from_mlflow(mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scores = {f"net{i}": _oof(i) for i in range(6)}
     _log("net2", _oof(99))  # an older net2: replaced by the newer one below
-    ids = {name: _log(name, oof, {"paraling.description": f"row {name}", "paraling.model_type": "cnn"})
-           for name, oof in scores.items()}
+    ids = {
+        name: _log(name, oof, {"paraling.description": f"row {name}", "paraling.model_type": "cnn"})
+        for name, oof in scores.items()
+    }
     _log("pretrain_langid", _oof(7), {"paraling.role": "pretrain"})
     _log("net9", _oof(8), status="FAILED")
     rows = build_table("table1")
@@ -83,8 +92,23 @@ def test_build_table_from_mlflow(mlflow_uri: str, tmp_path: Path, capsys: pytest
     assert rows[-1].uar == pytest.approx(want) and "harmonic" in rows[-1].description
     # a missing member drops the ensemble row; the command writes the three files
     assert [r.name for r in build_table("table1", ensemble=["net0", "net7"])][-1] == "net5"
-    assert main(["report", "--experiment", "table1", "--out", str(tmp_path / "out"), "--names", "net0", "net2",
-                 "net3", "net5"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--experiment",
+                "table1",
+                "--out",
+                str(tmp_path / "out"),
+                "--names",
+                "net0",
+                "net2",
+                "net3",
+                "net5",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| ensemble | net0 + net2 + net3 + net5 (harmonic mean) |" in out and "| net1 |" not in out
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"table.md", "table.csv", "uar.png"}
