@@ -4,7 +4,8 @@ Seven languages (German, French, Spanish, Italian, Portuguese, Dutch, Russian) s
 speaker is an espeak-ng voice variant (``m1`` ... ``f5``) with its own pitch, pitch range and rate, and speaks every
 language with it, so speaker and language are not confounded. Every utterance jitters pitch and rate, goes through a
 telephone band (300-3400 Hz) with a random channel tilt and gets background noise at a random SNR. Whole speakers are
-held out for validation (``split`` column: ``train`` / ``val``).
+held out (``split`` column: ``train`` / ``test``), so ``cv.scheme=split`` trains on the others and tests on them;
+``cv.scheme=kfold`` ignores the column and groups folds by speaker.
 
 Example:
     >>> from paraling.data.recipes.langid import prepare_langid
@@ -180,7 +181,7 @@ def _plans(n_speakers: int, utts_per_language: int, seed: int, n_val_speakers: i
                     "file": f"wav/{uid}.wav",
                     "label": label,
                     "speaker": spk_id,
-                    "split": "val" if si in val else "train",
+                    "split": "test" if si in val else "train",
                     "language": code,
                     "sentence": bank[int(rng.integers(len(bank)))],
                     "voice": spec["voice"],
@@ -210,7 +211,7 @@ def prepare_langid(
         utts_per_language: Utterances per speaker and language.
         seed: Random seed (non-negative).
         sample_rate: Output sample rate in Hz.
-        n_val_speakers: Speakers held out as ``split=val``; default a quarter of them (at least one).
+        n_val_speakers: Speakers held out as ``split=test``; default a quarter of them (at least one).
         n_jobs: Worker processes used for rendering (``spawn``ed: a calling script needs the
             ``if __name__ == "__main__":`` guard). 1 renders in this process.
 

@@ -59,9 +59,9 @@ def test_val_speakers_are_held_out(tiny: Path) -> None:
     split_of = defaultdict(set)
     for r in _rows(tiny):
         split_of[r["speaker"]].add(r["split"])
-    assert all(len(s) == 1 for s in split_of.values())  # a speaker is entirely train or entirely val
+    assert all(len(s) == 1 for s in split_of.values())  # a speaker is entirely train or entirely test
     splits = [next(iter(s)) for s in split_of.values()]
-    assert splits.count("val") == 1 and splits.count("train") == 2
+    assert splits.count("test") == 1 and splits.count("train") == 2
 
 
 def test_telephone_band(tiny: Path) -> None:
@@ -97,3 +97,14 @@ def test_parameter_mismatch(tiny: Path) -> None:
 def test_invalid_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         prepare_langid(tmp_path / "x", **{**TINY, **kwargs})
+
+
+def test_split_scheme_tests_on_the_held_out_speakers(tiny: Path) -> None:
+    from paraling.data.recipes.csv import prepare_csv
+    from paraling.data.splits import assign_folds
+
+    manifest = prepare_csv(tiny)
+    folds = assign_folds(manifest, "split", 5, True, 0)
+    held_out = {r["speaker"] for r in _rows(tiny) if r["split"] == "test"}
+    assert {u.speaker for u in manifest if folds[u.id] == 0} == held_out
+    assert {u.speaker for u in manifest if folds[u.id] == -1}.isdisjoint(held_out)
