@@ -42,7 +42,7 @@ from paraling.errors import EnsembleError, ModelError, TrackingError
 from paraling.metrics import confusion_matrix, plot_confusion_matrix
 from paraling.oof import OOFScores, save_oof
 from paraling.predict import Predictor, predictions_frame, save_bundle
-from paraling.runs import TrackedRun, find_runs, load_scores, make_client
+from paraling.runs import MEMBERS_TAG, TrackedRun, find_runs, load_scores, make_client
 from paraling.tracking import RunTracker, mask_secrets
 
 __all__ = [
@@ -197,6 +197,7 @@ def assemble_ensemble(
     *,
     study: str | None = None,
     run_ids: Sequence[str] = (),
+    names: Sequence[str] = (),
     method: str = "greedy",
     combiner: str = "mean",
     top_k: int | None = None,
@@ -217,6 +218,9 @@ def assemble_ensemble(
             ``run_ids`` and no experiment, the first run's experiment).
         study: Only runs of this sweep (see :func:`paraling.runs.find_runs`).
         run_ids: Exactly these runs instead of searching ``experiment``.
+        names: Exactly the newest finished run of each of these names (tag ``paraling.name``) in ``experiment``
+            (:func:`paraling.runs.find_runs`), e.g. ``net0 net2 net3 net5`` for the Table 1 ensemble. With
+            ``register`` every one of them must be predictable from audio (none is silently left out).
         method: ``greedy``, ``top-k`` or ``all`` (:func:`paraling.ensemble.make_selector`).
         combiner: ``mean``, ``harmonic``, ``geometric`` or ``weighted``.
         top_k: Greedy: size of the sorted initialisation; ``top-k``: number of members.
@@ -231,16 +235,25 @@ def assemble_ensemble(
         run_name: Name of the ensemble run.
 
     Raises:
-        EnsembleError: No candidates, misaligned runs (named), nothing predictable to register.
+        EnsembleError: No candidates, misaligned runs (named), a name without a finished run (named), nothing
+            predictable to register, or named runs that cannot be registered.
     """
     client = make_client(uri)
     selector = make_selector(
         method, combiner, top_k=top_k, max_iter=max_iter, bagging=bagging, bag_fraction=bag_fraction, seed=seed
     )
-    runs = find_runs(experiment, study=study, run_ids=run_ids, client=client, check_model=register is not None)
+    runs = find_runs(
+        experiment, study=study, run_ids=run_ids, names=names, client=client, check_model=register is not None
+    )
     skipped: list[TrackedRun] = []
     if register:
         skipped = [r for r in runs if not r.predictable]
+        if names and skipped:
+            raise EnsembleError(
+                f"cannot register the ensemble of {', '.join(names)}: "
+                f"{'; '.join(f'{r.label}: {r.why_not}' for r in skipped)}. Fix: drop --register to log the "
+                "ensemble as a run only, or leave those names out to register the rest"
+            )
         runs = [r for r in runs if r.predictable]
         for r in skipped:
             log.warning("not in the registered ensemble: %s (%s): %s", r.label, r.kind, r.why_not)
@@ -276,6 +289,7 @@ def assemble_ensemble(
                     "bag_fraction": bag_fraction,
                     "seed": seed,
                     "study": study,
+                    "names": json.dumps(list(names)) if names else None,
                     "source_experiment": experiment,
                 },
             )
@@ -376,7 +390,7 @@ def _log_ensemble(
     tags = {
         "paraling.kind": "ensemble",
         "paraling.name": run_name or "ensemble",
-        "paraling.members": ",".join(r.run_id for r, _ in members),
+        MEMBERS_TAG: ",".join(r.run_id for r, _ in members),
     }
     for t in ("paraling.manifest_digest", "paraling.fold_digest", "paraling.corpus"):
         if t in first.tags:
@@ -427,7 +441,7 @@ def _log_ensemble(
                 alias,
                 description=f"paraling ensemble of {len(members)} runs ({params['method']}, "
                 f"{params['combiner']}); nested-CV UAR {nested}",
-                tags={"paraling.kind": "ensemble", "paraling.members": tags["paraling.members"]},
+                tags={"paraling.kind": "ensemble", MEMBERS_TAG: tags[MEMBERS_TAG]},
             )
             ref = f"@{alias}" if alias else f"/{result.version}"
             result.model_uri = f"models:/{register}{ref}"

@@ -11,8 +11,11 @@
 
 With ``ensemble`` (default ``net0, net2, net3, net5``, the paper's choice) it adds a row that combines those runs'
 out-of-fold probabilities with :func:`paraling.ensemble.combine` (``harmonic`` mean by default). No member weights
-are fitted, so this row is as honest as its members. :func:`write_report` renders ``table.md``, ``table.csv`` and
-``uar.png``.
+are fitted, so this row is as honest as its members. When the experiment holds a logged ensemble run of exactly
+those member runs with that combiner and equal weights (``paraling ensemble --names net0 net2 net3 net5 --method all
+--combiner harmonic``; :func:`paraling.runs.find_ensemble_run`), the row is scored from that run's
+``oof/scores.npz`` and carries its run id; otherwise the members are combined here. Both give the same numbers.
+:func:`write_report` renders ``table.md``, ``table.csv`` and ``uar.png``.
 
 Example:
     >>> rows = build_table("table1")  # doctest: +SKIP
@@ -28,6 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +39,9 @@ from paraling.ensemble import combine, stack_oof
 from paraling.errors import EnsembleError
 from paraling.metrics import binary_uar, fold_summary, uar
 from paraling.oof import OOFScores
+
+if TYPE_CHECKING:
+    from paraling.runs import TrackedRun
 
 __all__ = ["DEFAULT_ENSEMBLE", "Row", "build_table", "plot_bars", "render_markdown", "score_row", "write_report"]
 
@@ -104,7 +111,8 @@ def build_table(
         experiment: MLflow experiment name (``table1`` for ``experiment=net0 ... net5``).
         uri: Tracking URI (default: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``).
         ensemble: Names of the runs to combine (``None`` or empty: no ensemble row). Missing members are reported
-            in the log and the row is left out.
+            in the log and the row is left out. A logged ensemble run of exactly these runs (see the module
+            docstring) supplies the row and its run id.
         combiner: A :data:`paraling.ensemble.COMBINERS` name (the paper: ``harmonic``).
         negative_class: Class that forms the "no" side of the 2-class UAR (``None``: no 2-class columns).
         names: Only these run names (default: all).
@@ -112,17 +120,10 @@ def build_table(
     Raises:
         EnsembleError: No finished runs in the experiment, or ensemble members that are not aligned.
     """
-    from paraling.runs import find_runs, load_scores, make_client
+    from paraling.runs import find_runs, load_scores, make_client, newest_by_name
 
     client = make_client(uri)
-    runs = [
-        r
-        for r in find_runs(experiment, uri=uri, check_model=False, client=client)
-        if r.tags.get("paraling.role") != "pretrain"
-    ]
-    latest = {}
-    for r in runs:  # oldest first: later runs of the same name replace earlier ones
-        latest[r.tags.get("paraling.name", r.name)] = r
+    latest = newest_by_name(find_runs(experiment, uri=uri, check_model=False, client=client))
     chosen = sorted((n for n in latest if names is None or n in names), key=_natural)
     if not chosen:
         raise EnsembleError(f"no finished runs named {list(names or [])} in experiment {experiment!r}")
@@ -144,15 +145,39 @@ def build_table(
     if members and missing:
         log.warning("ensemble row left out: no finished run named %s in %r", missing, experiment)
     elif members:
-        S, y, fold = stack_oof([scores[m] for m in members], members)
-        ref = scores[members[0]].sorted()
-        combined = OOFScores(
-            ref.utt_ids, ref.classes, y, fold, ref.split, ref.speaker, combine(S, method=combiner).astype(np.float32)
-        )
         rows.append(
-            score_row("ensemble", combined, negative_class, f"{' + '.join(members)} ({combiner} mean)", "ensemble", "")
+            _ensemble_row(
+                experiment, [latest[m] for m in members], [scores[m] for m in members], combiner, negative_class, client
+            )
         )
     return rows
+
+
+def _ensemble_row(
+    experiment: str,
+    runs: Sequence[TrackedRun],
+    scores: Sequence[OOFScores],
+    combiner: str,
+    negative_class: str | None,
+    client: Any,
+) -> Row:
+    """The ensemble row: from a logged ensemble run of exactly ``runs`` when there is one, else combined here."""
+    from paraling.runs import find_ensemble_run, load_scores
+
+    names = [r.config_name for r in runs]
+    S, y, fold = stack_oof(scores, names)  # members must be aligned either way
+    description = f"{' + '.join(names)} ({combiner} mean)"
+    logged = find_ensemble_run(experiment, [r.run_id for r in runs], combiner, client=client)
+    if logged is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            (combined,) = load_scores([logged], tmp, client=client)
+        description += f", MLflow run {logged.run_id[:8]}"
+        return score_row("ensemble", combined, negative_class, description, "ensemble", logged.run_id)
+    ref = scores[0].sorted()
+    combined = OOFScores(
+        ref.utt_ids, ref.classes, y, fold, ref.split, ref.speaker, combine(S, method=combiner).astype(np.float32)
+    )
+    return score_row("ensemble", combined, negative_class, description, "ensemble", "")
 
 
 def _pct(value: float, std: float | None = None) -> str:

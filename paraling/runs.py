@@ -12,6 +12,11 @@ With ``study``, only runs that belong to that study count: runs tagged ``paralin
 ``paraling sweep`` sets on its parent and trial runs), ``paraling.study`` or ``optuna.study`` with that name,
 and children (``mlflow.parentRunId``) of a run so tagged (the study's parent run).
 
+Runs are also picked by *name*: the tag ``paraling.name`` (the ``name`` of the config, e.g. ``net0`` ... ``net5``
+for Table 1; the run name when the tag is missing). :func:`newest_by_name` keeps the newest candidate per name, the
+rule ``paraling report`` and ``paraling ensemble --names`` share; :func:`find_ensemble_run` finds a logged ensemble
+of given member runs (what ``paraling ensemble`` tags and logs as its members, weights and combiner).
+
 Everything goes through an explicit :class:`mlflow.tracking.MlflowClient`; no global MLflow state is
 touched.
 """
@@ -31,12 +36,27 @@ from paraling.errors import EnsembleError, ModelError, TrackingError
 from paraling.oof import OOFScores, load_oof
 from paraling.tracking import mask_secrets, resolve_tracking_uri
 
-__all__ = ["STUDY_TAGS", "TrackedRun", "fetch_model", "find_runs", "load_scores", "make_client"]
+__all__ = [
+    "MEMBERS_TAG",
+    "NAME_TAG",
+    "STUDY_TAGS",
+    "TrackedRun",
+    "fetch_model",
+    "find_ensemble_run",
+    "find_runs",
+    "load_scores",
+    "make_client",
+    "newest_by_name",
+]
 
 log = logging.getLogger(__name__)
 
 #: Tags that name the study a run (or its parent run) belongs to.
 STUDY_TAGS: tuple[str, ...] = ("paraling.sweep.study", "paraling.study", "optuna.study")
+#: Tag holding a run's config name (``net0`` ... ``net5`` in Table 1).
+NAME_TAG = "paraling.name"
+#: Tag of an ensemble run (``paraling.kind=ensemble``) listing its members' run ids, comma-separated.
+MEMBERS_TAG = "paraling.members"
 _PARENT = "mlflow.parentRunId"
 # pre-training runs (another task, for transfer) and sweep parents are never ensemble members
 _NOT_MEMBERS = ("pretrain", "sweep")
@@ -73,6 +93,11 @@ class TrackedRun:
     def label(self) -> str:
         """``name (run id)`` for messages and plots."""
         return f"{self.name} ({self.run_id[:8]})"
+
+    @property
+    def config_name(self) -> str:
+        """The ``paraling.name`` tag (the config's ``name``), else the run name."""
+        return self.tags.get(NAME_TAG, self.name)
 
 
 def make_client(uri: str | None = None) -> Any:
@@ -146,6 +171,7 @@ def find_runs(
     *,
     study: str | None = None,
     run_ids: Sequence[str] = (),
+    names: Sequence[str] = (),
     uri: str | None = None,
     check_model: bool = True,
     client: Any = None,
@@ -157,13 +183,18 @@ def find_runs(
         study: Keep only runs of this study (see module docstring).
         run_ids: Use exactly these runs instead of searching; each must be FINISHED and have out-of-fold
             scores.
+        names: Only the newest candidate of each of these names (:func:`newest_by_name`), in this order;
+            every name must have one. Not with ``study`` or ``run_ids``.
         uri: Tracking URI.
         check_model: Also find out whether each run is predictable from audio.
         client: An existing client (else one is made for ``uri``).
 
     Raises:
-        EnsembleError: Unknown experiment, no candidate runs, or a given run that does not qualify (named).
+        EnsembleError: Unknown experiment, no candidate runs, a given run that does not qualify (named), or a
+            name without a finished run (named).
     """
+    if names and (study is not None or run_ids):
+        raise EnsembleError("pick runs one way: by names (--names), by study (--study) or by run ids (--runs)")
     client = client or make_client(uri)
     try:
         if run_ids:
@@ -172,10 +203,10 @@ def find_runs(
             raise EnsembleError("pass --experiment NAME (an MLflow experiment) or explicit run ids")
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
-            names = sorted(e.name for e in client.search_experiments())
+            known = sorted(e.name for e in client.search_experiments())
             raise EnsembleError(
                 f"no MLflow experiment {experiment!r} at "
-                f"{mask_secrets(client.tracking_uri)}; experiments there: {names}"
+                f"{mask_secrets(client.tracking_uri)}; experiments there: {known}"
             )
         runs = _search(client, exp.experiment_id, "attributes.status = 'FINISHED'")
     except EnsembleError:
@@ -191,14 +222,105 @@ def find_runs(
                 if any(r.data.tags.get(t) == study for t in STUDY_TAGS)
             }
         runs = [r for r in runs if r.info.run_id in parents or r.data.tags.get(_PARENT) in parents]
-    found = [t for r in runs if (t := _as_tracked(client, r, check_model)) is not None]
+    found = sorted(
+        (t for r in runs if (t := _as_tracked(client, r, check_model)) is not None),
+        key=lambda t: (t.start_time, t.run_id),
+    )
+    if names:
+        return _named(found, names, experiment)
     if not found:
         where = f"experiment {experiment!r}" + (f", study {study!r}" if study else "")
         raise EnsembleError(
             f"no finished runs with out-of-fold scores (oof/scores.npz) in {where}; "
             "train some first (paraling train ...)"
         )
-    return sorted(found, key=lambda t: (t.start_time, t.run_id))
+    return found
+
+
+def newest_by_name(runs: Sequence[TrackedRun]) -> dict[str, TrackedRun]:
+    """The newest run of each :attr:`TrackedRun.config_name` among ``runs``.
+
+    ``runs`` are listed oldest first, as :func:`find_runs` returns them: later runs of a name replace earlier ones.
+
+    Example:
+        >>> old, new = TrackedRun("a" * 32, "net2", start_time=1), TrackedRun("b" * 32, "net2", start_time=2)
+        >>> newest_by_name([old, new])["net2"].run_id == "b" * 32
+        True
+    """
+    return {r.config_name: r for r in runs}
+
+
+def _named(found: Sequence[TrackedRun], names: Sequence[str], experiment: str | None) -> list[TrackedRun]:
+    latest = newest_by_name(found)
+    wanted = list(dict.fromkeys(names))
+    missing = [n for n in wanted if n not in latest]
+    if missing:
+        them = "it" if len(missing) == 1 else "them"
+        raise EnsembleError(
+            f"no finished run named {', '.join(missing)} with out-of-fold scores in experiment {experiment!r} "
+            f"(newest FINISHED run per tag {NAME_TAG}; names there: {', '.join(sorted(latest)) or 'none'}). "
+            f"Fix: train {them} first (paraling train experiment=<config> or name=<name> "
+            f"tracking.experiment={experiment}) or leave {them} out of --names"
+        )
+    return [latest[n] for n in wanted]
+
+
+def find_ensemble_run(
+    experiment: str, member_ids: Sequence[str], combiner: str, *, uri: str | None = None, client: Any = None
+) -> TrackedRun | None:
+    """The newest logged ensemble of exactly ``member_ids``, equally weighted and combined by ``combiner``.
+
+    An ensemble run (what ``paraling ensemble`` logs: tag ``paraling.kind=ensemble``) qualifies when it is
+    FINISHED, has ``oof/scores.npz``, its tag :data:`MEMBERS_TAG` holds the same run ids (in any order, each
+    once), its param ``weights`` gives every member the same weight and its param ``combiner`` is ``combiner``:
+    its out-of-fold probabilities are then the plain ``combiner`` mean of those runs'.
+
+    Args:
+        experiment: MLflow experiment name.
+        member_ids: Run ids of the members.
+        combiner: A :data:`paraling.ensemble.COMBINERS` name.
+        uri: Tracking URI.
+        client: An existing client (else one is made for ``uri``).
+
+    Returns:
+        The run (``kind`` ``ensemble``), or ``None`` when there is none (or no such experiment).
+
+    Raises:
+        TrackingError: The store cannot be read.
+    """
+    client = client or make_client(uri)
+    want = sorted(member_ids)
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None or not want:
+            return None
+        runs = _search(
+            client, exp.experiment_id, "attributes.status = 'FINISHED' and tags.`paraling.kind` = 'ensemble'"
+        )
+    except Exception as exc:  # MlflowException, sqlalchemy / HTTP errors
+        raise TrackingError(f"cannot read runs from {mask_secrets(str(client.tracking_uri))}: {exc}") from exc
+    for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id), reverse=True):
+        tags, params = run.data.tags, run.data.params
+        if sorted(tags.get(MEMBERS_TAG, "").split(",")) != want or params.get("combiner") != combiner:
+            continue
+        try:
+            weights = json.loads(params.get("weights", "[]"))
+        except ValueError:
+            continue
+        if not isinstance(weights, list) or len(weights) != len(want) or len(set(weights)) != 1:
+            continue
+        if "oof/scores.npz" not in _files(client, run.info.run_id, "oof"):
+            continue
+        return TrackedRun(
+            run.info.run_id,
+            run.info.run_name or tags.get(NAME_TAG, run.info.run_id),
+            dict(tags),
+            dict(run.data.metrics),
+            "ensemble",
+            start_time=int(run.info.start_time or 0),
+            experiment_id=str(run.info.experiment_id),
+        )
+    return None
 
 
 def _given_runs(client: Any, run_ids: Sequence[str], check_model: bool) -> list[TrackedRun]:

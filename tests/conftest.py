@@ -15,6 +15,8 @@ import soundfile as sf
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from paraling.oof import OOFScores
+
 SR = 16000
 
 
@@ -82,6 +84,68 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_corpus():
     """The :func:`make_tone_corpus` factory, for tests that need their own corpus variant."""
     return make_tone_corpus
+
+
+def make_oof(seed: int, noise: float = 0.6, n: int = 60) -> OOFScores:
+    """Out-of-fold scores of a fake run: ``n`` utterances, classes Apple/Banana/No_Food, 2 folds, 6 speakers.
+
+    The true class gets ``1 - noise`` extra probability, so runs of different ``seed`` are aligned, informative and
+    disagree on some utterances.
+    """
+    from paraling.oof import OOFScores
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    p = rng.random((n, 3)) * noise
+    p[np.arange(n), y] += 1 - noise
+    p /= p.sum(1, keepdims=True)
+    return OOFScores(
+        np.array([f"u{i:03d}" for i in range(n)]),
+        np.array(["Apple", "Banana", "No_Food"]),
+        y,
+        np.arange(n) % 2,
+        np.array(["cv"] * n),
+        np.array([f"s{i % 6}" for i in range(n)]),
+        p.astype(np.float32),
+    )
+
+
+def log_oof_run(
+    name: str,
+    oof: OOFScores,
+    tags: dict[str, str] | None = None,
+    status: str = "FINISHED",
+    experiment: str = "table1",
+) -> str:
+    """Log a run named ``name`` (tag ``paraling.name``) holding only ``oof/scores.npz``, ended as ``status``.
+
+    No model is trained; the run goes to ``$MLFLOW_TRACKING_URI`` (use with the ``mlflow_uri`` fixture). Returns the
+    run id.
+    """
+    import tempfile
+
+    from paraling.oof import save_oof
+    from paraling.tracking import RunTracker
+
+    tracker = RunTracker(experiment, None, name, None, {"paraling.name": name, **(tags or {})})
+    with tempfile.TemporaryDirectory() as tmp:
+        save_oof(oof, Path(tmp) / "oof" / "scores.npz")
+        tracker.log_artifact(Path(tmp) / "oof", "oof")
+    tracker.end(status)
+    assert tracker.run_id is not None
+    return tracker.run_id
+
+
+@pytest.fixture(scope="session")
+def fake_oof() -> Callable[..., OOFScores]:
+    """The :func:`make_oof` factory: ``fake_oof(seed)`` -> aligned fake out-of-fold scores."""
+    return make_oof
+
+
+@pytest.fixture()
+def oof_run(mlflow_uri: str) -> Callable[..., str]:
+    """The :func:`log_oof_run` factory on this test's isolated MLflow store: ``oof_run(name, oof) -> run id``."""
+    return log_oof_run
 
 
 def _compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -3,6 +3,7 @@
 Example::
 
     paraling ensemble --experiment paraling --combiner harmonic --register eating --alias champion
+    paraling ensemble --experiment table1 --names net0 net2 net3 net5 --method all --combiner harmonic --name ensemble
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
         "optionally register it.",
     )
     p.add_argument("--experiment", help="MLflow experiment holding the runs (the ensemble run is logged there)")
-    p.add_argument(
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
         "--study", help="only the trials of this sweep (tag paraling.sweep.study, or children of its parent run)"
     )
-    p.add_argument("--runs", nargs="+", default=(), metavar="RUN_ID", help="exactly these runs instead")
+    which.add_argument("--runs", nargs="+", default=(), metavar="RUN_ID", help="exactly these runs instead")
+    which.add_argument(
+        "--names",
+        nargs="+",
+        default=(),
+        metavar="NAME",
+        help="exactly the newest finished run of each of these names (tag paraling.name) in --experiment, "
+        "e.g. net0 net2 net3 net5 (the Table 1 ensemble, with --method all --combiner harmonic)",
+    )
     p.add_argument("--method", choices=METHODS, default="greedy", help="selection method (default: greedy)")
     p.add_argument(
         "--combiner",
@@ -65,6 +75,7 @@ def main(argv: list[str]) -> int:
         a.experiment,
         study=a.study,
         run_ids=a.runs,
+        names=a.names,
         method=a.method,
         combiner=a.combiner,
         top_k=a.top_k,

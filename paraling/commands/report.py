@@ -3,6 +3,7 @@
 Example::
 
     paraling train -m experiment=net0,net1,net2,net3,net4,net5
+    paraling ensemble --experiment table1 --names net0 net2 net3 net5 --method all --combiner harmonic  # optional
     paraling report --experiment table1            # writes reports/table1/{table.md,table.csv,uar.png}
 """
 
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="paraling report",
         description="Table of the newest finished run of each name in an MLflow experiment: UAR (k classes and "
         "2 classes, food / no food), mean +/- std over folds, from the runs' out-of-fold scores; plus the "
-        "ensemble of the paper (net0+net2+net3+net5, harmonic mean).",
+        "ensemble of the paper (net0+net2+net3+net5, harmonic mean), taken from a logged ensemble run of exactly "
+        "those runs when there is one (paraling ensemble --names ...).",
     )
     p.add_argument("--experiment", required=True, help="MLflow experiment (the net0..net5 configs log to table1)")
     p.add_argument("--out", default=None, help="output folder (default: reports/<experiment>)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,44 +12,14 @@ import pytest
 from paraling.cli import main
 from paraling.ensemble import combine
 from paraling.metrics import binary_uar, uar
-from paraling.oof import OOFScores, save_oof
+from paraling.oof import OOFScores
 from paraling.report import build_table, render_markdown, score_row, write_report
-from paraling.tracking import RunTracker
 
-CLASSES = np.array(["Apple", "Banana", "No_Food"])
-
-
-def _oof(seed: int, noise: float = 0.6) -> OOFScores:
-    rng = np.random.default_rng(seed)
-    n = 60
-    y = np.arange(n) % 3
-    p = rng.random((n, 3)) * noise
-    p[np.arange(n), y] += 1 - noise
-    p /= p.sum(1, keepdims=True)
-    ids = np.array([f"u{i:03d}" for i in range(n)])
-    return OOFScores(
-        ids,
-        CLASSES,
-        y,
-        np.arange(n) % 2,
-        np.array(["cv"] * n),
-        np.array([f"s{i % 6}" for i in range(n)]),
-        p.astype(np.float32),
-    )
+Fake = Callable[..., OOFScores]
 
 
-def _log(name: str, oof: OOFScores, tags: dict[str, str] | None = None, status: str = "FINISHED") -> str:
-    tracker = RunTracker("table1", None, name, None, {"paraling.name": name, **(tags or {})})
-    with tempfile.TemporaryDirectory() as tmp:
-        save_oof(oof, Path(tmp) / "oof" / "scores.npz")
-        tracker.log_artifact(Path(tmp) / "oof", "oof")
-    tracker.end(status)
-    assert tracker.run_id is not None
-    return tracker.run_id
-
-
-def test_score_row_uses_folds_and_the_negative_class() -> None:
-    oof = _oof(0)
+def test_score_row_uses_folds_and_the_negative_class(fake_oof: Fake) -> None:
+    oof = fake_oof(0)
     row = score_row("x", oof, "No_Food", "desc", "cnn", "rid")
     pred = oof.proba.argmax(1)
     assert row.uar == pytest.approx(uar(oof.y, pred, 3))
@@ -61,8 +31,11 @@ def test_score_row_uses_folds_and_the_negative_class() -> None:
     assert score_row("x", oof).uar == pytest.approx(uar(oof.y[10:], pred[10:], 3))
 
 
-def test_markdown_csv_and_chart(tmp_path: Path) -> None:
-    rows = [score_row("net0", _oof(0), "No_Food", "baseline", "dnn"), score_row("net1", _oof(1), None, "cnn", "cnn")]
+def test_markdown_csv_and_chart(tmp_path: Path, fake_oof: Fake) -> None:
+    rows = [
+        score_row("net0", fake_oof(0), "No_Food", "baseline", "dnn"),
+        score_row("net1", fake_oof(1), None, "cnn", "cnn"),
+    ]
     md = render_markdown(rows)
     assert md.count("\n") == 4 and "| net0 | baseline | dnn |" in md and "n/a" in md.splitlines()[3]
     assert " ± " in md and "UAR 3-class" in md
@@ -73,15 +46,17 @@ def test_markdown_csv_and_chart(tmp_path: Path) -> None:
     assert [r["name"] for r in got] == ["net0", "net1"] and float(got[0]["uar"]) == pytest.approx(rows[0].uar)
 
 
-def test_build_table_from_mlflow(mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    scores = {f"net{i}": _oof(i) for i in range(6)}
-    _log("net2", _oof(99))  # an older net2: replaced by the newer one below
+def test_build_table_from_mlflow(
+    oof_run: Callable[..., str], fake_oof: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scores = {f"net{i}": fake_oof(i) for i in range(6)}
+    oof_run("net2", fake_oof(99))  # an older net2: replaced by the newer one below
     ids = {
-        name: _log(name, oof, {"paraling.description": f"row {name}", "paraling.model_type": "cnn"})
+        name: oof_run(name, oof, {"paraling.description": f"row {name}", "paraling.model_type": "cnn"})
         for name, oof in scores.items()
     }
-    _log("pretrain_langid", _oof(7), {"paraling.role": "pretrain"})
-    _log("net9", _oof(8), status="FAILED")
+    oof_run("pretrain_langid", fake_oof(7), {"paraling.role": "pretrain"})
+    oof_run("net9", fake_oof(8), status="FAILED")
     rows = build_table("table1")
     assert [r.name for r in rows] == ["net0", "net1", "net2", "net3", "net4", "net5", "ensemble"]
     assert rows[2].run_id == ids["net2"] and rows[2].uar == pytest.approx(score_row("n", scores["net2"]).uar)
