@@ -22,6 +22,7 @@ from torch import nn
 
 from paraling.atomic import atomic_path
 from paraling.errors import TrainingError
+from paraling.malloc import keep_freed_memory
 from paraling.metrics import uar
 from paraling.windows import WindowBank
 
@@ -136,6 +137,8 @@ def predict_windows(
         ``groups``, or ``None`` without ``embeddings``.
     """
     device = device or next(model.parameters()).device
+    if device.type == "cpu":
+        keep_freed_memory()
     was_training = model.training
     model.eval()
     probs, embs = [], []
@@ -225,6 +228,8 @@ def fit(
     """
     reporter = reporter or NullReporter()
     device = device or torch.device("cpu")
+    if device.type == "cpu":
+        keep_freed_memory()
     dtype = resolve_precision(cfg.precision, device)
     channels_last = bool(cfg.channels_last)
     model.to(device)
