@@ -141,16 +141,19 @@ def predict_windows(
         keep_freed_memory()
     was_training = model.training
     model.eval()
-    probs, embs = [], []
+    n_classes = model.out.out_features  # type: ignore[union-attr]
+    n = int(idx.numel())
+    proba = torch.empty(n, n_classes)  # filled in place: no small per-batch blocks left between big temporaries
+    embs = []
     sums: torch.Tensor | None = None
     g_all = torch.from_numpy(np.asarray(groups, dtype=np.int64)) if groups is not None else None
     try:
-        for s in range(0, int(idx.numel()), batch_size):
+        for s in range(0, n, batch_size):
             x = _prep(bank.gather(idx[s : s + batch_size]).to(device, non_blocking=True), channels_last)
             with _autocast(device, precision):
                 h = model.features(x)  # type: ignore[operator]
                 logits = model.out(h)  # type: ignore[operator]
-            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            proba[s : s + len(x)] = torch.softmax(logits.float(), dim=1).cpu()
             if embeddings and g_all is not None:
                 hb = h.float().cpu()
                 if sums is None:
@@ -160,13 +163,11 @@ def predict_windows(
                 embs.append(h.float().cpu())
     finally:
         model.train(was_training)
-    n_classes = model.out.out_features  # type: ignore[union-attr]
-    proba = torch.cat(probs).numpy() if probs else np.zeros((0, n_classes), np.float32)
     emb = torch.cat(embs).numpy() if embeddings and embs else None
     if embeddings and g_all is not None and sums is not None:
         counts = torch.bincount(g_all, minlength=sums.shape[0]).clamp_min(1)
         emb = (sums / counts[:, None]).numpy()
-    return proba, emb
+    return proba.numpy(), emb
 
 
 def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
