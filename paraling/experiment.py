@@ -256,15 +256,7 @@ def run_experiment(
     ckpt_dir = _checkpoint_dir(cfg, manifest)
     run_file = ckpt_dir / "run_id"
     previous = run_file.read_text().strip() if run_file.exists() and cfg.trainer.checkpoint else None
-    tracker = RunTracker(
-        cfg.tracking.experiment,
-        cfg.tracking.uri,
-        cfg.tracking.run_name or cfg.name,
-        parent_run_id,
-        all_tags,
-        bool(cfg.tracking.enabled),
-        run_id=previous,
-    )
+    tracker = RunTracker.from_config(cfg, parent_run_id, all_tags, run_id=previous)
     if tracker.run_id and cfg.trainer.checkpoint:
         atomic_write_text(run_file, tracker.run_id)
     with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:

@@ -189,6 +189,25 @@ class RunTracker:
             raise TrackingError(f"cannot open an MLflow run at {mask_secrets(self.uri)}: {exc}") from exc
         self.run_id = run.info.run_id
 
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Any,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> RunTracker:
+        """The tracker of a run configured by a composed config's ``tracking`` node (run name defaults to ``name``)."""
+        return cls(
+            cfg.tracking.experiment,
+            cfg.tracking.uri,
+            cfg.tracking.run_name or cfg.name,
+            parent_run_id,
+            tags,
+            bool(cfg.tracking.enabled),
+            run_id=run_id,
+        )
+
     def _reopen(self, run_id: str) -> bool:
         """Mark an unfinished run RUNNING again under this process (resume); false if it is gone or finished."""
         try:

@@ -159,14 +159,7 @@ def run_baseline(
         **(tags or {}),
         **dict(cfg.tracking.tags),
     }
-    tracker = RunTracker(
-        cfg.tracking.experiment,
-        cfg.tracking.uri,
-        cfg.tracking.run_name or cfg.name,
-        parent_run_id,
-        all_tags,
-        bool(cfg.tracking.enabled),
-    )
+    tracker = RunTracker.from_config(cfg, parent_run_id, all_tags)
     n_cls = len(classes)
     with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from paraling.errors import FeatureError, ResourceError
+from paraling.features.store import check_free_space
 
 __all__ = ["Pack", "PackStore", "file_signatures"]
 
@@ -144,14 +145,7 @@ class PackStore:
             FeatureError: The pack cannot be written.
         """
         total = max(int(rows.sum()), 1)
-        need = total * (n_mels + 1) * 4
-        self.root.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.root).free
-        if free < need * 1.1:
-            raise ResourceError(
-                f"{self.root}: only {free / 1e6:.0f} MB free but the packed features need {need / 1e6:.0f} MB; "
-                "free some space, run `paraling cache clean --section packed`, or point cache_dir elsewhere"
-            )
+        check_free_space(self.root, total * (n_mels + 1) * 4, "packed features")
         self._remove_leftovers()
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}.{os.getpid()}.", suffix=".tmp"))
         try:
