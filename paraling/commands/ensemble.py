@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     """Entry point; prints the summary, returns 0 (errors raise :class:`~paraling.errors.ParalingError`)."""
     a = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from paraling.registry import assemble_ensemble, format_summary
+    from paraling.assembly import assemble_ensemble, format_summary
 
     result = assemble_ensemble(
         a.experiment,

@@ -14,13 +14,13 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
+from paraling.assembly import assemble_ensemble
 from paraling.cli import main as cli_main
 from paraling.config import ParalingConfig
 from paraling.errors import EnsembleError
 from paraling.experiment import run_experiment
 from paraling.oof import load_oof
 from paraling.predict import Predictor
-from paraling.registry import assemble_ensemble
 from paraling.runs import fetch_model, find_runs, make_client
 
 
