@@ -14,7 +14,7 @@ from paraling.config import TrainerConfig
 from paraling.training import fit, predict_windows
 from paraling.windows import WindowBank
 
-__all__ = ["NaiveWindows", "fast_infer", "fast_train", "naive_infer", "naive_train"]
+__all__ = ["NaiveWindows", "fast_infer", "fast_train", "naive_infer", "naive_model", "naive_train"]
 
 
 class NaiveWindows(Dataset):
@@ -35,10 +35,17 @@ class NaiveWindows(Dataset):
         return torch.from_numpy(self.data[s : s + self.width].T.copy()).unsqueeze(0), y
 
 
+def naive_model(n_mels: int, width: int) -> torch.nn.Module:
+    """The reference loops' model: the same CNN and weights, on plain torch ops (no fused masks, no native kernel)."""
+    model = paper_cnn(n_mels, width)
+    model.fused = model.native = False
+    return model
+
+
 def naive_train(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int, seed: int = 0) -> float:
-    """Windows/s of a plain fp32 NCHW loop (DataLoader, SGD+Nesterov, CE) over ``n_windows`` windows."""
+    """Windows/s of a plain fp32 NCHW loop (DataLoader, SGD+Nesterov, CE, torch ops) over ``n_windows`` windows."""
     torch.manual_seed(seed)
-    model = paper_cnn(bank.n_mels, bank.width)
+    model = naive_model(bank.n_mels, bank.width)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loader = DataLoader(NaiveWindows(bank, labels), batch_size=batch_size, shuffle=True)
     model.train()
@@ -88,7 +95,7 @@ def fast_train(
 
 def naive_infer(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int) -> float:
     """Windows/s of a plain eval loop over a per-window DataLoader."""
-    model = paper_cnn(bank.n_mels, bank.width).eval()
+    model = naive_model(bank.n_mels, bank.width).eval()
     loader = DataLoader(NaiveWindows(bank, labels), batch_size=batch_size, shuffle=False)
     seen, t0 = 0, time.perf_counter()
     with torch.no_grad():

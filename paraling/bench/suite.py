@@ -71,7 +71,7 @@ def run_suite(
                 "windows/s",
                 fast / naive,
                 ">= 2.5x",
-                "reference: per-window Dataset + DataLoader, fp32 NCHW",
+                "reference: per-window Dataset + DataLoader, fp32 NCHW, torch ops",
             )
         )
         flops = train_flops_per_window(paper_cnn())
@@ -127,7 +127,7 @@ def run_suite(
                 "windows/s",
                 fast / naive,
                 ">= 3x",
-                "reference: per-window DataLoader eval loop, fp32",
+                "reference: per-window DataLoader eval loop, fp32, torch ops",
             )
         )
         result["infer_speedup_vs_naive"] = fast / naive

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from paraling.errors import ModelError
+from paraling.models.first_block import first_block
 from paraling.models.fused import pool_relu_dropout, relu_dropout
 
 __all__ = ["WindowCNN", "build_model"]
@@ -55,6 +56,7 @@ class WindowCNN(nn.Module):
             raise ModelError(f"a classifier needs at least 2 classes, got n_classes={n_classes}")
         self.n_mels, self.width, self.n_classes = n_mels, width, n_classes
         self.fused = True  # fused pool/ReLU/dropout with byte masks (models/fused.py); False = plain torch ops
+        self.native = True  # first block by the native CPU kernel when it applies (models/first_block.py)
         self.conv_names: list[str] = []
         self.fc_names: list[str] = []
         self._pools: list[tuple[int, int]] = []
@@ -99,6 +101,15 @@ class WindowCNN(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
         for name, pad, (ph, pw), drop in zip(self.conv_names, self._pads, self._pools, self._drops, strict=True):
+            if name == "conv1" and self.fused and self.native:
+                conv = self.conv1
+                k = conv.kernel_size[0]
+                out = first_block(
+                    x, conv, (k // 2, k // 2) if pad is None else (pad[2], pad[0]), (ph, pw), drop.p, self.training
+                )  # type: ignore[arg-type]
+                if out is not None:
+                    x = out
+                    continue
             if pad is not None:
                 x = torch.nn.functional.pad(x, pad)
             x = getattr(self, name)(x)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from paraling.models.native import random_bytes
+
 __all__ = ["dropout_threshold", "pool_relu_dropout", "relu_dropout"]
 
 
@@ -25,10 +27,7 @@ def dropout_threshold(p: float) -> tuple[int, float]:
 
 def _keep_mask(like: torch.Tensor, threshold: int) -> torch.Tensor:
     """Boolean mask shaped and laid out like ``like`` with P(keep) = 1 - threshold / 256."""
-    n = like.numel()
-    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=like.device).random_(-(2**63), 2**63 - 1)
-    flat = words.view(torch.uint8)[:n]
-    return flat.as_strided(like.shape, like.stride()) >= threshold
+    return random_bytes(like) >= threshold
 
 
 class _PoolReluDrop(torch.autograd.Function):

@@ -1,0 +1,231 @@
+/* First CNN block on one input channel: conv (kh x kw, "same") -> max-pool -> + bias -> ReLU -> dropout, fused.
+ *
+ * Built and loaded by paraling/models/native.py (cc -O3 -march=native -fopenmp, called through ctypes).
+ * With a single input channel the convolution does kh*kw multiply-adds per output value, so torch's kernels for this
+ * block (oneDNN conv, max-pool with int64 indices, the gradient's zero-filled scatter, the masks) move far more
+ * memory than they compute. Here each pooled output is computed from its ph*pw candidate positions in registers
+ * and only the pooled result leaves the core, with one byte per value recording which candidate won (255 when the
+ * ReLU or dropout zeroed it). The backward pass needs only that byte, the input windows and the output gradient.
+ *
+ * Channels are processed in tiles of 16 with GCC/Clang vector extensions (one AVX-512 register, two AVX2 ones);
+ * common kernel and pool sizes get specialised copies of the loops so that the accumulators stay in registers.
+ *
+ * Layouts (all contiguous; cp = c rounded up to a multiple of 16):
+ *   x     (n, h, w)          input windows (the one channel)
+ *   wt    (kh * kw, cp)      weights, transposed so that channels are innermost, zero beyond c
+ *   b     (cp)               bias, added after pooling, where it gives the same result (max(a + b) = max(a) + b)
+ *   rnd   (n, ho, wo, c)     random bytes for dropout (a unit is kept when its byte >= threshold), or NULL
+ *   out   (n, ho, wo, c)     the block's output, channels-last
+ *   arg   (n, ho, wo, c)     winning candidate per output (0 .. ph*pw-1), 255 when the output is zero, or NULL
+ *   g     (n, ho, wo, c)     gradient of the output
+ *   gw    (kh * kw, cp), gb (cp)   weight and bias gradients (written, not accumulated)
+ * NaN handling follows torch: NaN wins the max-pool and passes the ReLU.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T 16
+#define MAX_K 121
+#define DROPPED 255
+
+typedef float vf __attribute__((vector_size(T * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(T * sizeof(int32_t))));
+typedef uint8_t vb __attribute__((vector_size(T)));
+
+static inline vf blend(vi take, vf a, vf b) { return (vf)((take & (vi)a) | (~take & (vi)b)); }
+
+/* Zero-padded copy of one window: (h + kh - 1) x (w + kw - 1), so that the loops need no bounds checks. */
+static void pad_window(const float *xn, int h, int w, int kh, int kw, int pad_top, int pad_left, float *xp) {
+    const int wp = w + kw - 1;
+    memset(xp, 0, sizeof(float) * (size_t)(h + kh - 1) * wp);
+    for (int r = 0; r < h; r++) memcpy(xp + (size_t)(r + pad_top) * wp + pad_left, xn + (size_t)r * w, sizeof(float) * w);
+}
+
+static inline __attribute__((always_inline)) void forward_window(
+    const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const float *wt, const float *b,
+    const uint8_t *rnd, int threshold, float scale, float *out, uint8_t *arg, int cp) {
+    const int k = kh * kw, s_count = ph * pw;
+    vf wreg[MAX_K];
+    for (int cb = 0; cb < cp; cb += T) {
+        const int cw = c - cb < T ? c - cb : T;
+        for (int kk = 0; kk < k; kk++) memcpy(&wreg[kk], wt + (size_t)kk * cp + cb, sizeof(vf));
+        vf bias;
+        memcpy(&bias, b + cb, sizeof(vf));
+        for (int oi = 0; oi < ho; oi++) {
+            for (int oj = 0; oj < wo; oj++) {
+                vf best = {0};
+                vi won = {0};
+                for (int s = 0; s < s_count; s++) {
+                    const float *xs = xp + (size_t)(oi * ph + s / pw) * wp + oj * pw + s % pw;
+                    vf acc = {0};
+                    for (int ki = 0; ki < kh; ki++)
+                        for (int kj = 0; kj < kw; kj++) acc += xs[(size_t)ki * wp + kj] * wreg[ki * kw + kj];
+                    if (s == 0) {
+                        best = acc;
+                    } else {
+                        vi take = (acc > best) | (acc != acc);
+                        best = blend(take, acc, best);
+                        won = (take & s) | (~take & won);
+                    }
+                }
+                const size_t o = ((size_t)oi * wo + oj) * c + cb;
+                vf v = best + bias;
+                vi keep = ~(v <= 0.0f);
+                if (rnd != NULL) {
+                    vb r = {0};
+                    memcpy(&r, rnd + o, cw);
+                    keep &= __builtin_convertvector(r, vi) >= threshold;
+                }
+                vf res = blend(keep, v * scale, (vf){0});
+                memcpy(out + o, &res, sizeof(float) * cw);
+                if (arg != NULL) {
+                    vb a = __builtin_convertvector((keep & won) | (~keep & DROPPED), vb);
+                    memcpy(arg + o, &a, cw);
+                }
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void backward_window(
+    const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const float *g, const uint8_t *arg,
+    float *gw, float *gb, int cp) {
+    const int k = kh * kw, s_count = ph * pw;
+    vf accw[MAX_K];
+    for (int cb = 0; cb < cp; cb += T) {
+        const int cw = c - cb < T ? c - cb : T;
+        for (int kk = 0; kk < k; kk++) accw[kk] = (vf){0};
+        vf accb = {0};
+        for (int oi = 0; oi < ho; oi++) {
+            for (int oj = 0; oj < wo; oj++) {
+                const size_t o = ((size_t)oi * wo + oj) * c + cb;
+                vf gv = {0};
+                vb ab;
+                memset(&ab, DROPPED, sizeof(vb));
+                memcpy(&gv, g + o, sizeof(float) * cw);
+                memcpy(&ab, arg + o, cw);
+                vi a = __builtin_convertvector(ab, vi);
+                accb += blend(a != DROPPED, gv, (vf){0});
+                for (int s = 0; s < s_count; s++) {
+                    vf gs = blend(a == s, gv, (vf){0});
+                    const float *xs = xp + (size_t)(oi * ph + s / pw) * wp + oj * pw + s % pw;
+                    for (int ki = 0; ki < kh; ki++)
+                        for (int kj = 0; kj < kw; kj++) accw[ki * kw + kj] += xs[(size_t)ki * wp + kj] * gs;
+                }
+            }
+        }
+        for (int kk = 0; kk < k; kk++) {
+            vf cur;
+            memcpy(&cur, gw + (size_t)kk * cp + cb, sizeof(vf));
+            cur += accw[kk];
+            memcpy(gw + (size_t)kk * cp + cb, &cur, sizeof(vf));
+        }
+        vf cur;
+        memcpy(&cur, gb + cb, sizeof(vf));
+        cur += accb;
+        memcpy(gb + cb, &cur, sizeof(vf));
+    }
+}
+
+/* Specialised copies for the usual geometries (constant trip counts keep the accumulators in registers). */
+#define DISPATCH(CALL, kh, kw, ph, pw)                                   \
+    if (kh == 3 && kw == 3 && ph == 2 && pw == 2) CALL(3, 3, 2, 2);      \
+    else if (kh == 2 && kw == 2 && ph == 2 && pw == 2) CALL(2, 2, 2, 2); \
+    else if (kh == 5 && kw == 5 && ph == 2 && pw == 2) CALL(5, 5, 2, 2); \
+    else if (kh == 3 && kw == 3 && ph == 2 && pw == 1) CALL(3, 3, 2, 1); \
+    else CALL(kh, kw, ph, pw)
+
+static int check(int c, int kh, int kw, int ph, int pw) {
+    return c < 1 || kh < 1 || kw < 1 || kh * kw > MAX_K || ph < 1 || pw < 1 || ph * pw > 254;
+}
+
+int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int pad_top, int pad_left, int ph, int pw,
+                           const float *x, const float *wt, const float *b, const uint8_t *rnd, int threshold,
+                           float scale, float *out, uint8_t *arg, int nthreads) {
+    if (check(c, kh, kw, ph, pw)) return 1;
+    const int ho = h / ph, wo = w / pw, wp = w + kw - 1, cp = (c + T - 1) / T * T;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *xp = malloc(sizeof(float) * (size_t)(h + kh - 1) * wp);
+        if (xp == NULL) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            if (xp == NULL) continue;
+            const size_t o = (size_t)i * ho * wo * c;
+            pad_window(x + (size_t)i * h * w, h, w, kh, kw, pad_top, pad_left, xp);
+#define FWD(KH, KW, PH, PW)                                                                                          \
+    forward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, wt, b, rnd ? rnd + o : NULL, threshold, scale, out + o,       \
+                   arg ? arg + o : NULL, cp)
+            DISPATCH(FWD, kh, kw, ph, pw);
+        }
+        free(xp);
+    }
+    return failed ? 2 : 0;
+}
+
+int pl_first_block_backward(int64_t n, int h, int w, int c, int kh, int kw, int pad_top, int pad_left, int ph, int pw,
+                            const float *x, const float *g, const uint8_t *arg, float scale, float *gw, float *gb,
+                            int nthreads) {
+    if (check(c, kh, kw, ph, pw)) return 1;
+    const int ho = h / ph, wo = w / pw, wp = w + kw - 1, cp = (c + T - 1) / T * T, k = kh * kw;
+    memset(gw, 0, sizeof(float) * (size_t)k * cp);
+    memset(gb, 0, sizeof(float) * (size_t)cp);
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *xp = malloc(sizeof(float) * (size_t)(h + kh - 1) * wp);
+        float *tw = calloc((size_t)k * cp, sizeof(float));
+        float *tb = calloc((size_t)cp, sizeof(float));
+        if (xp == NULL || tw == NULL || tb == NULL) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            if (xp == NULL || tw == NULL || tb == NULL) continue;
+            const size_t o = (size_t)i * ho * wo * c;
+            pad_window(x + (size_t)i * h * w, h, w, kh, kw, pad_top, pad_left, xp);
+#define BWD(KH, KW, PH, PW) backward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, g + o, arg + o, tw, tb, cp)
+            DISPATCH(BWD, kh, kw, ph, pw);
+        }
+#pragma omp critical
+        {
+            if (tw != NULL && tb != NULL) {
+                for (size_t j = 0; j < (size_t)k * cp; j++) gw[j] += tw[j];
+                for (int j = 0; j < cp; j++) gb[j] += tb[j];
+            }
+        }
+        free(xp);
+        free(tw);
+        free(tb);
+    }
+    if (failed) return 2;
+    for (size_t j = 0; j < (size_t)k * cp; j++) gw[j] *= scale;
+    for (int j = 0; j < cp; j++) gb[j] *= scale;
+    return 0;
+}
+
+/* Random bytes for dropout masks: word j of the stream is SplitMix64's output for counter j (Steele et al., 2014),
+ * so blocks fill in parallel and the result depends only on the seed, not on the thread count. */
+static inline uint64_t splitmix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void pl_random_bytes(uint8_t *out, int64_t n, uint64_t seed, int nthreads) {
+    const int64_t words = n / 8, block = 4096;
+    const uint64_t golden = 0x9e3779b97f4a7c15ULL;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t start = 0; start < words; start += block) {
+        const int64_t end = start + block < words ? start + block : words;
+        uint64_t *dst = (uint64_t *)out;
+        for (int64_t j = start; j < end; j++) {
+            uint64_t v = splitmix64(seed + (uint64_t)(j + 1) * golden);
+            memcpy(dst + j, &v, sizeof v);
+        }
+    }
+    if (n % 8) {
+        uint64_t v = splitmix64(seed + (uint64_t)(words + 1) * golden);
+        memcpy(out + words * 8, &v, (size_t)(n % 8));
+    }
+}

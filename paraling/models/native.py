@@ -1,0 +1,121 @@
+"""Native CPU kernels (``csrc/first_block.c``): their build, loading, and the random bytes of dropout masks.
+
+The kernels are the fused first conv block (``models/first_block.py``) and a parallel random-byte generator for
+dropout masks: torch's ``random_`` draws from one Mersenne Twister serially, about 1 ms per 1.6 M bytes here, which
+was 2-3% of a training step for the four masks of the default CNN.
+
+The library is compiled on first use with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native
+-fopenmp``) into ``$PARALING_NATIVE_DIR`` (default ``~/.cache/paraling/native``), keyed by the source, the compiler
+and the CPU, and loaded with ctypes; OpenMP resolves to the runtime torch already loaded, so both share one thread
+pool. Without a compiler, on a failed build, on CUDA, or with ``PARALING_NATIVE=0``, everything runs on torch ops
+with the same results up to float rounding (and a different random stream).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+
+from paraling.atomic import atomic_path
+
+__all__ = ["MAX_KERNEL", "MAX_POOL", "TILE", "load_library", "native_enabled", "ptr", "random_bytes"]
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).with_name("csrc") / "first_block.c"
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+MAX_KERNEL, MAX_POOL, TILE = 121, 254, 16  # limits and channel tile of the C kernels
+
+
+def native_enabled() -> bool:
+    """Whether native kernels may be used (``PARALING_NATIVE`` is not ``0``/``false``/``off``)."""
+    return os.environ.get("PARALING_NATIVE", "1").strip().lower() not in {"0", "false", "off", "no"}
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("PARALING_NATIVE_DIR"):
+        return Path(os.environ["PARALING_NATIVE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "paraling" / "native"
+
+
+def _cpu_signature() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            lines = [ln for ln in f if ln.startswith(("flags", "model name"))][:2]
+        return "".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build(cc: str, out: Path) -> None:
+    with atomic_path(out, suffix=".so") as tmp:
+        proc = subprocess.run(
+            [cc, *_FLAGS, str(_SOURCE), "-o", str(tmp)], capture_output=True, text=True, timeout=300, check=False
+        )
+        if proc.returncode != 0:
+            raise OSError(f"{cc} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+
+
+@functools.lru_cache(maxsize=1)
+def load_library() -> ctypes.CDLL | None:
+    """Compile (once per source, compiler and CPU) and load the kernel library; ``None`` when unavailable."""
+    if not native_enabled():
+        return None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        log.info("no C compiler found: native CPU kernels off, torch ops instead (slower)")
+        return None
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
+        key = hashlib.sha256(
+            b"\0".join(s.encode() for s in (_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_signature()))
+        ).hexdigest()[:16]
+        path = _cache_dir() / f"first_block-{key}.so"
+        if not path.exists():
+            log.info("compiling native CPU kernels into %s", path)
+            _build(cc, path)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("native CPU kernels unavailable (%s); using torch ops", exc)
+        return None
+    i64, i32, f32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    geometry = [i64, i32, i32, i32, i32, i32, i32, i32, i32, i32]
+    lib.pl_first_block_forward.argtypes = [*geometry, ptr, ptr, ptr, ptr, i32, f32, ptr, ptr, i32]
+    lib.pl_first_block_backward.argtypes = [*geometry, ptr, ptr, ptr, f32, ptr, ptr, i32]
+    lib.pl_first_block_forward.restype = lib.pl_first_block_backward.restype = i32
+    lib.pl_random_bytes.argtypes = [ptr, i64, ctypes.c_uint64, i32]
+    lib.pl_random_bytes.restype = None
+    return lib
+
+
+def ptr(t: torch.Tensor | None) -> int | None:
+    """A tensor's data pointer for ctypes (``None`` for ``None``)."""
+    return None if t is None else t.data_ptr()
+
+
+def random_bytes(like: torch.Tensor) -> torch.Tensor:
+    """Uniform random bytes shaped and laid out like ``like``, seeded from torch's default generator.
+
+    On the CPU with the native library: one 63-bit seed drawn from torch, then SplitMix64 in parallel. Otherwise
+    one 64-bit draw of torch's generator per eight bytes.
+    """
+    n = like.numel()
+    lib = load_library() if like.device.type == "cpu" else None
+    if lib is not None:
+        flat = torch.empty(n, dtype=torch.uint8)
+        seed = int(torch.empty((), dtype=torch.int64).random_())
+        lib.pl_random_bytes(flat.data_ptr(), n, seed, torch.get_num_threads())
+    else:
+        words = torch.empty((n + 7) // 8, dtype=torch.int64, device=like.device).random_(-(2**63), 2**63 - 1)
+        flat = words.view(torch.uint8)[:n]
+    return flat.as_strided(like.shape, like.stride())

@@ -1,0 +1,168 @@
+"""The native first block equals the torch ops it replaces, drops at the right rate, and falls back cleanly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from paraling.models import native
+from paraling.models.cnn import WindowCNN
+from paraling.models.first_block import first_block
+from paraling.models.fused import dropout_threshold
+
+requires_native = pytest.mark.skipif(
+    native.load_library() is None, reason="no C compiler: the native kernels cannot be built here"
+)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Forget the loaded library before and after a test that changes how it is found or built."""
+    native.load_library.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    native.load_library.cache_clear()
+
+
+def _model(kernel: int, channels: int, width: int, pool: int = 2) -> WindowCNN:
+    torch.manual_seed(0)
+    return WindowCNN(16, width, 3, [channels, 8], [kernel, 2], [0.0, 0.0], [12], 0.0, pool_size=pool)
+
+
+def _forward_backward(model: WindowCNN, x: torch.Tensor, native_on: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model.native = native_on
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@requires_native
+@pytest.mark.parametrize(
+    ("kernel", "channels", "width", "pool"),
+    [(3, 32, 11, 2), (2, 32, 11, 2), (5, 20, 9, 2), (3, 16, 1, 2), (3, 7, 6, 3), (4, 48, 13, 2)],
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_matches_torch_ops(kernel: int, channels: int, width: int, pool: int, training: bool) -> None:
+    """Outputs and every parameter's gradient agree with the torch path (dropout 0), odd/even kernels, any channels."""
+    model = _model(kernel, channels, width, pool).train(training)
+    x = torch.randn(37, 1, 16, width)
+    out_native, grads_native = _forward_backward(model, x, True)
+    out_torch, grads_torch = _forward_backward(model, x, False)
+    torch.testing.assert_close(out_native, out_torch, rtol=1e-4, atol=1e-5)
+    for g_native, g_torch in zip(grads_native, grads_torch, strict=True):
+        torch.testing.assert_close(g_native, g_torch, rtol=1e-4, atol=1e-5)
+
+
+@requires_native
+def test_kernel_is_used_and_channels_last() -> None:
+    conv = torch.nn.Conv2d(1, 24, 3, padding=1)
+    out = first_block(torch.randn(5, 1, 40, 11), conv, (1, 1), (2, 2), 0.0, False)
+    assert out is not None and out.shape == (5, 24, 20, 5)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert first_block(torch.randn(5, 1, 40, 11, dtype=torch.float64), conv, (1, 1), (2, 2), 0.0, False) is None
+
+
+@requires_native
+def test_dropout_rate_scale_gradient_and_seed() -> None:
+    conv = torch.nn.Conv2d(1, 32, 3, padding=1)
+    with torch.no_grad():
+        conv.bias.fill_(100.0)  # every pre-activation positive: only dropout zeroes units
+    x = torch.randn(400, 1, 40, 11)
+    torch.manual_seed(3)
+    y = first_block(x, conv, (1, 1), (2, 2), 0.3, True)
+    t, scale = dropout_threshold(0.3)
+    assert y is not None
+    assert abs((y != 0).float().mean().item() - (1 - t / 256)) < 0.01
+    with torch.no_grad():
+        ref = torch.nn.functional.max_pool2d(conv(x), 2).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y[y != 0], ref[y != 0] * scale)
+    y.sum().backward()
+    assert conv.bias.grad is not None
+    # the bias gradient counts kept units only, times the dropout scale
+    torch.testing.assert_close(conv.bias.grad, (y != 0).sum((0, 2, 3)).float() * scale)
+    torch.manual_seed(3)
+    again = first_block(x, conv, (1, 1), (2, 2), 0.3, True)
+    assert again is not None and torch.equal(again, y)
+
+
+@requires_native
+def test_nan_passes_like_torch() -> None:
+    conv = torch.nn.Conv2d(1, 16, 3, padding=1)
+    x = torch.randn(2, 1, 8, 8)
+    x[0, 0, 3, 3] = float("nan")
+    y = first_block(x, conv, (1, 1), (2, 2), 0.0, False)
+    with torch.no_grad():
+        ref = torch.relu(torch.nn.functional.max_pool2d(conv(x), 2))
+    assert y is not None
+    assert torch.equal(torch.isnan(y), torch.isnan(ref)) and torch.isnan(y).any()
+
+
+@requires_native
+def test_frozen_layer_and_input_gradients() -> None:
+    conv = torch.nn.Conv2d(1, 16, 3, padding=1)
+    conv.requires_grad_(False)
+    y = first_block(torch.randn(3, 1, 8, 8), conv, (1, 1), (2, 2), 0.1, True)
+    assert y is not None and not y.requires_grad  # nothing to train: no graph, no saved state
+    # an input that needs its gradient (saliency maps) is left to torch, which computes it
+    assert first_block(torch.randn(3, 1, 8, 8, requires_grad=True), conv, (1, 1), (2, 2), 0.1, True) is None
+
+
+@requires_native
+def test_random_bytes_uniform_seeded_and_thread_independent() -> None:
+    like = torch.empty(1000, 257)
+    torch.manual_seed(11)
+    a = native.random_bytes(like)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(11)
+        b = native.random_bytes(like)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(a, b) and a.shape == like.shape
+    counts = torch.bincount(a.flatten().long(), minlength=256).float()
+    expected = a.numel() / 256
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 400  # 255 degrees of freedom: mean 255, sd 22.6
+    assert not torch.equal(native.random_bytes(like), a)
+
+
+def test_disabled_by_environment(fresh_library: pytest.MonkeyPatch) -> None:
+    fresh_library.setenv("PARALING_NATIVE", "0")
+    assert native.load_library() is None
+    model = _model(3, 16, 11).train()
+    x = torch.randn(4, 1, 16, 11)
+    assert first_block(x, model.conv1, (1, 1), (2, 2), 0.1, True) is None
+    model(x).sum().backward()  # the torch path trains
+    assert model.conv1.weight.grad is not None
+
+
+def test_failed_build_falls_back_with_a_warning(
+    fresh_library: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh_library.setenv("PARALING_NATIVE_DIR", str(tmp_path / "native"))
+    fresh_library.setenv("CC", "false")
+    with caplog.at_level(logging.WARNING, logger="paraling.models.native"):
+        assert native.load_library() is None
+    assert "native CPU kernels unavailable" in caplog.text
+    assert not list((tmp_path / "native").glob("*"))  # no half-written library left behind
+    torch.manual_seed(0)
+    y = native.random_bytes(torch.empty(10, 10))  # the torch generator still serves dropout masks
+    assert y.dtype == torch.uint8 and y.shape == (10, 10)
+
+
+@requires_native
+def test_built_once_into_the_cache(fresh_library: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fresh_library.setenv("PARALING_NATIVE_DIR", str(tmp_path))
+    assert native.load_library() is not None
+    (built,) = tmp_path.glob("first_block-*.so")
+    stamp = built.stat().st_mtime_ns
+    native.load_library.cache_clear()
+    assert native.load_library() is not None
+    assert built.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [built.name]
