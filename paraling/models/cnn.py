@@ -15,6 +15,7 @@ from torch import nn
 from paraling.errors import ModelError
 from paraling.models.first_block import first_block
 from paraling.models.fused import pool_relu_dropout, relu_dropout
+from paraling.models.native import load_library
 
 __all__ = ["WindowCNN", "build_model"]
 
@@ -56,7 +57,7 @@ class WindowCNN(nn.Module):
             raise ModelError(f"a classifier needs at least 2 classes, got n_classes={n_classes}")
         self.n_mels, self.width, self.n_classes = n_mels, width, n_classes
         self.fused = True  # fused pool/ReLU/dropout with byte masks (models/fused.py); False = plain torch ops
-        self.native = True  # first block by the native CPU kernel when it applies (models/first_block.py)
+        self.native = True  # native CPU kernels where they apply (models/first_block.py, models/native_pool.py)
         self.conv_names: list[str] = []
         self.fc_names: list[str] = []
         self._pools: list[tuple[int, int]] = []
@@ -101,28 +102,34 @@ class WindowCNN(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
         for name, pad, (ph, pw), drop in zip(self.conv_names, self._pads, self._pools, self._drops, strict=True):
-            if name == "conv1" and self.fused and self.native:
-                conv = self.conv1
+            conv: nn.Conv2d = getattr(self, name)
+            native = self.fused and self.native and x.device.type == "cpu"
+            if native and name == "conv1":
                 k = conv.kernel_size[0]
-                out = first_block(
-                    x, conv, (k // 2, k // 2) if pad is None else (pad[2], pad[0]), (ph, pw), drop.p, self.training
-                )  # type: ignore[arg-type]
+                pads = (k // 2, k // 2) if pad is None else (pad[2], pad[0])
+                out = first_block(x, conv, pads, (ph, pw), drop.p, self.training)
                 if out is not None:
                     x = out
                     continue
             if pad is not None:
                 x = torch.nn.functional.pad(x, pad)
-            x = getattr(self, name)(x)
-            if self.fused:
-                x = pool_relu_dropout(x, (ph, pw), drop.p, self.training)
+            if native and load_library() is not None:  # the bias is added after pooling, by the fused kernel
+                x = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding)
+                x = pool_relu_dropout(x, (ph, pw), drop.p, self.training, bias=conv.bias)
+            elif self.fused:
+                x = pool_relu_dropout(conv(x), (ph, pw), drop.p, self.training, native=False)
             else:
+                x = conv(x)
                 if ph > 1 or pw > 1:
                     x = torch.nn.functional.max_pool2d(x, (ph, pw))
                 x = drop(torch.relu(x))
         x = torch.flatten(x, 1)
         for name in self.fc_names:
             h = getattr(self, name)(x)
-            x = relu_dropout(h, self._fc_drop.p, self.training) if self.fused else self._fc_drop(torch.relu(h))
+            if self.fused:
+                x = relu_dropout(h, self._fc_drop.p, self.training, native=self.native)
+            else:
+                x = self._fc_drop(torch.relu(h))
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

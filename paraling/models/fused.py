@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from paraling.models.native import random_bytes
+from paraling.models.native_pool import native_pool_applies, pool_bias_relu_dropout
 
 __all__ = ["dropout_threshold", "pool_relu_dropout", "relu_dropout"]
 
@@ -60,10 +61,30 @@ class _PoolReluDrop(torch.autograd.Function):
         return g, None, None, None, None
 
 
-def pool_relu_dropout(x: torch.Tensor, pool: tuple[int, int], p: float, training: bool) -> torch.Tensor:
-    """``dropout(relu(max_pool2d(x, pool)), p)`` in one autograd node; plain ops without autograd or in eval mode."""
+def pool_relu_dropout(
+    x: torch.Tensor,
+    pool: tuple[int, int],
+    p: float,
+    training: bool,
+    bias: torch.Tensor | None = None,
+    native: bool = True,
+) -> torch.Tensor:
+    """``dropout(relu(max_pool2d(x + bias, pool)), p)`` in one autograd node; plain ops without autograd or in eval.
+
+    Args:
+        x: ``(batch, channels, height, width)`` maps, or ``(batch, features)`` with ``pool=(1, 1)``.
+        pool: Max-pooling size and stride (``(1, 1)``: none).
+        p: Dropout probability (training mode only).
+        training: Whether dropout is active.
+        bias: ``(channels,)`` bias of the convolution that produced ``x`` without it, or ``None``.
+        native: Use the native CPU kernel (``models/native_pool.py``) where it applies.
+    """
     kh, kw = pool
     threshold, scale = dropout_threshold(p) if training else (0, 1.0)
+    if native and native_pool_applies(x, pool):
+        return pool_bias_relu_dropout(x, pool, threshold, scale, bias)
+    if bias is not None:
+        x = x + bias.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
     if not torch.is_grad_enabled() or not x.requires_grad:
         y = torch.nn.functional.max_pool2d(x, (kh, kw)) if kh > 1 or kw > 1 else x.clone()
         if threshold:
@@ -72,6 +93,6 @@ def pool_relu_dropout(x: torch.Tensor, pool: tuple[int, int], p: float, training
     return _PoolReluDrop.apply(x, kh, kw, threshold, scale)
 
 
-def relu_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def relu_dropout(x: torch.Tensor, p: float, training: bool, native: bool = True) -> torch.Tensor:
     """``dropout(relu(x), p)`` in one autograd node."""
-    return pool_relu_dropout(x, (1, 1), p, training)
+    return pool_relu_dropout(x, (1, 1), p, training, native=native)

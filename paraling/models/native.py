@@ -1,7 +1,8 @@
-"""Native CPU kernels (``csrc/first_block.c``): their build, loading, and the random bytes of dropout masks.
+"""Native CPU kernels (``csrc/*.c``): their build, loading, and the random bytes of dropout masks.
 
-The kernels are the fused first conv block (``models/first_block.py``) and a parallel random-byte generator for
-dropout masks: torch's ``random_`` draws from one Mersenne Twister serially, about 1 ms per 1.6 M bytes here, which
+The kernels are the fused first conv block (``models/first_block.py``), fused max-pool → bias → ReLU → dropout for
+the other blocks and the FC layers (``models/native_pool.py``), and a parallel random-byte generator for dropout
+masks: torch's ``random_`` draws from one Mersenne Twister serially, about 1 ms per 1.6 M bytes here, which
 was 2-3% of a training step for the four masks of the default CNN.
 
 The library is compiled on first use with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native
@@ -31,7 +32,7 @@ __all__ = ["MAX_KERNEL", "MAX_POOL", "TILE", "load_library", "native_enabled", "
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).with_name("csrc") / "first_block.c"
+_SOURCES = Path(__file__).with_name("csrc")
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 MAX_KERNEL, MAX_POOL, TILE = 121, 254, 16  # limits and channel tile of the C kernels
 
@@ -60,7 +61,11 @@ def _cpu_signature() -> str:
 def _build(cc: str, out: Path) -> None:
     with atomic_path(out, suffix=".so") as tmp:
         proc = subprocess.run(
-            [cc, *_FLAGS, str(_SOURCE), "-o", str(tmp)], capture_output=True, text=True, timeout=300, check=False
+            [cc, *_FLAGS, *map(str, sorted(_SOURCES.glob("*.c"))), "-o", str(tmp)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if proc.returncode != 0:
             raise OSError(f"{cc} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -77,10 +82,11 @@ def load_library() -> ctypes.CDLL | None:
         return None
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
+        sources = [p.read_text() for p in sorted(_SOURCES.glob("*.[ch]"))]
         key = hashlib.sha256(
-            b"\0".join(s.encode() for s in (_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_signature()))
+            b"\0".join(s.encode() for s in (*sources, version, " ".join(_FLAGS), _cpu_signature()))
         ).hexdigest()[:16]
-        path = _cache_dir() / f"first_block-{key}.so"
+        path = _cache_dir() / f"paraling-{key}.so"
         if not path.exists():
             log.info("compiling native CPU kernels into %s", path)
             _build(cc, path)
@@ -93,6 +99,10 @@ def load_library() -> ctypes.CDLL | None:
     lib.pl_first_block_forward.argtypes = [*geometry, ptr, ptr, ptr, ptr, i32, f32, ptr, ptr, i32]
     lib.pl_first_block_backward.argtypes = [*geometry, ptr, ptr, ptr, f32, ptr, ptr, i32]
     lib.pl_first_block_forward.restype = lib.pl_first_block_backward.restype = i32
+    pool = [i64, i32, i32, i32, i32, i32, i32]
+    lib.pl_pool_forward.argtypes = [*pool, ptr, ptr, ptr, i32, f32, ptr, ptr, i32]
+    lib.pl_pool_backward.argtypes = [*pool, ptr, ptr, f32, ptr, ptr, i32]
+    lib.pl_pool_forward.restype = lib.pl_pool_backward.restype = i32
     lib.pl_random_bytes.argtypes = [ptr, i64, ctypes.c_uint64, i32]
     lib.pl_random_bytes.restype = None
     return lib

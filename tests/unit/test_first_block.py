@@ -160,7 +160,7 @@ def test_failed_build_falls_back_with_a_warning(
 def test_built_once_into_the_cache(fresh_library: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fresh_library.setenv("PARALING_NATIVE_DIR", str(tmp_path))
     assert native.load_library() is not None
-    (built,) = tmp_path.glob("first_block-*.so")
+    (built,) = tmp_path.glob("paraling-*.so")
     stamp = built.stat().st_mtime_ns
     native.load_library.cache_clear()
     assert native.load_library() is not None

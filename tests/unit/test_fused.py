@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from paraling.models import fused
 from paraling.models.fused import dropout_threshold, pool_relu_dropout, relu_dropout
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on the native kernel (where it builds) and on the torch ops."""
+    if request.param == "torch":
+        monkeypatch.setattr(fused, "native_pool_applies", lambda *a, **k: False)
+    return str(request.param)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -25,15 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define T 16
+#include "vec.h"
+
 #define MAX_K 121
-#define DROPPED 255
-
-typedef float vf __attribute__((vector_size(T * sizeof(float))));
-typedef int32_t vi __attribute__((vector_size(T * sizeof(int32_t))));
-typedef uint8_t vb __attribute__((vector_size(T)));
-
-static inline vf blend(vi take, vf a, vf b) { return (vf)((take & (vi)a) | (~take & (vi)b)); }
 
 /* Zero-padded copy of one window: (h + kh - 1) x (w + kw - 1), so that the loops need no bounds checks. */
 static void pad_window(const float *xn, int h, int w, int kh, int kw, int pad_top, int pad_left, float *xp) {
@@ -72,17 +66,9 @@ static inline __attribute__((always_inline)) void forward_window(
                 const size_t o = ((size_t)oi * wo + oj) * c + cb;
                 vf v = best + bias;
                 vi keep = ~(v <= 0.0f);
-                if (rnd != NULL) {
-                    vb r = {0};
-                    memcpy(&r, rnd + o, cw);
-                    keep &= __builtin_convertvector(r, vi) >= threshold;
-                }
-                vf res = blend(keep, v * scale, (vf){0});
-                memcpy(out + o, &res, sizeof(float) * cw);
-                if (arg != NULL) {
-                    vb a = __builtin_convertvector((keep & won) | (~keep & DROPPED), vb);
-                    memcpy(arg + o, &a, cw);
-                }
+                if (rnd != NULL) keep &= load_bytes(rnd + o, cw, 0) >= threshold;
+                store_lanes(out + o, blend(keep, v * scale, (vf){0}), 0, cw);
+                if (arg != NULL) store_bytes(arg + o, (keep & won) | (~keep & DROPPED), cw);
             }
         }
     }
@@ -100,12 +86,8 @@ static inline __attribute__((always_inline)) void backward_window(
         for (int oi = 0; oi < ho; oi++) {
             for (int oj = 0; oj < wo; oj++) {
                 const size_t o = ((size_t)oi * wo + oj) * c + cb;
-                vf gv = {0};
-                vb ab;
-                memset(&ab, DROPPED, sizeof(vb));
-                memcpy(&gv, g + o, sizeof(float) * cw);
-                memcpy(&ab, arg + o, cw);
-                vi a = __builtin_convertvector(ab, vi);
+                vf gv = load_lanes(g + o, 0, cw);
+                vi a = load_bytes(arg + o, cw, DROPPED);
                 accb += blend(a != DROPPED, gv, (vf){0});
                 for (int s = 0; s < s_count; s++) {
                     vf gs = blend(a == s, gv, (vf){0});
@@ -202,30 +184,4 @@ int pl_first_block_backward(int64_t n, int h, int w, int c, int kh, int kw, int 
     for (size_t j = 0; j < (size_t)k * cp; j++) gw[j] *= scale;
     for (int j = 0; j < cp; j++) gb[j] *= scale;
     return 0;
-}
-
-/* Random bytes for dropout masks: word j of the stream is SplitMix64's output for counter j (Steele et al., 2014),
- * so blocks fill in parallel and the result depends only on the seed, not on the thread count. */
-static inline uint64_t splitmix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void pl_random_bytes(uint8_t *out, int64_t n, uint64_t seed, int nthreads) {
-    const int64_t words = n / 8, block = 4096;
-    const uint64_t golden = 0x9e3779b97f4a7c15ULL;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t start = 0; start < words; start += block) {
-        const int64_t end = start + block < words ? start + block : words;
-        uint64_t *dst = (uint64_t *)out;
-        for (int64_t j = start; j < end; j++) {
-            uint64_t v = splitmix64(seed + (uint64_t)(j + 1) * golden);
-            memcpy(dst + j, &v, sizeof v);
-        }
-    }
-    if (n % 8) {
-        uint64_t v = splitmix64(seed + (uint64_t)(words + 1) * golden);
-        memcpy(out + words * 8, &v, (size_t)(n % 8));
-    }
 }
