@@ -101,25 +101,29 @@ class WindowCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
-        for name, pad, (ph, pw), drop in zip(self.conv_names, self._pads, self._pools, self._drops, strict=True):
+        padded = False  # whether x already carries the next convolution's padding (written by a native kernel)
+        next_pads = [*self._pads[1:], None]
+        blocks = zip(self.conv_names, self._pads, next_pads, self._pools, self._drops, strict=True)
+        for name, pad, out_pad, (ph, pw), drop in blocks:
             conv: nn.Conv2d = getattr(self, name)
-            native = self.fused and self.native and x.device.type == "cpu"
+            native = self.fused and self.native and x.device.type == "cpu" and load_library() is not None
             if native and name == "conv1":
                 k = conv.kernel_size[0]
                 pads = (k // 2, k // 2) if pad is None else (pad[2], pad[0])
-                out = first_block(x, conv, pads, (ph, pw), drop.p, self.training)
+                out = first_block(x, conv, pads, (ph, pw), drop.p, self.training, out_pad)
                 if out is not None:
-                    x = out
+                    x, padded = out, out_pad is not None
                     continue
-            if pad is not None:
+            if pad is not None and not padded:
                 x = torch.nn.functional.pad(x, pad)
-            if native and load_library() is not None:  # the bias is added after pooling, by the fused kernel
+            if native:  # the bias is added after pooling, and the next padding written, by the fused kernel
                 x = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding)
-                x = pool_relu_dropout(x, (ph, pw), drop.p, self.training, bias=conv.bias)
+                x = pool_relu_dropout(x, (ph, pw), drop.p, self.training, bias=conv.bias, out_pad=out_pad)
+                padded = out_pad is not None
             elif self.fused:
-                x = pool_relu_dropout(conv(x), (ph, pw), drop.p, self.training, native=False)
+                x, padded = pool_relu_dropout(conv(x), (ph, pw), drop.p, self.training, native=False), False
             else:
-                x = conv(x)
+                x, padded = conv(x), False
                 if ph > 1 or pw > 1:
                     x = torch.nn.functional.max_pool2d(x, (ph, pw))
                 x = drop(torch.relu(x))

@@ -37,7 +37,7 @@ class _FirstBlock(torch.autograd.Function):
         assert lib is not None  # checked by first_block()
         n, _, h, w = x.shape
         c, _, kh, kw = weight.shape
-        _, _, pad_top, pad_left, ph, pw = geometry
+        _, _, pad_top, pad_left, ph, pw, pt, pb, pl, pr = geometry
         ho, wo = h // ph, w // pw
         cp = -(-c // TILE) * TILE
         xs = x.detach().reshape(n, h, w).contiguous()
@@ -45,11 +45,12 @@ class _FirstBlock(torch.autograd.Function):
         wt[:, :c] = weight.detach().reshape(c, kh * kw).t()
         b = torch.zeros(cp)
         b[:c] = bias.detach()
-        out = torch.empty((n, c, ho, wo), memory_format=torch.channels_last)
-        rnd = random_bytes(out) if threshold else None
-        arg = torch.empty((n, c, ho, wo), dtype=torch.uint8, memory_format=torch.channels_last) if save else None
+        out = torch.empty((n, c, pt + ho + pb, pl + wo + pr), memory_format=torch.channels_last)
+        bytes_like = torch.empty((n, c, ho, wo), dtype=torch.uint8, memory_format=torch.channels_last)
+        arg = bytes_like if save else None  # one byte per output: the winning candidate, 255 when zeroed
+        rnd = random_bytes(bytes_like) if threshold else None
         rc = lib.pl_first_block_forward(
-            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw,
+            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw, pt, pb, pl, pr,
             ptr(xs), ptr(wt), ptr(b), ptr(rnd), threshold, scale, ptr(out), ptr(arg), torch.get_num_threads(),
         )  # fmt: skip
         if rc:
@@ -63,7 +64,7 @@ class _FirstBlock(torch.autograd.Function):
         lib = load_library()
         xs, arg = ctx.saved_tensors
         n, h, w, c, kh, kw = ctx.shape
-        _, _, pad_top, pad_left, ph, pw = ctx.geometry
+        _, _, pad_top, pad_left, ph, pw, pt, pb, pl, pr = ctx.geometry
         if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             return None, None, None, None, None, None, None
         g = grad.float().contiguous(memory_format=torch.channels_last)
@@ -71,7 +72,7 @@ class _FirstBlock(torch.autograd.Function):
         gw = torch.empty(kh * kw, cp)
         gb = torch.empty(cp)
         rc = lib.pl_first_block_backward(  # type: ignore[union-attr]
-            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw,
+            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw, pt, pb, pl, pr,
             ptr(xs), ptr(g), ptr(arg), ctx.scale, ptr(gw), ptr(gb), torch.get_num_threads(),
         )  # fmt: skip
         if rc:
@@ -88,6 +89,7 @@ def first_block(
     pool: tuple[int, int],
     p: float,
     training: bool,
+    out_pad: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor | None:
     """``dropout(relu(max_pool2d(conv(x), pool)), p)`` by the native kernel, or ``None`` where it does not apply.
 
@@ -98,6 +100,8 @@ def first_block(
         pool: Max-pooling size and stride ``(ph, pw)``.
         p: Dropout probability (used in training mode only).
         training: Whether dropout is active.
+        out_pad: Zero border ``(left, right, top, bottom)`` around the output (the next convolution's padding,
+            as for ``torch.nn.functional.pad``), or ``None``.
 
     Returns:
         ``(batch, out_channels, height // ph, width // pw)`` channels-last, or ``None`` when the kernel is
@@ -126,5 +130,6 @@ def first_block(
     threshold, scale = dropout_threshold(p) if training else (0, 1.0)
     bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
     save = torch.is_grad_enabled() and (conv.weight.requires_grad or bias.requires_grad)
-    geometry = (*conv.kernel_size, *pads, *pool)
+    left, right, top, bottom = out_pad or (0, 0, 0, 0)
+    geometry = (*conv.kernel_size, *pads, *pool, top, bottom, left, right)
     return _FirstBlock.apply(x, conv.weight, bias, geometry, threshold, scale, save)

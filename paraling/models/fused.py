@@ -68,6 +68,7 @@ def pool_relu_dropout(
     training: bool,
     bias: torch.Tensor | None = None,
     native: bool = True,
+    out_pad: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """``dropout(relu(max_pool2d(x + bias, pool)), p)`` in one autograd node; plain ops without autograd or in eval.
 
@@ -78,11 +79,15 @@ def pool_relu_dropout(
         training: Whether dropout is active.
         bias: ``(channels,)`` bias of the convolution that produced ``x`` without it, or ``None``.
         native: Use the native CPU kernel (``models/native_pool.py``) where it applies.
+        out_pad: Zero border ``(left, right, top, bottom)`` around the output, as ``torch.nn.functional.pad``
+            would add it (the native kernel writes it in the same pass), or ``None``.
     """
     kh, kw = pool
     threshold, scale = dropout_threshold(p) if training else (0, 1.0)
     if native and native_pool_applies(x, pool):
-        return pool_bias_relu_dropout(x, pool, threshold, scale, bias)
+        return pool_bias_relu_dropout(x, pool, threshold, scale, bias, out_pad)
+    if out_pad is not None:
+        return torch.nn.functional.pad(pool_relu_dropout(x, pool, p, training, bias, native=False), out_pad)
     if bias is not None:
         x = x + bias.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
     if not torch.is_grad_enabled() or not x.requires_grad:

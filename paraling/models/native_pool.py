@@ -38,6 +38,7 @@ class _PoolBiasReluDrop(torch.autograd.Function):
         x: torch.Tensor,
         bias: torch.Tensor | None,
         pool: tuple[int, int],
+        border: tuple[int, int, int, int],
         threshold: int,
         scale: float,
         save: bool,
@@ -45,32 +46,36 @@ class _PoolBiasReluDrop(torch.autograd.Function):
         lib = load_library()
         assert lib is not None  # checked by native_pool_applies()
         ph, pw = pool
+        pt, pb, pl, pr = border
         if x.dim() == 2:
             xc = x.contiguous()
             (n, c), h, w = xc.shape, 1, 1
             out = torch.empty_like(xc)
+            bytes_like = torch.empty((n, c), dtype=torch.uint8)
         else:
             xc = x.contiguous(memory_format=torch.channels_last)
             n, c, h, w = xc.shape
-            out = torch.empty((n, c, h // ph, w // pw), dtype=x.dtype, memory_format=torch.channels_last)
-        arg = torch.empty_like(out, dtype=torch.uint8) if save else None
-        rnd = random_bytes(out) if threshold else None
+            ho, wo = h // ph, w // pw
+            out = torch.empty((n, c, pt + ho + pb, pl + wo + pr), dtype=x.dtype, memory_format=torch.channels_last)
+            bytes_like = torch.empty((n, c, ho, wo), dtype=torch.uint8, memory_format=torch.channels_last)
+        arg = bytes_like if save else None  # one byte per output: the winning candidate, 255 when zeroed
+        rnd = random_bytes(bytes_like) if threshold else None
         b = bias.detach().float().contiguous() if bias is not None else None
         rc = lib.pl_pool_forward(
-            n, h, w, c, ph, pw, int(x.dtype == torch.bfloat16), ptr(xc), ptr(b), ptr(rnd), threshold, scale,
-            ptr(out), ptr(arg), torch.get_num_threads(),
+            n, h, w, c, ph, pw, pt, pb, pl, pr, int(x.dtype == torch.bfloat16),
+            ptr(xc), ptr(b), ptr(rnd), threshold, scale, ptr(out), ptr(arg), torch.get_num_threads(),
         )  # fmt: skip
         if rc:
             raise RuntimeError(f"native pool forward failed (code {rc}) for shape {tuple(x.shape)}, pool {pool}")
         ctx.save_for_backward(arg)
-        ctx.geometry, ctx.scale, ctx.dtype, ctx.dims = (n, h, w, c, ph, pw), scale, x.dtype, x.dim()
+        ctx.geometry, ctx.scale, ctx.dtype, ctx.dims = (n, h, w, c, ph, pw, *border), scale, x.dtype, x.dim()
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         lib = load_library()
         (arg,) = ctx.saved_tensors
-        n, h, w, c, ph, pw = ctx.geometry
+        n, h, w, c, ph, pw, pt, pb, pl, pr = ctx.geometry
         if ctx.dims == 2:
             g = grad.to(ctx.dtype).contiguous()
             gx = torch.empty_like(g)
@@ -79,12 +84,12 @@ class _PoolBiasReluDrop(torch.autograd.Function):
             gx = torch.empty((n, c, h, w), dtype=ctx.dtype, memory_format=torch.channels_last)
         gb = torch.empty(-(-c // TILE) * TILE) if ctx.needs_input_grad[1] else None
         rc = lib.pl_pool_backward(  # type: ignore[union-attr]
-            n, h, w, c, ph, pw, int(ctx.dtype == torch.bfloat16), ptr(g), ptr(arg), ctx.scale, ptr(gx), ptr(gb),
-            torch.get_num_threads(),
+            n, h, w, c, ph, pw, pt, pb, pl, pr, int(ctx.dtype == torch.bfloat16),
+            ptr(g), ptr(arg), ctx.scale, ptr(gx), ptr(gb), torch.get_num_threads(),
         )  # fmt: skip
         if rc:
             raise RuntimeError(f"native pool backward failed (code {rc})")
-        return gx, gb[:c] if gb is not None else None, None, None, None, None
+        return gx, gb[:c] if gb is not None else None, None, None, None, None, None
 
 
 def pool_bias_relu_dropout(
@@ -93,6 +98,7 @@ def pool_bias_relu_dropout(
     threshold: int,
     scale: float,
     bias: torch.Tensor | None = None,
+    out_pad: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """``dropout(relu(max_pool2d(x, pool) + bias))`` on the CPU (check :func:`native_pool_applies` first).
 
@@ -103,6 +109,9 @@ def pool_bias_relu_dropout(
         threshold: Dropout byte threshold (0 = no dropout), see :func:`paraling.models.fused.dropout_threshold`.
         scale: Scale of kept units.
         bias: ``(channels,)`` added after pooling, or ``None``.
+        out_pad: Zero border ``(left, right, top, bottom)`` around a 4-d output (the next convolution's padding,
+            as for ``torch.nn.functional.pad``), or ``None``.
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad))
-    return _PoolBiasReluDrop.apply(x, bias, pool, threshold, scale, needs_grad)
+    left, right, top, bottom = out_pad or (0, 0, 0, 0)
+    return _PoolBiasReluDrop.apply(x, bias, pool, (top, bottom, left, right), threshold, scale, needs_grad)

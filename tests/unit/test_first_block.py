@@ -59,6 +59,23 @@ def test_matches_torch_ops(kernel: int, channels: int, width: int, pool: int, tr
 
 
 @requires_native
+def test_output_padding_written_in_place() -> None:
+    """out_pad gives exactly F.pad of the unpadded output, and the border's gradient is ignored."""
+    conv = torch.nn.Conv2d(1, 20, 3, padding=1)
+    x = torch.randn(6, 1, 12, 9)
+    plain = first_block(x, conv, (1, 1), (2, 2), 0.0, True)
+    padded = first_block(x, conv, (1, 1), (2, 2), 0.0, True, out_pad=(0, 1, 2, 1))
+    assert plain is not None and padded is not None
+    torch.testing.assert_close(padded, torch.nn.functional.pad(plain, (0, 1, 2, 1)), rtol=0, atol=0)
+    w = torch.randn(padded.shape)
+    (torch.nn.functional.pad(plain, (0, 1, 2, 1)) * w).sum().backward()
+    expected = conv.weight.grad.clone()
+    conv.weight.grad = None
+    (padded * w).sum().backward()
+    torch.testing.assert_close(conv.weight.grad, expected)
+
+
+@requires_native
 def test_kernel_is_used_and_channels_last() -> None:
     conv = torch.nn.Conv2d(1, 24, 3, padding=1)
     out = first_block(torch.randn(5, 1, 40, 11), conv, (1, 1), (2, 2), 0.0, False)

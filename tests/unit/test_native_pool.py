@@ -58,6 +58,24 @@ def test_matches_torch_ops(
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("out_pad", [(0, 1, 0, 1), (1, 2, 2, 0)])
+def test_output_padding_written_in_place(dtype: torch.dtype, out_pad: tuple[int, int, int, int]) -> None:
+    """With out_pad the kernel returns the padded map F.pad would give, and takes the padded map's gradient."""
+    torch.manual_seed(2)
+    x = torch.randn(4, 20, 9, 7).to(dtype)
+    bias = torch.randn(20) * 0.3
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = torch.nn.functional.pad(_reference(a, (2, 2), bias), out_pad)
+    out = pool_relu_dropout(b, (2, 2), 0.0, True, bias=bias, out_pad=out_pad)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    w = torch.randn(ref.shape).to(dtype)
+    (ref.float() * w.float()).sum().backward()
+    (out.float() * w.float()).sum().backward()
+    torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_dropout_rate_scale_and_mask(dtype: torch.dtype) -> None:
     torch.manual_seed(1)
     x = (torch.rand(200, 64, 8, 8) + 0.1).to(dtype).requires_grad_()

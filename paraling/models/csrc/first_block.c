@@ -15,9 +15,10 @@
  *   wt    (kh * kw, cp)      weights, transposed so that channels are innermost, zero beyond c
  *   b     (cp)               bias, added after pooling, where it gives the same result (max(a + b) = max(a) + b)
  *   rnd   (n, ho, wo, c)     random bytes for dropout (a unit is kept when its byte >= threshold), or NULL
- *   out   (n, ho, wo, c)     the block's output, channels-last
+ *   out   (n, pt + ho + pb, pl + wo + pr, c)   the block's output, channels-last, inside a zero border (the next
+ *                            convolution's padding; all four are 0 when it needs none)
  *   arg   (n, ho, wo, c)     winning candidate per output (0 .. ph*pw-1), 255 when the output is zero, or NULL
- *   g     (n, ho, wo, c)     gradient of the output
+ *   g     like out           gradient of the output (the border is ignored)
  *   gw    (kh * kw, cp), gb (cp)   weight and bias gradients (written, not accumulated)
  * NaN handling follows torch: NaN wins the max-pool and passes the ReLU.
  */
@@ -38,7 +39,7 @@ static void pad_window(const float *xn, int h, int w, int kh, int kw, int pad_to
 
 static inline __attribute__((always_inline)) void forward_window(
     const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const float *wt, const float *b,
-    const uint8_t *rnd, int threshold, float scale, float *out, uint8_t *arg, int cp) {
+    const uint8_t *rnd, int threshold, float scale, float *out, uint8_t *arg, int cp, int pt, int pl, int wot) {
     const int k = kh * kw, s_count = ph * pw;
     vf wreg[MAX_K];
     for (int cb = 0; cb < cp; cb += T) {
@@ -63,11 +64,11 @@ static inline __attribute__((always_inline)) void forward_window(
                         won = (take & s) | (~take & won);
                     }
                 }
-                const size_t o = ((size_t)oi * wo + oj) * c + cb;
+                const size_t o = ((size_t)oi * wo + oj) * c + cb, op = ((size_t)(oi + pt) * wot + oj + pl) * c + cb;
                 vf v = best + bias;
                 vi keep = ~(v <= 0.0f);
                 if (rnd != NULL) keep &= load_bytes(rnd + o, cw, 0) >= threshold;
-                store_lanes(out + o, blend(keep, v * scale, (vf){0}), 0, cw);
+                store_lanes(out + op, blend(keep, v * scale, (vf){0}), 0, cw);
                 if (arg != NULL) store_bytes(arg + o, (keep & won) | (~keep & DROPPED), cw);
             }
         }
@@ -76,7 +77,7 @@ static inline __attribute__((always_inline)) void forward_window(
 
 static inline __attribute__((always_inline)) void backward_window(
     const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const float *g, const uint8_t *arg,
-    float *gw, float *gb, int cp) {
+    float *gw, float *gb, int cp, int pt, int pl, int wot) {
     const int k = kh * kw, s_count = ph * pw;
     vf accw[MAX_K];
     for (int cb = 0; cb < cp; cb += T) {
@@ -85,8 +86,8 @@ static inline __attribute__((always_inline)) void backward_window(
         vf accb = {0};
         for (int oi = 0; oi < ho; oi++) {
             for (int oj = 0; oj < wo; oj++) {
-                const size_t o = ((size_t)oi * wo + oj) * c + cb;
-                vf gv = load_lanes(g + o, 0, cw);
+                const size_t o = ((size_t)oi * wo + oj) * c + cb, op = ((size_t)(oi + pt) * wot + oj + pl) * c + cb;
+                vf gv = load_lanes(g + op, 0, cw);
                 vi a = load_bytes(arg + o, cw, DROPPED);
                 accb += blend(a != DROPPED, gv, (vf){0});
                 for (int s = 0; s < s_count; s++) {
@@ -123,10 +124,11 @@ static int check(int c, int kh, int kw, int ph, int pw) {
 }
 
 int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int pad_top, int pad_left, int ph, int pw,
-                           const float *x, const float *wt, const float *b, const uint8_t *rnd, int threshold,
-                           float scale, float *out, uint8_t *arg, int nthreads) {
-    if (check(c, kh, kw, ph, pw)) return 1;
+                           int pt, int pb, int pl, int pr, const float *x, const float *wt, const float *b,
+                           const uint8_t *rnd, int threshold, float scale, float *out, uint8_t *arg, int nthreads) {
+    if (check(c, kh, kw, ph, pw) || pt < 0 || pb < 0 || pl < 0 || pr < 0) return 1;
     const int ho = h / ph, wo = w / pw, wp = w + kw - 1, cp = (c + T - 1) / T * T;
+    const int hot = pt + ho + pb, wot = pl + wo + pr;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
@@ -135,11 +137,12 @@ int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int p
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n; i++) {
             if (xp == NULL) continue;
-            const size_t o = (size_t)i * ho * wo * c;
+            const size_t o = (size_t)i * ho * wo * c, op = (size_t)i * hot * wot * c;
             pad_window(x + (size_t)i * h * w, h, w, kh, kw, pad_top, pad_left, xp);
+            zero_border((char *)(out + op), ho, wo, c, pt, pb, pl, pr, sizeof(float));
 #define FWD(KH, KW, PH, PW)                                                                                          \
-    forward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, wt, b, rnd ? rnd + o : NULL, threshold, scale, out + o,       \
-                   arg ? arg + o : NULL, cp)
+    forward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, wt, b, rnd ? rnd + o : NULL, threshold, scale, out + op,      \
+                   arg ? arg + o : NULL, cp, pt, pl, wot)
             DISPATCH(FWD, kh, kw, ph, pw);
         }
         free(xp);
@@ -148,10 +151,11 @@ int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int p
 }
 
 int pl_first_block_backward(int64_t n, int h, int w, int c, int kh, int kw, int pad_top, int pad_left, int ph, int pw,
-                            const float *x, const float *g, const uint8_t *arg, float scale, float *gw, float *gb,
-                            int nthreads) {
-    if (check(c, kh, kw, ph, pw)) return 1;
+                            int pt, int pb, int pl, int pr, const float *x, const float *g, const uint8_t *arg,
+                            float scale, float *gw, float *gb, int nthreads) {
+    if (check(c, kh, kw, ph, pw) || pt < 0 || pb < 0 || pl < 0 || pr < 0) return 1;
     const int ho = h / ph, wo = w / pw, wp = w + kw - 1, cp = (c + T - 1) / T * T, k = kh * kw;
+    const int hot = pt + ho + pb, wot = pl + wo + pr;
     memset(gw, 0, sizeof(float) * (size_t)k * cp);
     memset(gb, 0, sizeof(float) * (size_t)cp);
     int failed = 0;
@@ -164,9 +168,10 @@ int pl_first_block_backward(int64_t n, int h, int w, int c, int kh, int kw, int 
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n; i++) {
             if (xp == NULL || tw == NULL || tb == NULL) continue;
-            const size_t o = (size_t)i * ho * wo * c;
+            const size_t o = (size_t)i * ho * wo * c, op = (size_t)i * hot * wot * c;
             pad_window(x + (size_t)i * h * w, h, w, kh, kw, pad_top, pad_left, xp);
-#define BWD(KH, KW, PH, PW) backward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, g + o, arg + o, tw, tb, cp)
+#define BWD(KH, KW, PH, PW) \
+    backward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, g + op, arg + o, tw, tb, cp, pt, pl, wot)
             DISPATCH(BWD, kh, kw, ph, pw);
         }
 #pragma omp critical

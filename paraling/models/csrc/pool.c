@@ -8,8 +8,10 @@
  * the pooled values instead of over the full map. A pool of 1 x 1 on (n, features) data is ReLU -> dropout for the
  * fully connected layers.
  *
- * Layouts (contiguous, channels innermost): x (n, h, w, c); out, arg, rnd (n, h/ph, w/pw, c); g like out; gx like
- * x; bias and gb (c) float32. Values are computed in float32 and rounded to bfloat16 once, as torch does.
+ * Layouts (contiguous, channels innermost): x (n, h, w, c); arg, rnd (n, ho, wo, c) with ho = h/ph, wo = w/pw;
+ * out (n, pt + ho + pb, pl + wo + pr, c), the output inside a zero border that is the next convolution's padding
+ * (all four 0 when it needs none); g like out (its border ignored); gx like x; bias and gb (c) float32. Values are
+ * computed in float32 and rounded to bfloat16 once, as torch does.
  */
 #include <stdlib.h>
 
@@ -19,10 +21,11 @@ static int check(int64_t n, int h, int w, int c, int ph, int pw) {
     return n < 0 || c < 1 || ph < 1 || pw < 1 || ph * pw > 254 || h < ph || w < pw;
 }
 
-int pl_pool_forward(int64_t n, int h, int w, int c, int ph, int pw, int bf16, const void *x, const float *bias,
-                    const uint8_t *rnd, int threshold, float scale, void *out, uint8_t *arg, int nthreads) {
-    if (check(n, h, w, c, ph, pw)) return 1;
-    const int ho = h / ph, wo = w / pw, s_count = ph * pw;
+int pl_pool_forward(int64_t n, int h, int w, int c, int ph, int pw, int pt, int pb, int pl, int pr, int bf16,
+                    const void *x, const float *bias, const uint8_t *rnd, int threshold, float scale, void *out,
+                    uint8_t *arg, int nthreads) {
+    if (check(n, h, w, c, ph, pw) || pt < 0 || pb < 0 || pl < 0 || pr < 0) return 1;
+    const int ho = h / ph, wo = w / pw, s_count = ph * pw, hot = pt + ho + pb, wot = pl + wo + pr;
     const size_t es = bf16 ? 2 : 4;
     const char *xb = x;
     char *ob = out;
@@ -30,8 +33,9 @@ int pl_pool_forward(int64_t n, int h, int w, int c, int ph, int pw, int bf16, co
     for (int64_t r = 0; r < n * ho; r++) {
         const int64_t i = r / ho;
         const int oi = (int)(r % ho);
+        if (oi == 0) zero_border(ob + (size_t)i * hot * wot * c * es, ho, wo, c, pt, pb, pl, pr, es);
         for (int oj = 0; oj < wo; oj++) {
-            const size_t o = ((size_t)r * wo + oj) * c;
+            const size_t o = ((size_t)r * wo + oj) * c, op = (((size_t)i * hot + oi + pt) * wot + oj + pl) * c;
             for (int cb = 0; cb < c; cb += T) {
                 const int cw = c - cb < T ? c - cb : T;
                 vf best = {0};
@@ -50,7 +54,7 @@ int pl_pool_forward(int64_t n, int h, int w, int c, int ph, int pw, int bf16, co
                 if (bias != NULL) best += load_lanes(bias + cb, 0, cw);
                 vi keep = ~(best <= 0.0f);
                 if (rnd != NULL) keep &= load_bytes(rnd + o + cb, cw, 0) >= threshold;
-                store_lanes(ob + (o + cb) * es, blend(keep, best * scale, (vf){0}), bf16, cw);
+                store_lanes(ob + (op + cb) * es, blend(keep, best * scale, (vf){0}), bf16, cw);
                 if (arg != NULL) store_bytes(arg + o + cb, (keep & won) | (~keep & DROPPED), cw);
             }
         }
@@ -58,10 +62,10 @@ int pl_pool_forward(int64_t n, int h, int w, int c, int ph, int pw, int bf16, co
     return 0;
 }
 
-int pl_pool_backward(int64_t n, int h, int w, int c, int ph, int pw, int bf16, const void *g, const uint8_t *arg,
-                     float scale, void *gx, float *gb, int nthreads) {
-    if (check(n, h, w, c, ph, pw)) return 1;
-    const int ho = h / ph, wo = w / pw, cp = (c + T - 1) / T * T;
+int pl_pool_backward(int64_t n, int h, int w, int c, int ph, int pw, int pt, int pb, int pl, int pr, int bf16,
+                     const void *g, const uint8_t *arg, float scale, void *gx, float *gb, int nthreads) {
+    if (check(n, h, w, c, ph, pw) || pt < 0 || pb < 0 || pl < 0 || pr < 0) return 1;
+    const int ho = h / ph, wo = w / pw, cp = (c + T - 1) / T * T, hot = pt + ho + pb, wot = pl + wo + pr;
     const size_t es = bf16 ? 2 : 4;
     const char *gbase = g;
     char *gxb = gx;
@@ -88,9 +92,10 @@ int pl_pool_backward(int64_t n, int h, int w, int c, int ph, int pw, int bf16, c
                     continue;
                 }
                 const size_t o = (((size_t)i * ho + oi) * wo + oj) * c;
+                const size_t op = (((size_t)i * hot + oi + pt) * wot + oj + pl) * c;
                 for (int cb = 0; cb < c; cb += T) {
                     const int cw = c - cb < T ? c - cb : T;
-                    vf gv = load_lanes(gbase + (o + cb) * es, bf16, cw);
+                    vf gv = load_lanes(gbase + (op + cb) * es, bf16, cw);
                     vi a = load_bytes(arg + o + cb, cw, DROPPED);
                     store_lanes(dst + (size_t)cb * es, blend(a == s, gv * scale, (vf){0}), bf16, cw);
                     if (tb != NULL && s == 0) {

@@ -74,4 +74,18 @@ static inline void store_bytes(uint8_t *p, vi v, int n) {
     else memcpy(p, &b, n);
 }
 
+/* Zero the border of one channels-last image of (pt + ho + pb) x (pl + wo + pr) x c elements of `es` bytes: the
+ * next convolution's "same" padding, written by the kernel that produces its input instead of by a separate pad
+ * pass (and its gradient read in place instead of sliced and copied). */
+static inline void zero_border(char *img, int ho, int wo, int c, int pt, int pb, int pl, int pr, size_t es) {
+    const size_t px = (size_t)c * es, row = (size_t)(pl + wo + pr) * px;
+    memset(img, 0, pt * row);
+    memset(img + (size_t)(pt + ho) * row, 0, pb * row);
+    if (pl == 0 && pr == 0) return;
+    for (int r = pt; r < pt + ho; r++) {
+        memset(img + r * row, 0, pl * px);
+        memset(img + r * row + (size_t)(pl + wo) * px, 0, pr * px);
+    }
+}
+
 #endif
