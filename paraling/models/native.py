@@ -59,16 +59,18 @@ def _cpu_signature() -> str:
 
 
 def _build(cc: str, out: Path) -> None:
+    """Compile every ``csrc/*.c`` into ``out`` (atomically); without ``-march=native`` where the compiler lacks it."""
+    sources = [str(p) for p in sorted(_SOURCES.glob("*.c"))]
+    errors = []
     with atomic_path(out, suffix=".so") as tmp:
-        proc = subprocess.run(
-            [cc, *_FLAGS, *map(str, sorted(_SOURCES.glob("*.c"))), "-o", str(tmp)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise OSError(f"{cc} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        for flags in (_FLAGS, [f for f in _FLAGS if f != "-march=native"]):
+            proc = subprocess.run(
+                [cc, *flags, *sources, "-o", str(tmp)], capture_output=True, text=True, timeout=300, check=False
+            )
+            if proc.returncode == 0:
+                return
+            errors.append(proc.stderr.strip()[-1500:])
+        raise OSError(f"{cc} failed: {errors[-1] or errors[0]}")
 
 
 @functools.lru_cache(maxsize=1)
