@@ -150,6 +150,7 @@ class TrainerConfig:
     patience: int = 0
     precision: str = "auto"
     channels_last: bool = True
+    native: bool = True
     threads: int = 0
     max_windows_per_epoch: int | None = None
     eval_batch_size: int = 2048

@@ -233,6 +233,8 @@ def fit(
         keep_freed_memory()
     dtype = resolve_precision(cfg.precision, device)
     channels_last = bool(cfg.channels_last)
+    if hasattr(model, "native"):
+        model.native = bool(getattr(cfg, "native", True))
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -134,3 +134,25 @@ def test_bf16_channels_last_path_runs() -> None:
         OmegaConf.structured(TrainerConfig(epochs=2, batch_size=16, channels_last=True, precision="bf16")),
     )
     assert len(res.history) == 2 and np.isfinite(res.history[-1]["train_loss"])
+
+
+def test_native_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trainer.native=false trains on torch ops only; true goes through the native first block."""
+    from paraling.models import cnn, native
+
+    if native.load_library() is None:
+        pytest.skip("no C compiler: the native kernels cannot be built here")
+    calls = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return None  # "does not apply": the model falls back to torch ops
+
+    monkeypatch.setattr(cnn, "first_block", spy)
+    bank, y = _problem()
+    idx, yw, _ = _sets(bank, y)
+    model = _model()
+    fit(model, bank, idx, yw, None, _cfg(native=False))
+    assert not calls and model.native is False
+    fit(model, bank, idx, yw, None, _cfg(native=True))
+    assert calls and model.native is True
