@@ -317,6 +317,11 @@ def fit(
                 result.best_epoch, result.best_val_uar = epoch, metrics["val_uar"]
                 best_state = copy.deepcopy(model.state_dict())
         result.history.append(metrics)
+        if progress is not None:
+            progress(epoch, metrics)
+        reporter.on_epoch_end(fold, epoch, metrics)
+        # The checkpoint comes after the metrics are logged: a kill between the two re-runs the epoch (its metrics
+        # are then logged twice) instead of skipping it on resume (its metrics never logged).
         if checkpoint is not None:
             _save_checkpoint(
                 checkpoint,
@@ -331,9 +336,6 @@ def fit(
                     "gen": gen.get_state(),
                 },
             )
-        if progress is not None:
-            progress(epoch, metrics)
-        reporter.on_epoch_end(fold, epoch, metrics)
         if cfg.patience and result.best_epoch >= 0 and epoch - result.best_epoch >= int(cfg.patience):
             log.info("fold %d: early stop at epoch %d (best %d)", fold, epoch, result.best_epoch)
             break
