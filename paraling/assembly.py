@@ -35,7 +35,7 @@ from paraling.metrics import confusion_matrix, plot_confusion_matrix
 from paraling.oof import OOFScores, save_oof
 from paraling.predict import save_bundle
 from paraling.registry import log_pyfunc, register_model
-from paraling.runs import MEMBERS_TAG, TrackedRun, find_runs, load_scores, make_client
+from paraling.runs import MEMBERS_TAG, NAME_TAG, TrackedRun, find_runs, load_scores, make_client
 from paraling.tracking import RunTracker, mask_secrets
 
 __all__ = ["EnsembleResult", "assemble_ensemble", "format_summary"]
@@ -268,7 +268,7 @@ def _log_ensemble(
     members = result.members
     tags = {
         "paraling.kind": "ensemble",
-        "paraling.name": run_name or "ensemble",
+        NAME_TAG: run_name or "ensemble",
         MEMBERS_TAG: ",".join(r.run_id for r, _ in members),
     }
     for t in ("paraling.manifest_digest", "paraling.fold_digest", "paraling.corpus"):

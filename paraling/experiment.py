@@ -35,6 +35,7 @@ from paraling.oof import OOFScores, save_oof
 from paraling.plots import plot_curves
 from paraling.predict import fold_state
 from paraling.progress import Progress
+from paraling.runs import NAME_TAG
 from paraling.summary import print_summary
 from paraling.tracking import RunTracker, flatten
 from paraling.training import Reporter, fit, predict_windows, resolve_device, resolve_precision
@@ -242,7 +243,7 @@ def run_experiment(
     manifest = data.manifest
     reproduce = "paraling train " + " ".join(overrides or [])
     all_tags = {
-        "paraling.name": cfg.name,
+        NAME_TAG: cfg.name,
         "paraling.reproduce": reproduce.strip(),
         "paraling.manifest_digest": manifest.digest(),
         "paraling.corpus": cfg.corpus.name,

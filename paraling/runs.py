@@ -143,7 +143,7 @@ def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:
     kind = tags.get("paraling.model_type") or tags.get("paraling.model") or "cnn"
     tr = TrackedRun(
         info.run_id,
-        info.run_name or tags.get("paraling.name", info.run_id),
+        info.run_name or tags.get(NAME_TAG, info.run_id),
         tags,
         dict(data.metrics),
         kind,

@@ -40,6 +40,7 @@ from paraling.data.splits import FoldPlan, assign_folds, plan_folds
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.oof import OOFScores, save_oof
 from paraling.progress import Progress
+from paraling.runs import NAME_TAG
 from paraling.tracking import RunTracker, flatten
 
 __all__ = ["FoldData", "prepare_folds", "run_baseline"]
@@ -147,7 +148,7 @@ def run_baseline(
             X, y, speakers = X[ok], y[ok], speakers[ok]
         provider = _static_provider(X, y, speakers)
     all_tags = {
-        "paraling.name": cfg.name,
+        NAME_TAG: cfg.name,
         "paraling.reproduce": ("paraling train " + " ".join(overrides or [])).strip(),
         "paraling.manifest_digest": manifest.digest(),
         "paraling.corpus": cfg.corpus.name,
