@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import torch
@@ -90,8 +91,14 @@ def load_library() -> ctypes.CDLL | None:
         ).hexdigest()[:16]
         path = _cache_dir() / f"paraling-{key}.so"
         if not path.exists():
-            log.info("compiling native CPU kernels into %s", path)
-            _build(cc, path)
+            try:
+                log.info("compiling native CPU kernels into %s", path)
+                _build(cc, path)
+            except PermissionError as exc:  # e.g. a read-only home: build for this machine under the temp folder
+                path = Path(tempfile.gettempdir()) / f"paraling-native-{os.getuid()}" / path.name
+                log.info("%s; compiling native CPU kernels into %s instead", exc, path)
+                if not path.exists():
+                    _build(cc, path)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("native CPU kernels unavailable (%s); using torch ops", exc)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from paraling.atomic import atomic_path
 from paraling.models import native
 from paraling.models.cnn import WindowCNN
 from paraling.models.first_block import first_block
@@ -183,3 +186,24 @@ def test_built_once_into_the_cache(fresh_library: pytest.MonkeyPatch, tmp_path: 
     assert native.load_library() is not None
     assert built.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == [built.name]
+
+
+@requires_native
+def test_read_only_cache_builds_under_the_temp_folder(fresh_library: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root ignores permissions
+        fresh_library.setattr(native, "atomic_path", _refuse)
+    fresh_library.setenv("PARALING_NATIVE_DIR", str(locked / "native"))
+    fresh_library.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert native.load_library() is not None
+    assert list((tmp_path / "tmp").glob("paraling-native-*/paraling-*.so"))
+
+
+@contextlib.contextmanager
+def _refuse(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    if "locked" in str(path):
+        raise PermissionError(f"read-only: {path}")
+    with atomic_path(path, suffix) as tmp:
+        yield tmp
