@@ -96,7 +96,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` (``None`` = plain fp32). ``auto`` = bf16 on CUDA, fp32 on CPU."""
+    """Autocast dtype for ``precision`` (``None`` = plain fp32). ``auto`` = bf16 on CUDA, fp32 on CPU.
+
+    Under bf16 autocast only the convolutions run in bfloat16: :class:`~paraling.models.cnn.WindowCNN` keeps its
+    fully connected layers in float32.
+    """
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -152,7 +156,7 @@ def predict_windows(
             x = _prep(bank.gather(idx[s : s + batch_size]).to(device, non_blocking=True), channels_last)
             with _autocast(device, precision):
                 h = model.features(x)  # type: ignore[operator]
-                logits = model.out(h)  # type: ignore[operator]
+                logits = model.classify(h)  # type: ignore[operator]
             proba[s : s + len(x)] = torch.softmax(logits.float(), dim=1).cpu()
             if embeddings and g_all is not None:
                 hb = h.float().cpu()

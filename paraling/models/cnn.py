@@ -128,17 +128,26 @@ class WindowCNN(nn.Module):
                     x = torch.nn.functional.max_pool2d(x, (ph, pw))
                 x = drop(torch.relu(x))
         x = torch.flatten(x, 1)
-        for name in self.fc_names:
-            h = getattr(self, name)(x)
-            if self.fused:
-                x = relu_dropout(h, self._fc_drop.p, self.training, native=self.native)
-            else:
-                x = self._fc_drop(torch.relu(h))
+        # The fully connected layers always run in float32, also under bf16 autocast: they are ~15% of a step, and
+        # in bfloat16 they cost UAR (README, Performance (g)), while bf16 convolutions did not.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            for name in self.fc_names:
+                h = getattr(self, name)(x)
+                if self.fused:
+                    x = relu_dropout(h, self._fc_drop.p, self.training, native=self.native)
+                else:
+                    x = self._fc_drop(torch.relu(h))
         return x
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` from embeddings :meth:`features` returned (float32, outside autocast)."""
+        with torch.autocast(h.device.type, enabled=False):
+            return self.out(h.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, n_classes)`` for windows ``(batch, 1, n_mels, width)``."""
-        return self.out(self.features(x))
+        return self.classify(self.features(x))
 
 
 def build_model(model_cfg: object, n_mels: int, width: int, n_classes: int) -> WindowCNN:

@@ -45,3 +45,21 @@ def test_bad_architecture() -> None:
         WindowCNN(40, 11, 7, [32, 64], [3], [0.1, 0.2], [500])
     with pytest.raises(ModelError, match="at least 2 classes"):
         WindowCNN(40, 11, 1, [32], [3], [0.1], [500])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fc_layers_stay_float32_under_bf16_autocast(native: bool) -> None:
+    """Convolutions follow autocast; the FC layers and the output layer run in float32 (they cost UAR in bf16)."""
+    torch.manual_seed(0)
+    m = WindowCNN(16, 11, 3, [8, 8], [3, 2], [0.0, 0.0], [12], 0.0)
+    m.native = native
+    x = torch.randn(5, 1, 16, 11)
+    seen: dict[str, torch.dtype] = {}
+    for name in ("conv2", "fc1", "out"):  # (the native path calls conv2's weights directly: no hook)
+        getattr(m, name).register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = m(x)
+    expected = {"fc1": torch.float32, "out": torch.float32}
+    assert seen == (expected if native else {**expected, "conv2": torch.bfloat16})
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, m(x), rtol=0.05, atol=0.05)  # close to the all-fp32 forward
