@@ -158,3 +158,14 @@ def test_native_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not calls and model.native is False
     fit(model, bank, idx, yw, None, _cfg(native=True))
     assert calls and model.native is True
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch, native_bf16: bool) -> None:
+    from paraling import training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native_bf16)
+    cpu = torch.device("cpu")
+    assert training.resolve_precision("auto", cpu) == (torch.bfloat16 if native_bf16 else None)
+    assert training.resolve_precision("fp32", cpu) is None
+    assert training.resolve_precision("bf16", cpu) == torch.bfloat16
