@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.dataset import PreparedData
 from paraling.tracking import RunTracker
+from paraling.training import resolve_device, resolve_precision
 
 __all__ = ["log_model"]
 
@@ -43,6 +44,9 @@ def log_model(
         "n_mels": data.bank.n_mels,
         "folds": sorted(models),
         "layer_names": next(iter(models.values())).layer_names if models else [],
+        # how the out-of-fold scores were computed, so that `paraling predict` reproduces them
+        "precision": "bf16" if resolve_precision(str(cfg.trainer.precision), resolve_device(cfg.device)) else "fp32",
+        "channels_last": bool(cfg.trainer.channels_last),
     }
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
     tracker.log_artifact(out, "model")

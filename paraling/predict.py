@@ -169,6 +169,9 @@ class CNNMember:
         self.width, self.shift = int(win["width"]), int(win["shift"])
         self.short_policy = str(win.get("short_policy", "pad"))
         self.method = str(spec.get("aggregation", {}).get("method", "weighted"))
+        # the precision and layout the run's out-of-fold scores were computed with (fp32 for older runs)
+        self.dtype = torch.bfloat16 if spec.get("precision") == "bf16" else None
+        self.channels_last = bool(spec.get("channels_last", False))
 
     @classmethod
     def load(cls, directory: str | Path, name: str | None = None) -> CNNMember:
@@ -273,7 +276,9 @@ class CNNMember:
         for i, f in enumerate(self.folds):
             f.model.to(device)
             bank.mean, bank.std = f.mean, f.std
-            p, emb = predict_windows(f.model, bank, idx, 2048, device, None, False, embeddings=details and i == 0)
+            p, emb = predict_windows(
+                f.model, bank, idx, 2048, device, self.dtype, self.channels_last, embeddings=details and i == 0
+            )
             emb0 = emb if emb is not None else emb0
             proba += f.aggregator.predict_proba(p, utt, energy, n_groups=n)
             if details:
