@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-apt_pkgs=(rubberband-cli)
+apt_pkgs=(rubberband-cli gcc)  # gcc: paraling compiles its native CPU kernels on first use (optional at run time)
 [ "$dev" = 1 ] && apt_pkgs+=(postgresql)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
