@@ -49,27 +49,18 @@ static inline __attribute__((always_inline)) void forward_window(
         memcpy(&bias, b + cb, sizeof(vf));
         for (int oi = 0; oi < ho; oi++) {
             for (int oj = 0; oj < wo; oj++) {
-                vf best = {0};
-                vi won = {0};
+                vf best;
+                vi won;
                 for (int s = 0; s < s_count; s++) {
                     const float *xs = xp + (size_t)(oi * ph + s / pw) * wp + oj * pw + s % pw;
                     vf acc = {0};
                     for (int ki = 0; ki < kh; ki++)
                         for (int kj = 0; kj < kw; kj++) acc += xs[(size_t)ki * wp + kj] * wreg[ki * kw + kj];
-                    if (s == 0) {
-                        best = acc;
-                    } else {
-                        vi take = (acc > best) | (acc != acc);
-                        best = blend(take, acc, best);
-                        won = (take & s) | (~take & won);
-                    }
+                    pool_candidate(acc, s, &best, &won);
                 }
                 const size_t o = ((size_t)oi * wo + oj) * c + cb, op = ((size_t)(oi + pt) * wot + oj + pl) * c + cb;
-                vf v = best + bias;
-                vi keep = ~(v <= 0.0f);
-                if (rnd != NULL) keep &= load_bytes(rnd + o, cw, 0) >= threshold;
-                store_lanes(out + op, blend(keep, v * scale, (vf){0}), 0, cw);
-                if (arg != NULL) store_bytes(arg + o, (keep & won) | (~keep & DROPPED), cw);
+                relu_dropout_store(best + bias, won, rnd ? rnd + o : NULL, threshold, scale, out + op, 0,
+                                   arg ? arg + o : NULL, cw);
             }
         }
     }

@@ -38,24 +38,15 @@ int pl_pool_forward(int64_t n, int h, int w, int c, int ph, int pw, int pt, int 
             const size_t o = ((size_t)r * wo + oj) * c, op = (((size_t)i * hot + oi + pt) * wot + oj + pl) * c;
             for (int cb = 0; cb < c; cb += T) {
                 const int cw = c - cb < T ? c - cb : T;
-                vf best = {0};
-                vi won = {0};
+                vf best;
+                vi won;
                 for (int s = 0; s < s_count; s++) {
                     const size_t xi = (((size_t)i * h + oi * ph + s / pw) * w + oj * pw + s % pw) * c + cb;
-                    vf v = load_lanes(xb + xi * es, bf16, cw);
-                    if (s == 0) {
-                        best = v;
-                    } else {
-                        vi take = (v > best) | (v != v);
-                        best = blend(take, v, best);
-                        won = (take & s) | (~take & won);
-                    }
+                    pool_candidate(load_lanes(xb + xi * es, bf16, cw), s, &best, &won);
                 }
                 if (bias != NULL) best += load_lanes(bias + cb, 0, cw);
-                vi keep = ~(best <= 0.0f);
-                if (rnd != NULL) keep &= load_bytes(rnd + o + cb, cw, 0) >= threshold;
-                store_lanes(ob + (op + cb) * es, blend(keep, best * scale, (vf){0}), bf16, cw);
-                if (arg != NULL) store_bytes(arg + o + cb, (keep & won) | (~keep & DROPPED), cw);
+                relu_dropout_store(best, won, rnd ? rnd + o + cb : NULL, threshold, scale, ob + (op + cb) * es, bf16,
+                                   arg ? arg + o + cb : NULL, cw);
             }
         }
     }

@@ -74,6 +74,30 @@ static inline void store_bytes(uint8_t *p, vi v, int n) {
     else memcpy(p, &b, n);
 }
 
+/* Max-pooling step for candidate `s` (0 first): keep the larger value and which candidate it came from; NaN wins,
+ * and ties keep the earlier candidate, as in torch's max_pool2d. */
+static inline void pool_candidate(vf v, int s, vf *best, vi *won) {
+    if (s == 0) {
+        *best = v;
+        *won = (vi){0};
+        return;
+    }
+    vi take = (v > *best) | (v != v);
+    *best = blend(take, v, *best);
+    *won = (take & s) | (~take & *won);
+}
+
+/* ReLU -> dropout -> scale of pooled values `v`, stored to `out` (float32 or bfloat16), with the winning candidate,
+ * or DROPPED where the value became 0, stored to `arg` (when not NULL). `rnd` (or NULL: no dropout) holds one random
+ * byte per value; a value is kept when its byte >= threshold. NaN passes the ReLU, as in torch. */
+static inline void relu_dropout_store(vf v, vi won, const uint8_t *rnd, int threshold, float scale, void *out,
+                                      int bf16, uint8_t *arg, int n) {
+    vi keep = ~(v <= 0.0f);
+    if (rnd != NULL) keep &= load_bytes(rnd, n, 0) >= threshold;
+    store_lanes(out, blend(keep, v * scale, (vf){0}), bf16, n);
+    if (arg != NULL) store_bytes(arg, (keep & won) | (~keep & DROPPED), n);
+}
+
 /* Zero the border of one channels-last image of (pt + ho + pb) x (pl + wo + pr) x c elements of `es` bytes: the
  * next convolution's "same" padding, written by the kernel that produces its input instead of by a separate pad
  * pass (and its gradient read in place instead of sliced and copied). */
