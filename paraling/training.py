@@ -8,7 +8,6 @@ held-out *speakers* of the training fold (the caller passes their windows as the
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 import time
@@ -25,6 +24,7 @@ from paraling.atomic import atomic_path
 from paraling.errors import TrainingError
 from paraling.malloc import keep_freed_memory
 from paraling.metrics import uar
+from paraling.models.native import cpu_flags
 from paraling.windows import WindowBank
 
 __all__ = [
@@ -96,15 +96,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AMX or AVX512-BF16; read from ``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return not cpu_flags().isdisjoint({"amx_bf16", "avx512_bf16"})
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

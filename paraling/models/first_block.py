@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from paraling.models.fused import dropout_threshold
-from paraling.models.native import MAX_KERNEL, MAX_POOL, TILE, load_library, ptr, random_bytes
+from paraling.models.native import MAX_KERNEL, MAX_POOL, load_library, padded_channels, ptr, random_bytes
 
 __all__ = ["first_block"]
 
@@ -39,7 +39,7 @@ class _FirstBlock(torch.autograd.Function):
         c, _, kh, kw = weight.shape
         _, _, pad_top, pad_left, ph, pw, pt, pb, pl, pr = geometry
         ho, wo = h // ph, w // pw
-        cp = -(-c // TILE) * TILE
+        cp = padded_channels(c)
         xs = x.detach().reshape(n, h, w).contiguous()
         wt = torch.zeros(kh * kw, cp)
         wt[:, :c] = weight.detach().reshape(c, kh * kw).t()
@@ -68,7 +68,7 @@ class _FirstBlock(torch.autograd.Function):
         if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             return None, None, None, None, None, None, None
         g = grad.float().contiguous(memory_format=torch.channels_last)
-        cp = -(-c // TILE) * TILE
+        cp = padded_channels(c)
         gw = torch.empty(kh * kw, cp)
         gb = torch.empty(cp)
         rc = lib.pl_first_block_backward(  # type: ignore[union-attr]

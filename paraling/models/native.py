@@ -29,7 +29,17 @@ import torch
 
 from paraling.atomic import atomic_path
 
-__all__ = ["MAX_KERNEL", "MAX_POOL", "TILE", "load_library", "native_enabled", "ptr", "random_bytes"]
+__all__ = [
+    "MAX_KERNEL",
+    "MAX_POOL",
+    "TILE",
+    "cpu_flags",
+    "load_library",
+    "native_enabled",
+    "padded_channels",
+    "ptr",
+    "random_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +60,32 @@ def _cache_dir() -> Path:
     return base / "paraling" / "native"
 
 
-def _cpu_signature() -> str:
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first ``model name`` and ``flags`` entries of ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            lines = [ln for ln in f if ln.startswith(("flags", "model name"))][:2]
-        return "".join(lines)
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "flags") and key not in info:
+                    info[key] = value.strip()
+                    if len(info) == 2:
+                        break
     except OSError:
-        return platform.processor() or platform.machine()
+        pass
+    return info
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as the kernel reports them (empty off Linux)."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def _cpu_signature() -> str:
+    info = _cpuinfo()
+    return repr(sorted(info.items())) if info else platform.processor() or platform.machine()
 
 
 def _build(cc: str, out: Path) -> None:
@@ -115,6 +144,11 @@ def load_library() -> ctypes.CDLL | None:
     lib.pl_random_bytes.argtypes = [ptr, i64, ctypes.c_uint64, i32]
     lib.pl_random_bytes.restype = None
     return lib
+
+
+def padded_channels(c: int) -> int:
+    """``c`` rounded up to whole channel tiles: the length of weight, bias and gradient rows the kernels read."""
+    return -(-c // TILE) * TILE
 
 
 def ptr(t: torch.Tensor | None) -> int | None:

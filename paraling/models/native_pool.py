@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from paraling.models.native import MAX_POOL, TILE, load_library, ptr, random_bytes
+from paraling.models.native import MAX_POOL, load_library, padded_channels, ptr, random_bytes
 
 __all__ = ["native_pool_applies", "pool_bias_relu_dropout"]
 
@@ -82,7 +82,7 @@ class _PoolBiasReluDrop(torch.autograd.Function):
         else:
             g = grad.to(ctx.dtype).contiguous(memory_format=torch.channels_last)
             gx = torch.empty((n, c, h, w), dtype=ctx.dtype, memory_format=torch.channels_last)
-        gb = torch.empty(-(-c // TILE) * TILE) if ctx.needs_input_grad[1] else None
+        gb = torch.empty(padded_channels(c)) if ctx.needs_input_grad[1] else None
         rc = lib.pl_pool_backward(  # type: ignore[union-attr]
             n, h, w, c, ph, pw, pt, pb, pl, pr, int(ctx.dtype == torch.bfloat16),
             ptr(g), ptr(arg), ctx.scale, ptr(gx), ptr(gb), torch.get_num_threads(),
