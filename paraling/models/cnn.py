@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from paraling.errors import ModelError
+from paraling.models.conv_block import conv_block_applies, conv_pool_block
 from paraling.models.first_block import first_block
 from paraling.models.fused import pool_relu_dropout, relu_dropout
 from paraling.models.native import load_library
@@ -61,13 +62,15 @@ class WindowCNN(nn.Module):
         self.conv_names: list[str] = []
         self.fc_names: list[str] = []
         self._pools: list[tuple[int, int]] = []
-        self._pads: list[tuple[int, int, int, int] | None] = []
+        self._pads: list[tuple[int, int, int, int] | None] = []  # explicit padding (even kernels; torch path)
+        self._in_pads: list[tuple[int, int, int, int]] = []  # the whole padding, explicit (native path)
         self._drops = nn.ModuleList()
         h, w, c_in = n_mels, width, 1
         for i, (c, k, p) in enumerate(zip(channels, kernel_sizes, dropout_conv, strict=True), 1):
             # "same" padding; even kernels pad one more on the right/bottom, done explicitly in forward
             conv = nn.Conv2d(c_in, c, kernel_size=k, padding=k // 2 if k % 2 else 0)
             self._pads.append(None if k % 2 else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
+            self._in_pads.append((k // 2,) * 4 if k % 2 else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
             name = f"conv{i}"
             self.add_module(name, conv)
             self.conv_names.append(name)
@@ -101,32 +104,8 @@ class WindowCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
-        padded = False  # whether x already carries the next convolution's padding (written by a native kernel)
-        next_pads = [*self._pads[1:], None]
-        blocks = zip(self.conv_names, self._pads, next_pads, self._pools, self._drops, strict=True)
-        for name, pad, out_pad, (ph, pw), drop in blocks:
-            conv: nn.Conv2d = getattr(self, name)
-            native = self.fused and self.native and x.device.type == "cpu" and load_library() is not None
-            if native and name == "conv1":
-                k = conv.kernel_size[0]
-                pads = (k // 2, k // 2) if pad is None else (pad[2], pad[0])
-                out = first_block(x, conv, pads, (ph, pw), drop.p, self.training, out_pad)
-                if out is not None:
-                    x, padded = out, out_pad is not None
-                    continue
-            if pad is not None and not padded:
-                x = torch.nn.functional.pad(x, pad)
-            if native:  # the bias is added after pooling, and the next padding written, by the fused kernel
-                x = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding)
-                x = pool_relu_dropout(x, (ph, pw), drop.p, self.training, bias=conv.bias, out_pad=out_pad)
-                padded = out_pad is not None
-            elif self.fused:
-                x, padded = pool_relu_dropout(conv(x), (ph, pw), drop.p, self.training, native=False), False
-            else:
-                x, padded = conv(x), False
-                if ph > 1 or pw > 1:
-                    x = torch.nn.functional.max_pool2d(x, (ph, pw))
-                x = drop(torch.relu(x))
+        native = self.fused and self.native and x.device.type == "cpu" and load_library() is not None
+        x = self._native_blocks(x) if native else self._torch_blocks(x)
         x = torch.flatten(x, 1)
         # The fully connected layers always run in float32, also under bf16 autocast: they are ~15% of a step, and
         # in bfloat16 they cost UAR (README, Performance (g)), while bf16 convolutions did not.
@@ -138,6 +117,43 @@ class WindowCNN(nn.Module):
                     x = relu_dropout(h, self._fc_drop.p, self.training, native=self.native)
                 else:
                     x = self._fc_drop(torch.relu(h))
+        return x
+
+    def _native_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv blocks on the native kernels: each writes the next convolution's padding around its output."""
+        padded = False  # whether x already carries the next convolution's padding
+        next_pads = [*self._in_pads[1:], None]
+        blocks = zip(self.conv_names, self._in_pads, next_pads, self._pools, self._drops, strict=True)
+        for name, pad, out_pad, pool, drop in blocks:
+            conv: nn.Conv2d = getattr(self, name)
+            if name == "conv1":
+                out = first_block(x, conv, (pad[2], pad[0]), pool, drop.p, self.training, out_pad)
+                if out is not None:
+                    x, padded = out, True
+                    continue
+            if not padded and any(pad):
+                x = torch.nn.functional.pad(x, pad)
+            if conv_block_applies(x, conv, pool):
+                x = conv_pool_block(x, conv, pool, drop.p, self.training, out_pad)
+            else:
+                x = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride)
+                x = pool_relu_dropout(x, pool, drop.p, self.training, bias=conv.bias, out_pad=out_pad)
+            padded = True
+        return x
+
+    def _torch_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv blocks on torch ops (fused masks unless ``fused`` is off)."""
+        for name, pad, (ph, pw), drop in zip(self.conv_names, self._pads, self._pools, self._drops, strict=True):
+            conv: nn.Conv2d = getattr(self, name)
+            if pad is not None:
+                x = torch.nn.functional.pad(x, pad)
+            if self.fused:
+                x = pool_relu_dropout(conv(x), (ph, pw), drop.p, self.training, native=False)
+            else:
+                x = conv(x)
+                if ph > 1 or pw > 1:
+                    x = torch.nn.functional.max_pool2d(x, (ph, pw))
+                x = drop(torch.relu(x))
         return x
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:

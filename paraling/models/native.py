@@ -1,9 +1,10 @@
 """Native CPU kernels (``csrc/*.c``): their build, loading, and the random bytes of dropout masks.
 
 The kernels are the fused first conv block (``models/first_block.py``), fused max-pool → bias → ReLU → dropout for
-the other blocks and the FC layers (``models/native_pool.py``), and a parallel random-byte generator for dropout
-masks: torch's ``random_`` draws from one Mersenne Twister serially, about 1 ms per 1.6 M bytes here, which
-was 2-3% of a training step for the four masks of the default CNN.
+the other blocks and the FC layers (``models/native_pool.py``), the sparse backward pass of the other conv blocks
+(``models/conv_block.py``), and a parallel random-byte generator for dropout masks: torch's ``random_`` draws from
+one Mersenne Twister serially, about 1 ms per 1.6 M bytes here, which was 2-3% of a training step for the four
+masks of the default CNN.
 
 The library is compiled on first use with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native
 -fopenmp``) into ``$PARALING_NATIVE_DIR`` (default ``~/.cache/paraling/native``), keyed by the source, the compiler
@@ -141,6 +142,9 @@ def load_library() -> ctypes.CDLL | None:
     lib.pl_pool_forward.argtypes = [*pool, ptr, ptr, ptr, i32, f32, ptr, ptr, i32]
     lib.pl_pool_backward.argtypes = [*pool, ptr, ptr, f32, ptr, ptr, i32]
     lib.pl_pool_forward.restype = lib.pl_pool_backward.restype = i32
+    conv = [i64, *[i32] * 13]  # n, hx, wx, cin, cout, kh, kw, ph, pw, output border t/b/l/r, bf16
+    lib.pl_conv_pool_backward.argtypes = [*conv, ptr, ptr, ptr, ptr, f32, ptr, ptr, ptr, i32]
+    lib.pl_conv_pool_backward.restype = i32
     lib.pl_random_bytes.argtypes = [ptr, i64, ctypes.c_uint64, i32]
     lib.pl_random_bytes.restype = None
     return lib

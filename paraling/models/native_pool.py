@@ -15,7 +15,7 @@ import torch
 
 from paraling.models.native import MAX_POOL, load_library, padded_channels, ptr, random_bytes
 
-__all__ = ["native_pool_applies", "pool_bias_relu_dropout"]
+__all__ = ["native_pool_applies", "pool_backward", "pool_bias_relu_dropout", "pool_forward"]
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -31,6 +31,78 @@ def native_pool_applies(x: torch.Tensor, pool: tuple[int, int] = (1, 1)) -> bool
     return load_library() is not None
 
 
+def pool_forward(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    pool: tuple[int, int],
+    border: tuple[int, int, int, int],
+    threshold: int,
+    scale: float,
+    save: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The forward kernel: ``(out, arg)``, ``arg`` the winner bytes (``None`` unless ``save``).
+
+    ``border`` is ``(top, bottom, left, right)``; the other arguments are as for :func:`pool_bias_relu_dropout`.
+    """
+    lib = load_library()
+    assert lib is not None  # checked by native_pool_applies()
+    ph, pw = pool
+    pt, pb, pl, pr = border
+    if x.dim() == 2:
+        xc = x.contiguous()
+        (n, c), h, w = xc.shape, 1, 1
+        out = torch.empty_like(xc)
+        bytes_like = torch.empty((n, c), dtype=torch.uint8)
+    else:
+        xc = x.contiguous(memory_format=torch.channels_last)
+        n, c, h, w = xc.shape
+        ho, wo = h // ph, w // pw
+        out = torch.empty((n, c, pt + ho + pb, pl + wo + pr), dtype=x.dtype, memory_format=torch.channels_last)
+        bytes_like = torch.empty((n, c, ho, wo), dtype=torch.uint8, memory_format=torch.channels_last)
+    arg = bytes_like if save else None  # one byte per output: the winning candidate, 255 when zeroed
+    rnd = random_bytes(bytes_like) if threshold else None
+    b = bias.detach().float().contiguous() if bias is not None else None
+    rc = lib.pl_pool_forward(
+        n, h, w, c, ph, pw, pt, pb, pl, pr, int(x.dtype == torch.bfloat16),
+        ptr(xc), ptr(b), ptr(rnd), threshold, scale, ptr(out), ptr(arg), torch.get_num_threads(),
+    )  # fmt: skip
+    if rc:
+        raise RuntimeError(f"native pool forward failed (code {rc}) for shape {tuple(x.shape)}, pool {pool}")
+    return out, arg
+
+
+def pool_backward(
+    grad: torch.Tensor,
+    arg: torch.Tensor,
+    shape: tuple[int, ...],
+    pool: tuple[int, int],
+    border: tuple[int, int, int, int],
+    scale: float,
+    dtype: torch.dtype,
+    bias_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The backward kernel: the input gradient (``shape``, channels-last when 4-d) and the bias gradient."""
+    lib = load_library()
+    assert lib is not None
+    (ph, pw), (pt, pb, pl, pr) = pool, border
+    if len(shape) == 2:
+        (n, c), h, w = shape, 1, 1
+        g = grad.to(dtype).contiguous()
+        gx = torch.empty_like(g)
+    else:
+        n, c, h, w = shape
+        g = grad.to(dtype).contiguous(memory_format=torch.channels_last)
+        gx = torch.empty((n, c, h, w), dtype=dtype, memory_format=torch.channels_last)
+    gb = torch.empty(padded_channels(c)) if bias_grad else None
+    rc = lib.pl_pool_backward(
+        n, h, w, c, ph, pw, pt, pb, pl, pr, int(dtype == torch.bfloat16),
+        ptr(g), ptr(arg), scale, ptr(gx), ptr(gb), torch.get_num_threads(),
+    )  # fmt: skip
+    if rc:
+        raise RuntimeError(f"native pool backward failed (code {rc})")
+    return gx, gb[:c] if gb is not None else None
+
+
 class _PoolBiasReluDrop(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -43,53 +115,16 @@ class _PoolBiasReluDrop(torch.autograd.Function):
         scale: float,
         save: bool,
     ) -> torch.Tensor:
-        lib = load_library()
-        assert lib is not None  # checked by native_pool_applies()
-        ph, pw = pool
-        pt, pb, pl, pr = border
-        if x.dim() == 2:
-            xc = x.contiguous()
-            (n, c), h, w = xc.shape, 1, 1
-            out = torch.empty_like(xc)
-            bytes_like = torch.empty((n, c), dtype=torch.uint8)
-        else:
-            xc = x.contiguous(memory_format=torch.channels_last)
-            n, c, h, w = xc.shape
-            ho, wo = h // ph, w // pw
-            out = torch.empty((n, c, pt + ho + pb, pl + wo + pr), dtype=x.dtype, memory_format=torch.channels_last)
-            bytes_like = torch.empty((n, c, ho, wo), dtype=torch.uint8, memory_format=torch.channels_last)
-        arg = bytes_like if save else None  # one byte per output: the winning candidate, 255 when zeroed
-        rnd = random_bytes(bytes_like) if threshold else None
-        b = bias.detach().float().contiguous() if bias is not None else None
-        rc = lib.pl_pool_forward(
-            n, h, w, c, ph, pw, pt, pb, pl, pr, int(x.dtype == torch.bfloat16),
-            ptr(xc), ptr(b), ptr(rnd), threshold, scale, ptr(out), ptr(arg), torch.get_num_threads(),
-        )  # fmt: skip
-        if rc:
-            raise RuntimeError(f"native pool forward failed (code {rc}) for shape {tuple(x.shape)}, pool {pool}")
+        out, arg = pool_forward(x, bias, pool, border, threshold, scale, save)
         ctx.save_for_backward(arg)
-        ctx.geometry, ctx.scale, ctx.dtype, ctx.dims = (n, h, w, c, ph, pw, *border), scale, x.dtype, x.dim()
+        ctx.geometry, ctx.scale, ctx.dtype = (tuple(x.shape), pool, border), scale, x.dtype
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        lib = load_library()
         (arg,) = ctx.saved_tensors
-        n, h, w, c, ph, pw, pt, pb, pl, pr = ctx.geometry
-        if ctx.dims == 2:
-            g = grad.to(ctx.dtype).contiguous()
-            gx = torch.empty_like(g)
-        else:
-            g = grad.to(ctx.dtype).contiguous(memory_format=torch.channels_last)
-            gx = torch.empty((n, c, h, w), dtype=ctx.dtype, memory_format=torch.channels_last)
-        gb = torch.empty(padded_channels(c)) if ctx.needs_input_grad[1] else None
-        rc = lib.pl_pool_backward(  # type: ignore[union-attr]
-            n, h, w, c, ph, pw, pt, pb, pl, pr, int(ctx.dtype == torch.bfloat16),
-            ptr(g), ptr(arg), ctx.scale, ptr(gx), ptr(gb), torch.get_num_threads(),
-        )  # fmt: skip
-        if rc:
-            raise RuntimeError(f"native pool backward failed (code {rc})")
-        return gx, gb[:c] if gb is not None else None, None, None, None, None, None
+        gx, gb = pool_backward(grad, arg, *ctx.geometry, ctx.scale, ctx.dtype, ctx.needs_input_grad[1])
+        return gx, gb, None, None, None, None, None
 
 
 def pool_bias_relu_dropout(

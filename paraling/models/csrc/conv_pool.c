@@ -1,0 +1,172 @@
+/* Backward pass of a conv block (conv -> max-pool -> + bias -> ReLU -> dropout) from the pool kernel's winner bytes.
+ *
+ * After max-pooling, only the winning candidate of each pooled value gets a gradient, and none does where the ReLU
+ * or dropout zeroed the value: of the 20x5x64 conv-output gradients of the default second block at most one in five
+ * is nonzero, typically under one in ten. A dense convolution backward (oneDNN's, after a pool backward that
+ * writes the mostly-zero gradient map) multiplies all of them. Here the kept (pooled value, channel) pairs of a
+ * chunk of windows are listed per output channel, and each one adds
+ *     its gradient x its input patch          to that channel's weight gradient (accumulated in registers), and
+ *     its gradient x that channel's weights   to the input gradient over the same patch,
+ * so the work is proportional to the kept values, and the conv output's gradient is never written.
+ *
+ * The convolution is "valid" over an input that already carries its zero padding (written by the kernel that
+ * produced it, see pool.c and first_block.c), stride 1, no dilation or groups.
+ *
+ * Layouts (contiguous, channels innermost; x, g and gx are float32, or bfloat16 when bf16 is set):
+ *   x, gx  (n, hx, wx, cin)        conv input (with its padding) and its gradient (gx may be NULL)
+ *   wt, gw (cout, kh, kw, cin)     weights (the values the forward pass used) and their gradient, float32
+ *   g      (n, pt + ho + pb, pl + wo + pr, cout)   gradient of the block output (its border is ignored)
+ *   arg    (n, ho, wo, cout)       winning candidate per pooled value, 255 where zeroed (written by pool.c)
+ *   gb     (cout)                  bias gradient (the bias is added after pooling), float32
+ * Sums are float32; a bfloat16 input gradient is rounded once at the end.
+ * The conv output is (hx - kh + 1) x (wx - kw + 1), pooled ph x pw (rows and columns left over are not read).
+ * Per-thread partial sums are added in thread order, so results depend on the thread count but not on timing.
+ */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "vec.h"
+
+#define TV 8     /* vectors per register tile of a weight row */
+#define CHUNK 16 /* windows per work item: their input and input gradient stay in the L2 cache */
+
+/* One register tile (up to TV vectors of a weight row) of output channel c over its listed patches. */
+static inline __attribute__((always_inline)) void tile(const int32_t *off, const float *gval, int m0, int m1,
+                                                       const void *xc, int bf16, float *gxc, const float *wrow,
+                                                       float *gwrow, int t0, int nv, int nvr, int rl, int xrow) {
+    const char *xb = xc;
+    const size_t es = bf16 ? 2 : 4;
+    vf wr[TV], acc[TV];
+    int vo[TV], wo[TV], vl[TV];
+    for (int t = 0; t < TV; t++) {
+        const int v = t0 + t, ki = v / nvr, j = (v % nvr) * T;
+        vl[t] = v < nv ? (rl - j < T ? rl - j : T) : 0;
+        vo[t] = v < nv ? ki * xrow + j : 0;
+        wo[t] = v < nv ? ki * rl + j : 0;
+        wr[t] = vl[t] ? load_lanes(wrow + wo[t], 0, vl[t]) : (vf){0};
+        acc[t] = (vf){0};
+    }
+    for (int e = m0; e < m1; e++) {
+        const char *xp = xb + (size_t)off[e] * es;
+        const float gv = gval[e];
+        for (int t = 0; t < TV; t++) {
+            if (vl[t] == T) {
+                acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, T);
+                if (gxc != NULL) {
+                    float *gp = gxc + off[e] + vo[t];
+                    vf gxv;
+                    memcpy(&gxv, gp, sizeof gxv);
+                    gxv += gv * wr[t];
+                    memcpy(gp, &gxv, sizeof gxv);
+                }
+            } else if (vl[t] > 0) {
+                acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, vl[t]);
+                if (gxc != NULL) {
+                    float *gp = gxc + off[e] + vo[t];
+                    store_lanes(gp, load_lanes(gp, 0, vl[t]) + gv * wr[t], 0, vl[t]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < TV; t++)
+        if (vl[t]) store_lanes(gwrow + wo[t], load_lanes(gwrow + wo[t], 0, vl[t]) + acc[t], 0, vl[t]);
+}
+
+int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, int kw, int ph, int pw, int pt,
+                          int pb, int pl, int pr, int bf16, const void *x, const float *wt, const void *g,
+                          const uint8_t *arg, float scale, void *gx, float *gw, float *gb, int nthreads) {
+    const int h = hx - kh + 1, w = wx - kw + 1;
+    if (n < 0 || cin < 1 || cout < 1 || kh < 1 || kw < 1 || ph < 1 || pw < 1 || ph * pw > 254 || h < ph ||
+        w < pw || pt < 0 || pb < 0 || pl < 0 || pr < 0 || nthreads < 1)
+        return 1;
+    const int ho = h / ph, wo = w / pw, hot = pt + ho + pb, wot = pl + wo + pr, per = ho * wo;
+    const int rl = kw * cin, xrow = wx * cin; /* floats in one kernel row of a patch (contiguous), in an input row */
+    const int nvr = (rl + T - 1) / T, nv = kh * nvr;
+    const size_t es = bf16 ? 2 : 4, xw = (size_t)hx * wx * cin, kk = (size_t)kh * kw * cin, part_len = (size_t)cout * kk + cout;
+    if ((double)CHUNK * xw >= 2147483647.0) return 1; /* offsets within a chunk are int32 */
+    int soff[256]; /* candidate s -> offset of its patch from the pooled value's first candidate */
+    for (int s = 0; s < ph * pw; s++) soff[s] = ((s / pw) * wx + s % pw) * cin;
+    soff[DROPPED] = 0;
+    const int64_t nchunks = (n + CHUNK - 1) / CHUNK;
+    float *part = calloc((size_t)nthreads * part_len, sizeof(float));
+    if (part == NULL) return 2;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *tw = part + (size_t)omp_get_thread_num() * part_len, *tb = tw + (size_t)cout * kk;
+        int32_t *off = malloc(sizeof(int32_t) * (size_t)CHUNK * per * cout);
+        float *gval = malloc(sizeof(float) * (size_t)CHUNK * per * cout);
+        int *start = malloc(sizeof(int) * ((size_t)cout + 1));
+        /* bfloat16: the input gradient is summed in float32 here and rounded once */
+        float *scratch = bf16 && gx != NULL ? malloc(sizeof(float) * CHUNK * xw) : NULL;
+        if (off == NULL || gval == NULL || start == NULL || (bf16 && gx != NULL && scratch == NULL)) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (failed) continue;
+            const int64_t i0 = ch * CHUNK;
+            const int nw = n - i0 < CHUNK ? (int)(n - i0) : CHUNK;
+            const char *xc = (const char *)x + (size_t)i0 * xw * es;
+            float *gxc = gx == NULL ? NULL : bf16 ? scratch : (float *)gx + i0 * xw;
+            if (gxc != NULL) memset(gxc, 0, sizeof(float) * nw * xw);
+            int m = 0; /* list the kept pooled values, grouped by output channel (branch-free) */
+            for (int c = 0; c < cout; c++) {
+                start[c] = m;
+                float bsum = 0.0f;
+                for (int i = 0; i < nw; i++) {
+                    const uint8_t *ai = arg + (size_t)(i0 + i) * per * cout + c;
+                    const size_t gi = (size_t)(i0 + i) * hot * wot * cout + c;
+                    for (int oi = 0; oi < ho; oi++) {
+                        for (int oj = 0; oj < wo; oj++) {
+                            const int a = ai[(size_t)(oi * wo + oj) * cout];
+                            const size_t gk = gi + (size_t)((oi + pt) * wot + oj + pl) * cout;
+                            const float gv = (bf16 ? bf16_scalar(((const uint16_t *)g)[gk]) : ((const float *)g)[gk]) * scale;
+                            const int kept = a != DROPPED;
+                            off[m] = (int32_t)((size_t)i * xw + (size_t)(oi * ph * wx + oj * pw) * cin) + soff[a];
+                            gval[m] = gv;
+                            bsum += kept ? gv : 0.0f;
+                            m += kept;
+                        }
+                    }
+                }
+                tb[c] += bsum;
+            }
+            start[cout] = m;
+            for (int c = 0; c < cout; c++) {
+                const float *wrow = wt + (size_t)c * kk;
+                float *gwrow = tw + (size_t)c * kk;
+                for (int t0 = 0; t0 < nv; t0 += TV) {
+#define TILE(BF16, GX) tile(off, gval, start[c], start[c + 1], xc, BF16, GX, wrow, gwrow, t0, nv, nvr, rl, xrow)
+                    if (bf16 && gxc != NULL) TILE(1, gxc);
+                    else if (bf16) TILE(1, NULL);
+                    else if (gxc != NULL) TILE(0, gxc);
+                    else TILE(0, NULL);
+                }
+            }
+            if (bf16 && gxc != NULL) { /* round the chunk's input gradient to bfloat16 once */
+                uint16_t *dst = (uint16_t *)gx + (size_t)i0 * xw;
+                const size_t len = (size_t)nw * xw;
+                for (size_t j = 0; j < len; j += T) {
+                    const int lanes = len - j < T ? (int)(len - j) : T;
+                    store_lanes(dst + j, load_lanes(gxc + j, 0, lanes), 1, lanes);
+                }
+            }
+        }
+        free(scratch);
+        free(off);
+        free(gval);
+        free(start);
+    }
+    if (!failed) {
+        if (gw != NULL) memset(gw, 0, sizeof(float) * cout * kk);
+        if (gb != NULL) memset(gb, 0, sizeof(float) * cout);
+        for (int t = 0; t < nthreads; t++) { /* in thread order: the same sums every run */
+            const float *tw = part + (size_t)t * part_len, *tb = tw + (size_t)cout * kk;
+            if (gw != NULL)
+                for (size_t j = 0; j < (size_t)cout * kk; j++) gw[j] += tw[j];
+            if (gb != NULL)
+                for (int j = 0; j < cout; j++) gb[j] += tb[j];
+        }
+    }
+    free(part);
+    return failed ? 2 : 0;
+}
