@@ -45,7 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SOURCES = Path(__file__).with_name("csrc")
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 MAX_KERNEL, MAX_POOL, TILE = 121, 254, 16  # limits and channel tile of the C kernels
 
 

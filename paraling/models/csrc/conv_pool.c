@@ -28,12 +28,14 @@
 #include "vec.h"
 
 #define TV 8     /* vectors per register tile of a weight row */
-#define CHUNK 16 /* windows per work item: their input and input gradient stay in the L2 cache */
+#define CHUNK 8 /* windows per work item: their input and input gradient stay in the L2 cache */
 
-/* One register tile (up to TV vectors of a weight row) of output channel c over its listed patches. */
+/* One register tile (up to TV vectors of a weight row) of output channel c over its listed patches. FULL: all TV
+ * vectors have T lanes (the common case: whole channel vectors), so the loop over them unrolls into registers. */
 static inline __attribute__((always_inline)) void tile(const int32_t *off, const float *gval, int m0, int m1,
                                                        const void *xc, int bf16, float *gxc, const float *wrow,
-                                                       float *gwrow, int t0, int nv, int nvr, int rl, int xrow) {
+                                                       float *gwrow, int t0, int nv, int nvr, int rl, int xrow,
+                                                       int full) {
     const char *xb = xc;
     const size_t es = bf16 ? 2 : 4;
     vf wr[TV], acc[TV];
@@ -48,24 +50,25 @@ static inline __attribute__((always_inline)) void tile(const int32_t *off, const
     }
     for (int e = m0; e < m1; e++) {
         const char *xp = xb + (size_t)off[e] * es;
+        float *gp = gxc != NULL ? gxc + off[e] : NULL;
         const float gv = gval[e];
-        for (int t = 0; t < TV; t++) {
-            if (vl[t] == T) {
+        if (full) {
+#pragma GCC unroll 8
+            for (int t = 0; t < TV; t++) {
                 acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, T);
-                if (gxc != NULL) {
-                    float *gp = gxc + off[e] + vo[t];
+                if (gp != NULL) {
                     vf gxv;
-                    memcpy(&gxv, gp, sizeof gxv);
+                    memcpy(&gxv, gp + vo[t], sizeof gxv);
                     gxv += gv * wr[t];
-                    memcpy(gp, &gxv, sizeof gxv);
-                }
-            } else if (vl[t] > 0) {
-                acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, vl[t]);
-                if (gxc != NULL) {
-                    float *gp = gxc + off[e] + vo[t];
-                    store_lanes(gp, load_lanes(gp, 0, vl[t]) + gv * wr[t], 0, vl[t]);
+                    memcpy(gp + vo[t], &gxv, sizeof gxv);
                 }
             }
+            continue;
+        }
+        for (int t = 0; t < TV; t++) {
+            if (vl[t] == 0) continue;
+            acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, vl[t]);
+            if (gp != NULL) store_lanes(gp + vo[t], load_lanes(gp + vo[t], 0, vl[t]) + gv * wr[t], 0, vl[t]);
         }
     }
     for (int t = 0; t < TV; t++)
@@ -120,11 +123,16 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
                             const int a = ai[(size_t)(oi * wo + oj) * cout];
                             const size_t gk = gi + (size_t)((oi + pt) * wot + oj + pl) * cout;
                             const float gv = (bf16 ? bf16_scalar(((const uint16_t *)g)[gk]) : ((const float *)g)[gk]) * scale;
-                            const int kept = a != DROPPED;
+                            const uint32_t kept = a != DROPPED;
                             off[m] = (int32_t)((size_t)i * xw + (size_t)(oi * ph * wx + oj * pw) * cin) + soff[a];
                             gval[m] = gv;
-                            bsum += kept ? gv : 0.0f;
-                            m += kept;
+                            uint32_t bits; /* gv where kept, else +0 (a select, not a branch) */
+                            memcpy(&bits, &gv, sizeof bits);
+                            bits &= 0u - kept;
+                            float masked;
+                            memcpy(&masked, &bits, sizeof masked);
+                            bsum += masked;
+                            m += (int)kept;
                         }
                     }
                 }
@@ -135,11 +143,18 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
                 const float *wrow = wt + (size_t)c * kk;
                 float *gwrow = tw + (size_t)c * kk;
                 for (int t0 = 0; t0 < nv; t0 += TV) {
-#define TILE(BF16, GX) tile(off, gval, start[c], start[c + 1], xc, BF16, GX, wrow, gwrow, t0, nv, nvr, rl, xrow)
-                    if (bf16 && gxc != NULL) TILE(1, gxc);
-                    else if (bf16) TILE(1, NULL);
-                    else if (gxc != NULL) TILE(0, gxc);
-                    else TILE(0, NULL);
+                    const int full = rl % T == 0 && t0 + TV <= nv;
+#define TILE(BF16, GX, FULL) \
+    tile(off, gval, start[c], start[c + 1], xc, BF16, GX, wrow, gwrow, t0, nv, nvr, rl, xrow, FULL)
+                    if (full && gxc != NULL) {
+                        if (bf16) TILE(1, gxc, 1);
+                        else TILE(0, gxc, 1);
+                    } else if (full) {
+                        if (bf16) TILE(1, NULL, 1);
+                        else TILE(0, NULL, 1);
+                    } else {
+                        TILE(bf16, gxc, 0);
+                    }
                 }
             }
             if (bf16 && gxc != NULL) { /* round the chunk's input gradient to bfloat16 once */
