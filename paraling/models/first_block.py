@@ -45,18 +45,24 @@ class _FirstBlock(torch.autograd.Function):
         wt[:, :c] = weight.detach().reshape(c, kh * kw).t()
         b = torch.zeros(cp)
         b[:c] = bias.detach()
-        out = torch.empty((n, c, pt + ho + pb, pl + wo + pr), memory_format=torch.channels_last)
+        # under bf16 autocast the next convolution reads bfloat16: written so here, rounded once
+        dtype = (
+            torch.bfloat16
+            if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            else torch.float32
+        )
+        out = torch.empty((n, c, pt + ho + pb, pl + wo + pr), dtype=dtype, memory_format=torch.channels_last)
         bytes_like = torch.empty((n, c, ho, wo), dtype=torch.uint8, memory_format=torch.channels_last)
         arg = bytes_like if save else None  # one byte per output: the winning candidate, 255 when zeroed
         rnd = random_bytes(bytes_like) if threshold else None
         rc = lib.pl_first_block_forward(
-            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw, pt, pb, pl, pr,
+            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw, pt, pb, pl, pr, int(dtype == torch.bfloat16),
             ptr(xs), ptr(wt), ptr(b), ptr(rnd), threshold, scale, ptr(out), ptr(arg), torch.get_num_threads(),
         )  # fmt: skip
         if rc:
             raise RuntimeError(f"native first-block forward failed (code {rc}) for shape {tuple(x.shape)}")
         ctx.save_for_backward(xs, arg)
-        ctx.geometry, ctx.scale, ctx.shape = geometry, scale, (n, h, w, c, kh, kw)
+        ctx.geometry, ctx.scale, ctx.shape, ctx.dtype = geometry, scale, (n, h, w, c, kh, kw), dtype
         return out
 
     @staticmethod
@@ -67,12 +73,12 @@ class _FirstBlock(torch.autograd.Function):
         _, _, pad_top, pad_left, ph, pw, pt, pb, pl, pr = ctx.geometry
         if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             return None, None, None, None, None, None, None
-        g = grad.float().contiguous(memory_format=torch.channels_last)
+        g = grad.to(ctx.dtype).contiguous(memory_format=torch.channels_last)
         cp = padded_channels(c)
         gw = torch.empty(kh * kw, cp)
         gb = torch.empty(cp)
         rc = lib.pl_first_block_backward(  # type: ignore[union-attr]
-            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw, pt, pb, pl, pr,
+            n, h, w, c, kh, kw, pad_top, pad_left, ph, pw, pt, pb, pl, pr, int(ctx.dtype == torch.bfloat16),
             ptr(xs), ptr(g), ptr(arg), ctx.scale, ptr(gw), ptr(gb), torch.get_num_threads(),
         )  # fmt: skip
         if rc:

@@ -134,7 +134,7 @@ def load_library() -> ctypes.CDLL | None:
         log.warning("native CPU kernels unavailable (%s); using torch ops", exc)
         return None
     i64, i32, f32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-    geometry = [i64, *[i32] * 13]  # n, h, w, c, kh, kw, pad top/left, ph, pw, output border t/b/l/r
+    geometry = [i64, *[i32] * 14]  # n, h, w, c, kh, kw, pad top/left, ph, pw, output border t/b/l/r, bf16
     lib.pl_first_block_forward.argtypes = [*geometry, ptr, ptr, ptr, ptr, i32, f32, ptr, ptr, i32]
     lib.pl_first_block_backward.argtypes = [*geometry, ptr, ptr, ptr, f32, ptr, ptr, i32]
     lib.pl_first_block_forward.restype = lib.pl_first_block_backward.restype = i32

@@ -16,9 +16,10 @@
  *   b     (cp)               bias, added after pooling, where it gives the same result (max(a + b) = max(a) + b)
  *   rnd   (n, ho, wo, c)     random bytes for dropout (a unit is kept when its byte >= threshold), or NULL
  *   out   (n, pt + ho + pb, pl + wo + pr, c)   the block's output, channels-last, inside a zero border (the next
- *                            convolution's padding; all four are 0 when it needs none)
+ *                            convolution's padding; all four are 0 when it needs none); float32, or bfloat16
+ *                            (rounded once) when bf16 is set, for a next convolution under bf16 autocast
  *   arg   (n, ho, wo, c)     winning candidate per output (0 .. ph*pw-1), 255 when the output is zero, or NULL
- *   g     like out           gradient of the output (the border is ignored)
+ *   g     like out           gradient of the output (the border is ignored), the same dtype as out
  *   gw    (kh * kw, cp), gb (cp)   weight and bias gradients (written, not accumulated)
  * NaN handling follows torch: NaN wins the max-pool and passes the ReLU.
  */
@@ -39,7 +40,9 @@ static void pad_window(const float *xn, int h, int w, int kh, int kw, int pad_to
 
 static inline __attribute__((always_inline)) void forward_window(
     const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const float *wt, const float *b,
-    const uint8_t *rnd, int threshold, float scale, float *out, uint8_t *arg, int cp, int pt, int pl, int wot) {
+    const uint8_t *rnd, int threshold, float scale, char *out, int bf16, uint8_t *arg, int cp, int pt, int pl,
+    int wot) {
+    const size_t es = bf16 ? 2 : 4;
     const int k = kh * kw, s_count = ph * pw;
     vf wreg[MAX_K];
     for (int cb = 0; cb < cp; cb += T) {
@@ -59,7 +62,7 @@ static inline __attribute__((always_inline)) void forward_window(
                     pool_candidate(acc, s, &best, &won);
                 }
                 const size_t o = ((size_t)oi * wo + oj) * c + cb, op = ((size_t)(oi + pt) * wot + oj + pl) * c + cb;
-                relu_dropout_store(best + bias, won, rnd ? rnd + o : NULL, threshold, scale, out + op, 0,
+                relu_dropout_store(best + bias, won, rnd ? rnd + o : NULL, threshold, scale, out + op * es, bf16,
                                    arg ? arg + o : NULL, cw);
             }
         }
@@ -67,8 +70,9 @@ static inline __attribute__((always_inline)) void forward_window(
 }
 
 static inline __attribute__((always_inline)) void backward_window(
-    const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const float *g, const uint8_t *arg,
-    float *gw, float *gb, int cp, int pt, int pl, int wot) {
+    const float *xp, int wp, int ho, int wo, int c, int kh, int kw, int ph, int pw, const char *g, int bf16,
+    const uint8_t *arg, float *gw, float *gb, int cp, int pt, int pl, int wot) {
+    const size_t es = bf16 ? 2 : 4;
     const int k = kh * kw, s_count = ph * pw;
     vf accw[MAX_K];
     for (int cb = 0; cb < cp; cb += T) {
@@ -78,7 +82,7 @@ static inline __attribute__((always_inline)) void backward_window(
         for (int oi = 0; oi < ho; oi++) {
             for (int oj = 0; oj < wo; oj++) {
                 const size_t o = ((size_t)oi * wo + oj) * c + cb, op = ((size_t)(oi + pt) * wot + oj + pl) * c + cb;
-                vf gv = load_lanes(g + op, 0, cw);
+                vf gv = load_lanes(g + op * es, bf16, cw);
                 vi a = load_bytes(arg + o, cw, DROPPED);
                 accb += blend(a != DROPPED, gv, (vf){0});
                 for (int s = 0; s < s_count; s++) {
@@ -115,8 +119,8 @@ static int check(int c, int kh, int kw, int ph, int pw) {
 }
 
 int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int pad_top, int pad_left, int ph, int pw,
-                           int pt, int pb, int pl, int pr, const float *x, const float *wt, const float *b,
-                           const uint8_t *rnd, int threshold, float scale, float *out, uint8_t *arg, int nthreads) {
+                           int pt, int pb, int pl, int pr, int bf16, const float *x, const float *wt, const float *b,
+                           const uint8_t *rnd, int threshold, float scale, void *out, uint8_t *arg, int nthreads) {
     if (check(c, kh, kw, ph, pw) || pt < 0 || pb < 0 || pl < 0 || pr < 0) return 1;
     const int ho = h / ph, wo = w / pw, wp = w + kw - 1, cp = (c + T - 1) / T * T;
     const int hot = pt + ho + pb, wot = pl + wo + pr;
@@ -130,10 +134,10 @@ int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int p
             if (xp == NULL) continue;
             const size_t o = (size_t)i * ho * wo * c, op = (size_t)i * hot * wot * c;
             pad_window(x + (size_t)i * h * w, h, w, kh, kw, pad_top, pad_left, xp);
-            zero_border((char *)(out + op), ho, wo, c, pt, pb, pl, pr, sizeof(float));
+            zero_border((char *)out + op * (bf16 ? 2 : 4), ho, wo, c, pt, pb, pl, pr, bf16 ? 2 : 4);
 #define FWD(KH, KW, PH, PW)                                                                                          \
-    forward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, wt, b, rnd ? rnd + o : NULL, threshold, scale, out + op,      \
-                   arg ? arg + o : NULL, cp, pt, pl, wot)
+    forward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, wt, b, rnd ? rnd + o : NULL, threshold, scale,                \
+                   (char *)out + op * (bf16 ? 2 : 4), bf16, arg ? arg + o : NULL, cp, pt, pl, wot)
             DISPATCH(FWD, kh, kw, ph, pw);
         }
         free(xp);
@@ -142,8 +146,8 @@ int pl_first_block_forward(int64_t n, int h, int w, int c, int kh, int kw, int p
 }
 
 int pl_first_block_backward(int64_t n, int h, int w, int c, int kh, int kw, int pad_top, int pad_left, int ph, int pw,
-                            int pt, int pb, int pl, int pr, const float *x, const float *g, const uint8_t *arg,
-                            float scale, float *gw, float *gb, int nthreads) {
+                            int pt, int pb, int pl, int pr, int bf16, const float *x, const void *g,
+                            const uint8_t *arg, float scale, float *gw, float *gb, int nthreads) {
     if (check(c, kh, kw, ph, pw) || pt < 0 || pb < 0 || pl < 0 || pr < 0) return 1;
     const int ho = h / ph, wo = w / pw, wp = w + kw - 1, cp = (c + T - 1) / T * T, k = kh * kw;
     const int hot = pt + ho + pb, wot = pl + wo + pr;
@@ -162,7 +166,8 @@ int pl_first_block_backward(int64_t n, int h, int w, int c, int kh, int kw, int 
             const size_t o = (size_t)i * ho * wo * c, op = (size_t)i * hot * wot * c;
             pad_window(x + (size_t)i * h * w, h, w, kh, kw, pad_top, pad_left, xp);
 #define BWD(KH, KW, PH, PW) \
-    backward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, g + op, arg + o, tw, tb, cp, pt, pl, wot)
+    backward_window(xp, wp, ho, wo, c, KH, KW, PH, PW, (const char *)g + op * (bf16 ? 2 : 4), bf16, arg + o, tw, tb, \
+                    cp, pt, pl, wot)
             DISPATCH(BWD, kh, kw, ph, pw);
         }
 #pragma omp critical
