@@ -37,12 +37,16 @@ def _fmt(f: Figure) -> str:
 
 
 def run_suite(
-    quick: bool = True, precision: str = "bf16", batch_size: int = 512, skip: tuple[str, ...] = (), log: Any = print
+    quick: bool = True, precision: str = "auto", batch_size: int = 512, skip: tuple[str, ...] = (), log: Any = print
 ) -> dict[str, Any]:
     """Run the benchmarks; return the JSON-able result (``figures`` plus the headline keys)."""
     from paraling.bench.speed import fast_infer, fast_train, make_bank, naive_infer, naive_train
 
     p = QUICK if quick else FULL
+    if precision == "auto":  # what training uses by default on this machine
+        from paraling.training import resolve_device, resolve_precision
+
+        precision = "bf16" if resolve_precision("auto", resolve_device("cpu")) is not None else "fp32"
     keep_freed_memory()  # for the naive references too: the ratios then measure the training loop, not malloc
     figures: list[Figure] = []
     result: dict[str, Any] = {
@@ -86,7 +90,7 @@ def run_suite(
                 "GFLOP/s",
                 achieved / peak,
                 ">= 0.50",
-                f"{flops / 1e6:.1f} MFLOP/window fwd+bwd; {dtype} peak",
+                f"model FLOPs (dense): {flops / 1e6:.1f} MFLOP/window fwd+bwd; {dtype} peak",
             )
         )
         result["train_windows_per_s"], result["naive_train_windows_per_s"] = fast, naive

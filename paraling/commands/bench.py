@@ -1,4 +1,4 @@
-"""``paraling bench [--quick] [--json PATH] [--mlflow] [--precision fp32|bf16] [--skip NAME ...]``."""
+"""``paraling bench [--quick] [--json PATH] [--mlflow] [--precision auto|fp32|bf16] [--skip NAME ...]``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (< 5 minutes on 2 cores)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
     p.add_argument("--mlflow", action="store_true", help="log the results as an MLflow run (paraling-bench)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="fast-path precision")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="fast-path precision (auto: what trainer.precision=auto trains in here, bf16 where the CPU computes it)",
+    )
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "infer", "features", "sweep", "memory", "uar"])
     a = p.parse_args(argv)

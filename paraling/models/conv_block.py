@@ -3,7 +3,8 @@
 The forward pass is torch's convolution (oneDNN) without bias, then the native pool kernel
 (``csrc/pool.c``), which adds the bias after pooling and records one byte per pooled value: which candidate won,
 or 255 where the ReLU or dropout zeroed it. Those bytes say which conv outputs get any gradient at all: at most one
-per pooled value, so one in four with 2x2 pooling and, after the ReLU and dropout, typically one in ten. The
+per pooled value, so at most one in four with 2x2 pooling, fewer after the ReLU and dropout (about one in five in the
+default second block). The
 backward pass (``csrc/conv_pool.c``) only visits those: each adds its gradient times its input patch to the weight
 gradient and its gradient times the weights to the input gradient. torch's route (a pool backward writing the
 mostly-zero gradient map, then oneDNN's dense convolution backward over it) was about 40% of a CPU training step.

@@ -111,6 +111,24 @@ def test_dropout_rate_scale_gradient_and_seed() -> None:
 
 
 @requires_native
+def test_bfloat16_output_under_autocast() -> None:
+    """Under bf16 autocast the block writes the float32 result rounded once, and takes a bfloat16 gradient."""
+    conv = torch.nn.Conv2d(1, 20, 3, padding=1)
+    x = torch.randn(30, 1, 40, 11)
+    torch.manual_seed(4)
+    y32 = first_block(x, conv, (1, 1), (2, 2), 0.2, True, (0, 1, 0, 1))
+    torch.manual_seed(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16 = first_block(x, conv, (1, 1), (2, 2), 0.2, True, (0, 1, 0, 1))
+    assert y32 is not None and y16 is not None and y16.dtype == torch.bfloat16
+    assert torch.equal(y16, y32.to(torch.bfloat16))
+    g = torch.randn(y32.shape).to(torch.bfloat16)
+    (gw16,) = torch.autograd.grad(y16, [conv.weight], g)
+    (gw32,) = torch.autograd.grad(y32, [conv.weight], g.float())
+    torch.testing.assert_close(gw16, gw32, rtol=1e-5, atol=1e-5)
+
+
+@requires_native
 def test_nan_passes_like_torch() -> None:
     conv = torch.nn.Conv2d(1, 16, 3, padding=1)
     x = torch.randn(2, 1, 8, 8)

@@ -2,11 +2,13 @@
  *
  * After max-pooling, only the winning candidate of each pooled value gets a gradient, and none does where the ReLU
  * or dropout zeroed the value: of the 20x5x64 conv-output gradients of the default second block at most one in five
- * is nonzero, typically under one in ten. A dense convolution backward (oneDNN's, after a pool backward that
- * writes the mostly-zero gradient map) multiplies all of them. Here the kept (pooled value, channel) pairs of a
- * chunk of windows are listed per output channel, and each one adds
- *     its gradient x its input patch          to that channel's weight gradient (accumulated in registers), and
- *     its gradient x that channel's weights   to the input gradient over the same patch,
+ * is nonzero (20 of its 100 positions are pooled), fewer after the ReLU and dropout. A dense convolution backward
+ * (oneDNN's, after a pool backward that writes the mostly-zero gradient map) multiplies all of them. Here the kept
+ * (pooled value, channel) pairs of a chunk of windows are listed per output channel and window, and each one adds
+ *     its gradient x its input patch          to that channel's weight gradient (channel by channel over the chunk,
+ *                                             accumulated in registers), and
+ *     its gradient x that channel's weights   to the input gradient over the same patch (window by window, so
+ *                                             that the window's gradient stays in the L1 cache),
  * so the work is proportional to the kept values, and the conv output's gradient is never written.
  *
  * The convolution is "valid" over an input that already carries its zero padding (written by the kernel that
@@ -30,12 +32,54 @@
 #define TV 8     /* vectors per register tile of a weight row */
 #define CHUNK 8 /* windows per work item: their input and input gradient stay in the L2 cache */
 
-/* One register tile (up to TV vectors of a weight row) of output channel c over its listed patches. FULL: all TV
- * vectors have T lanes (the common case: whole channel vectors), so the loop over them unrolls into registers. */
-static inline __attribute__((always_inline)) void tile(const int32_t *off, const float *gval, int m0, int m1,
-                                                       const void *xc, int bf16, float *gxc, const float *wrow,
-                                                       float *gwrow, int t0, int nv, int nvr, int rl, int xrow,
-                                                       int full) {
+/* One register tile of output channel c over its listed patches: R kernel rows x V whole vectors of the weight row,
+ * starting at row ki0 and float j0 within the row. R, V are compile-time constants at each call, so the tile's
+ * accumulators, weights and offsets stay in registers. */
+static inline __attribute__((always_inline)) void tile_rv(const int32_t *off, const float *gval, int m0, int m1,
+                                                          const void *xc, int bf16, float *gxc, const float *wrow,
+                                                          float *gwrow, int ki0, int j0, int rl, int xrow, int R,
+                                                          int V, int GW) {
+    const char *xb = xc;
+    const size_t es = bf16 ? 2 : 4;
+    vf wr[8], acc[8];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            memcpy(&wr[r * V + v], wrow + (size_t)(ki0 + r) * rl + j0 + v * T, sizeof(vf));
+            acc[r * V + v] = (vf){0};
+        }
+    const size_t base = (size_t)ki0 * xrow + j0;
+    for (int e = m0; e < m1; e++) {
+        const size_t o = base + (size_t)off[e];
+        const float gv = gval[e];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+            for (int v = 0; v < V; v++) {
+                const size_t q = o + (size_t)r * xrow + (size_t)v * T;
+                if (GW) acc[r * V + v] += gv * load_lanes(xb + q * es, bf16, T);
+                if (gxc != NULL) {
+                    vf gxv;
+                    memcpy(&gxv, gxc + q, sizeof gxv);
+                    gxv += gv * wr[r * V + v];
+                    memcpy(gxc + q, &gxv, sizeof gxv);
+                }
+            }
+        }
+    }
+    if (!GW) return;
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            float *dst = gwrow + (size_t)(ki0 + r) * rl + j0 + v * T;
+            vf cur;
+            memcpy(&cur, dst, sizeof cur);
+            cur += acc[r * V + v];
+            memcpy(dst, &cur, sizeof cur);
+        }
+}
+
+/* Any geometry: up to TV vectors of the weight row from vector t0 on, the last of a row possibly partial. */
+static void tile_any(const int32_t *off, const float *gval, int m0, int m1, const void *xc, int bf16, float *gxc,
+                     const float *wrow, float *gwrow, int t0, int nv, int nvr, int rl, int xrow, int gw) {
     const char *xb = xc;
     const size_t es = bf16 ? 2 : 4;
     vf wr[TV], acc[TV];
@@ -52,27 +96,42 @@ static inline __attribute__((always_inline)) void tile(const int32_t *off, const
         const char *xp = xb + (size_t)off[e] * es;
         float *gp = gxc != NULL ? gxc + off[e] : NULL;
         const float gv = gval[e];
-        if (full) {
-#pragma GCC unroll 8
-            for (int t = 0; t < TV; t++) {
-                acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, T);
-                if (gp != NULL) {
-                    vf gxv;
-                    memcpy(&gxv, gp + vo[t], sizeof gxv);
-                    gxv += gv * wr[t];
-                    memcpy(gp + vo[t], &gxv, sizeof gxv);
-                }
-            }
-            continue;
-        }
         for (int t = 0; t < TV; t++) {
             if (vl[t] == 0) continue;
-            acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, vl[t]);
+            if (gw) acc[t] += gv * load_lanes(xp + vo[t] * es, bf16, vl[t]);
             if (gp != NULL) store_lanes(gp + vo[t], load_lanes(gp + vo[t], 0, vl[t]) + gv * wr[t], 0, vl[t]);
         }
     }
-    for (int t = 0; t < TV; t++)
+    for (int t = 0; t < TV && gw; t++)
         if (vl[t]) store_lanes(gwrow + wo[t], load_lanes(gwrow + wo[t], 0, vl[t]) + acc[t], 0, vl[t]);
+}
+
+/* All tiles of output channel c: register tiles of R rows x V vectors where the weight row is whole vectors and
+ * splits that way (R x V = 8, or a row of fewer than 8 vectors), else tile_any. */
+static inline __attribute__((always_inline)) void channel(const int32_t *off, const float *gval, int m0, int m1,
+                                                          const void *xc, int bf16, float *gxc, const float *wrow,
+                                                          float *gwrow, int kh, int nvr, int rl, int xrow,
+                                                          int GW) {
+#define RV(R, V)                                                                                                  \
+    do {                                                                                                          \
+        for (int ki = 0; ki < kh; ki += R)                                                                        \
+            for (int j = 0; j < rl; j += V * T)                                                                   \
+                tile_rv(off, gval, m0, m1, xc, bf16, gxc, wrow, gwrow, ki, j, rl, xrow, R, V, GW);                   \
+    } while (0)
+    if (rl % T != 0) {
+        for (int t0 = 0; t0 < kh * nvr; t0 += TV)
+            tile_any(off, gval, m0, m1, xc, bf16, gxc, wrow, gwrow, t0, kh * nvr, nvr, rl, xrow, GW);
+    } else if (nvr % 8 == 0) RV(1, 8);
+    else if (nvr == 4 && kh % 2 == 0) RV(2, 4);
+    else if (nvr == 4) RV(1, 4);
+    else if (nvr == 2 && kh % 4 == 0) RV(4, 2);
+    else if (nvr == 2 && kh % 2 == 0) RV(2, 2);
+    else if (nvr == 2) RV(1, 2);
+    else if (nvr == 6) RV(1, 6);
+    else if (nvr % 4 == 0) RV(1, 4);
+    else if (nvr % 2 == 0) RV(1, 2);
+    else RV(1, 1);
+#undef RV
 }
 
 int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, int kw, int ph, int pw, int pt,
@@ -84,8 +143,9 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
         return 1;
     const int ho = h / ph, wo = w / pw, hot = pt + ho + pb, wot = pl + wo + pr, per = ho * wo;
     const int rl = kw * cin, xrow = wx * cin; /* floats in one kernel row of a patch (contiguous), in an input row */
-    const int nvr = (rl + T - 1) / T, nv = kh * nvr;
-    const size_t es = bf16 ? 2 : 4, xw = (size_t)hx * wx * cin, kk = (size_t)kh * kw * cin, part_len = (size_t)cout * kk + cout;
+    const int nvr = (rl + T - 1) / T;
+    const size_t es = bf16 ? 2 : 4, xw = (size_t)hx * wx * cin, kk = (size_t)kh * kw * cin;
+    const size_t part_len = (size_t)cout * kk + cout;
     if ((double)CHUNK * xw >= 2147483647.0) return 1; /* offsets within a chunk are int32 */
     int soff[256]; /* candidate s -> offset of its patch from the pooled value's first candidate */
     for (int s = 0; s < ph * pw; s++) soff[s] = ((s / pw) * wx + s % pw) * cin;
@@ -99,7 +159,7 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
         float *tw = part + (size_t)omp_get_thread_num() * part_len, *tb = tw + (size_t)cout * kk;
         int32_t *off = malloc(sizeof(int32_t) * (size_t)CHUNK * per * cout);
         float *gval = malloc(sizeof(float) * (size_t)CHUNK * per * cout);
-        int *start = malloc(sizeof(int) * ((size_t)cout + 1));
+        int *start = malloc(sizeof(int) * ((size_t)cout * CHUNK + 1)); /* list of (channel c, window i): c * nw + i */
         /* bfloat16: the input gradient is summed in float32 here and rounded once */
         float *scratch = bf16 && gx != NULL ? malloc(sizeof(float) * CHUNK * xw) : NULL;
         if (off == NULL || gval == NULL || start == NULL || (bf16 && gx != NULL && scratch == NULL)) failed = 1;
@@ -113,16 +173,17 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
             if (gxc != NULL) memset(gxc, 0, sizeof(float) * nw * xw);
             int m = 0; /* list the kept pooled values, grouped by output channel (branch-free) */
             for (int c = 0; c < cout; c++) {
-                start[c] = m;
                 float bsum = 0.0f;
                 for (int i = 0; i < nw; i++) {
+                    start[c * nw + i] = m;
                     const uint8_t *ai = arg + (size_t)(i0 + i) * per * cout + c;
                     const size_t gi = (size_t)(i0 + i) * hot * wot * cout + c;
                     for (int oi = 0; oi < ho; oi++) {
                         for (int oj = 0; oj < wo; oj++) {
                             const int a = ai[(size_t)(oi * wo + oj) * cout];
                             const size_t gk = gi + (size_t)((oi + pt) * wot + oj + pl) * cout;
-                            const float gv = (bf16 ? bf16_scalar(((const uint16_t *)g)[gk]) : ((const float *)g)[gk]) * scale;
+                            const float gr = bf16 ? bf16_scalar(((const uint16_t *)g)[gk]) : ((const float *)g)[gk];
+                            const float gv = gr * scale;
                             const uint32_t kept = a != DROPPED;
                             off[m] = (int32_t)((size_t)i * xw + (size_t)(oi * ph * wx + oj * pw) * cin) + soff[a];
                             gval[m] = gv;
@@ -138,23 +199,21 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
                 }
                 tb[c] += bsum;
             }
-            start[cout] = m;
+            start[cout * nw] = m;
+            /* weight gradient: channel by channel over the whole chunk (accumulators in registers) */
             for (int c = 0; c < cout; c++) {
+                const int m0 = start[c * nw], m1 = start[(c + 1) * nw];
                 const float *wrow = wt + (size_t)c * kk;
                 float *gwrow = tw + (size_t)c * kk;
-                for (int t0 = 0; t0 < nv; t0 += TV) {
-                    const int full = rl % T == 0 && t0 + TV <= nv;
-#define TILE(BF16, GX, FULL) \
-    tile(off, gval, start[c], start[c + 1], xc, BF16, GX, wrow, gwrow, t0, nv, nvr, rl, xrow, FULL)
-                    if (full && gxc != NULL) {
-                        if (bf16) TILE(1, gxc, 1);
-                        else TILE(0, gxc, 1);
-                    } else if (full) {
-                        if (bf16) TILE(1, NULL, 1);
-                        else TILE(0, NULL, 1);
-                    } else {
-                        TILE(bf16, gxc, 0);
-                    }
+                if (bf16) channel(off, gval, m0, m1, xc, 1, NULL, wrow, gwrow, kh, nvr, rl, xrow, 1);
+                else channel(off, gval, m0, m1, xc, 0, NULL, wrow, gwrow, kh, nvr, rl, xrow, 1);
+            }
+            /* input gradient: window by window, so that the window's gradient stays in the L1 cache */
+            for (int i = 0; i < nw && gxc != NULL; i++) {
+                for (int c = 0; c < cout; c++) {
+                    const int m0 = start[c * nw + i], m1 = start[c * nw + i + 1];
+                    if (m0 == m1) continue;
+                    channel(off, gval, m0, m1, xc, 0, gxc, wt + (size_t)c * kk, NULL, kh, nvr, rl, xrow, 0);
                 }
             }
             if (bf16 && gxc != NULL) { /* round the chunk's input gradient to bfloat16 once */
