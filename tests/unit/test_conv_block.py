@@ -151,3 +151,18 @@ def test_whole_cnn_matches_torch_path(kernels: list[int], channels: list[int]) -
     (b * w).sum().backward()
     for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_input_gradient_of_the_whole_cnn() -> None:
+    """Saliency maps: with the input requiring its gradient, the first block too runs as a native conv block (one
+    input channel, a weight row shorter than a vector) and the input gradient equals the torch path's."""
+    torch.manual_seed(1)
+    model = WindowCNN(40, 11, 4, [32, 64, 128], [3, 2, 2], [0.1, 0.2, 0.3], [50], 0.5).eval()
+    ref = copy.deepcopy(model)
+    ref.native = False
+    x = torch.randn(6, 1, 40, 11)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    model(a)[:, 2].sum().backward()
+    ref(b)[:, 2].sum().backward()
+    assert a.grad is not None and b.grad is not None and b.grad.abs().max() > 0
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
