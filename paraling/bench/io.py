@@ -164,6 +164,20 @@ print(json.dumps({"maxrss_mb": maxrss / 1024, "anon_mb": peak_anon[0] / 1024}))
 """
 
 
+def _window_copy_mb(seconds: float) -> float:
+    """MB that one float32 copy of all windows of one utterance of ``seconds`` would take (default config)."""
+    from omegaconf import OmegaConf
+
+    from paraling.config import ParalingConfig
+
+    cfg = OmegaConf.structured(ParalingConfig())
+    f = cfg.features
+    frame, hop = int(f.sample_rate * f.frame_length_ms / 1000), int(f.sample_rate * f.frame_shift_ms / 1000)
+    frames = 1 + (int(seconds * f.sample_rate) - frame) // hop
+    windows = max(1, (frames - int(cfg.windows.width)) // int(cfg.windows.shift) + 1)
+    return windows * int(f.n_mels) * int(cfg.windows.width) * 4 / 1e6
+
+
 def peak_memory(sizes: tuple[int, int] = (200, 400), seconds: float = 3.0) -> dict[str, float]:
     """Peak memory of a whole ``run_experiment`` at two corpus sizes; the slopes are the cost per 1,000 utterances.
 
@@ -190,6 +204,7 @@ def peak_memory(sizes: tuple[int, int] = (200, 400), seconds: float = 3.0) -> di
     slope = (rss[b] - rss[a]) / (b - a) * 1000
     anon_slope = (anon[b] - anon[a]) / (b - a) * 1000
     return {
+        "window_copy_mb_per_1000_utts": _window_copy_mb(seconds) * 1000,
         "rss_small_mb": rss[a],
         "rss_large_mb": rss[b],
         "mb_per_1000_utts": slope,

@@ -25,3 +25,17 @@ def test_bench_quick_subset_writes_json(tmp_path: Path, monkeypatch: pytest.Monk
     ):
         assert isinstance(res[key], float) and res[key] > 0
     assert {f["name"][:3] for f in res["figures"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}
+
+
+def test_memory_reference_is_one_copy_of_the_real_windows() -> None:
+    """(f)'s reference counts exactly the windows the pipeline cuts from a 3-s utterance, 40x11 float32 each."""
+    import numpy as np
+
+    from paraling.bench.io import _window_copy_mb
+    from paraling.features.logmel import LogMelSpec, extract_logmel
+    from paraling.windows import WindowBank
+
+    wave = np.random.default_rng(0).uniform(-0.1, 0.1, 48000)
+    feats, energy = extract_logmel(wave, LogMelSpec())
+    bank = WindowBank([feats], [energy], 11, 2, normalize="none")
+    assert _window_copy_mb(3.0) * 1e6 == bank.n_windows * 40 * 11 * 4
