@@ -159,10 +159,12 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
         float *tw = part + (size_t)omp_get_thread_num() * part_len, *tb = tw + (size_t)cout * kk;
         int32_t *off = malloc(sizeof(int32_t) * (size_t)CHUNK * per * cout);
         float *gval = malloc(sizeof(float) * (size_t)CHUNK * per * cout);
-        int *start = malloc(sizeof(int) * ((size_t)cout * CHUNK + 1)); /* list of (channel c, window i): c * nw + i */
+        int *start = malloc(sizeof(int) * (size_t)cout * (CHUNK + 1));
+        int *cursor = malloc(sizeof(int) * (size_t)cout);
         /* bfloat16: the input gradient is summed in float32 here and rounded once */
         float *scratch = bf16 && gx != NULL ? malloc(sizeof(float) * CHUNK * xw) : NULL;
-        if (off == NULL || gval == NULL || start == NULL || (bf16 && gx != NULL && scratch == NULL)) failed = 1;
+        if (off == NULL || gval == NULL || start == NULL || cursor == NULL || (bf16 && gx != NULL && scratch == NULL))
+            failed = 1;
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nchunks; ch++) {
             if (failed) continue;
@@ -171,38 +173,42 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
             const char *xc = (const char *)x + (size_t)i0 * xw * es;
             float *gxc = gx == NULL ? NULL : bf16 ? scratch : (float *)gx + i0 * xw;
             if (gxc != NULL) memset(gxc, 0, sizeof(float) * nw * xw);
-            int m = 0; /* list the kept pooled values, grouped by output channel (branch-free) */
-            for (int c = 0; c < cout; c++) {
-                float bsum = 0.0f;
-                for (int i = 0; i < nw; i++) {
-                    start[c * nw + i] = m;
-                    const uint8_t *ai = arg + (size_t)(i0 + i) * per * cout + c;
-                    const size_t gi = (size_t)(i0 + i) * hot * wot * cout + c;
-                    for (int oi = 0; oi < ho; oi++) {
-                        for (int oj = 0; oj < wo; oj++) {
-                            const int a = ai[(size_t)(oi * wo + oj) * cout];
-                            const size_t gk = gi + (size_t)((oi + pt) * wot + oj + pl) * cout;
-                            const float gr = bf16 ? bf16_scalar(((const uint16_t *)g)[gk]) : ((const float *)g)[gk];
-                            const float gv = gr * scale;
-                            const uint32_t kept = a != DROPPED;
-                            off[m] = (int32_t)((size_t)i * xw + (size_t)(oi * ph * wx + oj * pw) * cin) + soff[a];
-                            gval[m] = gv;
-                            uint32_t bits; /* gv where kept, else +0 (a select, not a branch) */
-                            memcpy(&bits, &gv, sizeof bits);
-                            bits &= 0u - kept;
-                            float masked;
-                            memcpy(&masked, &bits, sizeof masked);
-                            bsum += masked;
-                            m += (int)kept;
+            /* List the kept pooled values per output channel, and within a channel by window: channel c's list
+             * starts at c * cap, and start[c * (nw + 1) + i] is where window i's part of it begins. Read 16
+             * channels at a time (contiguous), appended lane by lane without branches. */
+            const int cap = nw * per;
+            for (int c = 0; c < cout; c++) cursor[c] = c * cap;
+            for (int i = 0; i < nw; i++) {
+                for (int c = 0; c < cout; c++) start[c * (nw + 1) + i] = cursor[c];
+                const int64_t iw = i0 + i;
+                for (int oi = 0; oi < ho; oi++) {
+                    for (int oj = 0; oj < wo; oj++) {
+                        const int32_t base = (int32_t)((size_t)i * xw + (size_t)(oi * ph * wx + oj * pw) * cin);
+                        const uint8_t *arow = arg + ((size_t)iw * per + oi * wo + oj) * cout;
+                        const char *grow = (const char *)g + (((size_t)iw * hot + oi + pt) * wot + oj + pl) * cout * es;
+                        for (int cb = 0; cb < cout; cb += T) {
+                            const int cw = cout - cb < T ? cout - cb : T;
+                            const vi av = load_bytes(arow + cb, cw, DROPPED);
+                            const vf gv = load_lanes(grow + (size_t)cb * es, bf16, cw) * scale;
+                            store_lanes(tb + cb, load_lanes(tb + cb, 0, cw) + blend(av != DROPPED, gv, (vf){0}), 0, cw);
+                            int32_t al[T];
+                            float gl[T];
+                            memcpy(al, &av, sizeof al);
+                            memcpy(gl, &gv, sizeof gl);
+                            for (int l = 0; l < cw; l++) {
+                                const int k = cursor[cb + l];
+                                off[k] = base + soff[al[l]];
+                                gval[k] = gl[l];
+                                cursor[cb + l] = k + (al[l] != DROPPED);
+                            }
                         }
                     }
                 }
-                tb[c] += bsum;
             }
-            start[cout * nw] = m;
+            for (int c = 0; c < cout; c++) start[c * (nw + 1) + nw] = cursor[c];
             /* weight gradient: channel by channel over the whole chunk (accumulators in registers) */
             for (int c = 0; c < cout; c++) {
-                const int m0 = start[c * nw], m1 = start[(c + 1) * nw];
+                const int m0 = c * cap, m1 = start[c * (nw + 1) + nw];
                 const float *wrow = wt + (size_t)c * kk;
                 float *gwrow = tw + (size_t)c * kk;
                 if (bf16) channel(off, gval, m0, m1, xc, 1, NULL, wrow, gwrow, kh, nvr, rl, xrow, 1);
@@ -211,7 +217,7 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
             /* input gradient: window by window, so that the window's gradient stays in the L1 cache */
             for (int i = 0; i < nw && gxc != NULL; i++) {
                 for (int c = 0; c < cout; c++) {
-                    const int m0 = start[c * nw + i], m1 = start[c * nw + i + 1];
+                    const int m0 = start[c * (nw + 1) + i], m1 = start[c * (nw + 1) + i + 1];
                     if (m0 == m1) continue;
                     channel(off, gval, m0, m1, xc, 0, gxc, wt + (size_t)c * kk, NULL, kh, nvr, rl, xrow, 0);
                 }
@@ -229,6 +235,7 @@ int pl_conv_pool_backward(int64_t n, int hx, int wx, int cin, int cout, int kh, 
         free(off);
         free(gval);
         free(start);
+        free(cursor);
     }
     if (!failed) {
         if (gw != NULL) memset(gw, 0, sizeof(float) * cout * kk);
