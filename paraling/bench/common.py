@@ -13,7 +13,15 @@ import torch
 from paraling.models.cnn import WindowCNN
 from paraling.windows import WindowBank
 
-__all__ = ["Figure", "matmul_peak_gflops", "paper_cnn", "synthetic_bank", "timed", "train_flops_per_window"]
+__all__ = [
+    "Figure",
+    "matmul_peak_gflops",
+    "paper_cnn",
+    "synthetic_bank",
+    "timed",
+    "train_flops_per_window",
+    "train_flops_split",
+]
 
 
 @dataclass
@@ -77,11 +85,12 @@ def matmul_peak_gflops(
     return best
 
 
-def train_flops_per_window(model: torch.nn.Module, n_mels: int = 40, width: int = 11) -> float:
-    """Forward + backward FLOPs of one window (torch.utils.flop_counter, batch of 64 divided by 64).
+def train_flops_split(model: torch.nn.Module, n_mels: int = 40, width: int = 11) -> dict[str, float]:
+    """Forward + backward FLOPs of one window by kind: ``conv`` (convolutions) and ``matmul`` (the FC layers).
 
-    Counted on the model's torch ops: the counter cannot see inside the native first-block kernel, which does the
-    same convolution.
+    Counted with ``torch.utils.flop_counter`` on a batch of 64 (divided by 64), on the model's torch ops: the counter
+    cannot see inside the native kernels, which compute the same functions (the conv-block backward skips the
+    multiplications by zero gradients, so it executes fewer; these are the model's dense FLOPs).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -96,4 +105,12 @@ def train_flops_per_window(model: torch.nn.Module, n_mels: int = 40, width: int 
         if native is not None:
             model.native = native  # type: ignore[assignment]
     model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / 64
+    split = {"conv": 0.0, "matmul": 0.0}
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        split["conv" if "convolution" in str(op) else "matmul"] += n / 64
+    return split
+
+
+def train_flops_per_window(model: torch.nn.Module, n_mels: int = 40, width: int = 11) -> float:
+    """Forward + backward FLOPs of one window (the sum of :func:`train_flops_split`)."""
+    return sum(train_flops_split(model, n_mels, width).values())

@@ -39,3 +39,18 @@ def test_memory_reference_is_one_copy_of_the_real_windows() -> None:
     feats, energy = extract_logmel(wave, LogMelSpec())
     bank = WindowBank([feats], [energy], 11, 2, normalize="none")
     assert _window_copy_mb(3.0) * 1e6 == bank.n_windows * 40 * 11 * 4
+
+
+def test_flop_split_matches_the_layer_arithmetic() -> None:
+    """(b)'s model FLOPs per window, by kind, equal the hand count for the default CNN (dense, fwd + bwd)."""
+    from paraling.bench.common import paper_cnn, train_flops_per_window, train_flops_split
+
+    model = paper_cnn()
+    split = train_flops_split(model)
+    fc_forward = 2 * (640 * 500 + 500 * 500 + 500 * 7)
+    conv_forward = [2 * 40 * 11 * 32 * 9, 2 * 20 * 5 * 64 * 32 * 4, 2 * 10 * 2 * 128 * 64 * 4]
+    # conv1 has no input gradient (the windows need none); the others compute input and weight gradients
+    assert split["matmul"] == 3 * fc_forward
+    assert split["conv"] == 2 * conv_forward[0] + 3 * (conv_forward[1] + conv_forward[2])
+    assert train_flops_per_window(model) == split["conv"] + split["matmul"]
+    assert model.native  # restored after counting
