@@ -27,6 +27,8 @@ from paraling.models.native_pool import pool_forward
 
 __all__ = ["conv_block_applies", "conv_pool_block"]
 
+_CHUNK = 8  # windows per work item of the backward kernel (CHUNK in csrc/conv_pool.c)
+
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The convolution's dtype: autocast's where it is on (bfloat16 on the CPU), else the input's."""
@@ -50,6 +52,7 @@ def conv_block_applies(x: torch.Tensor, conv: torch.nn.Conv2d, pool: tuple[int, 
         and pool[0] * pool[1] <= MAX_POOL
         and h >= pool[0]
         and w >= pool[1]
+        and _CHUNK * x.shape[1] * x.shape[2] * x.shape[3] < 2**31  # the kernel's int32 offsets within a chunk
         and load_library() is not None
     )
 

@@ -166,3 +166,14 @@ def test_input_gradient_of_the_whole_cnn() -> None:
     ref(b)[:, 2].sum().backward()
     assert a.grad is not None and b.grad is not None and b.grad.abs().max() > 0
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_what_it_leaves_to_torch() -> None:
+    """Strides, dilation, groups, float64 and maps smaller than the pool go to torch ops."""
+    x, conv = _inputs(2, 8, 8, 2, 9, 7)
+    assert conv_block_applies(x, conv, (2, 2))
+    assert not conv_block_applies(x.double(), conv, (2, 2))
+    assert not conv_block_applies(x, torch.nn.Conv2d(8, 8, 2, stride=2), (2, 2))
+    assert not conv_block_applies(x, torch.nn.Conv2d(8, 8, 2, dilation=2), (2, 2))
+    assert not conv_block_applies(x, torch.nn.Conv2d(8, 8, 2, groups=2), (2, 2))
+    assert not conv_block_applies(x[:, :, :2, :2], conv, (2, 2))  # a 1x1 conv output cannot be pooled 2x2
