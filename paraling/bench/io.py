@@ -169,13 +169,15 @@ def _window_copy_mb(seconds: float) -> float:
     from omegaconf import OmegaConf
 
     from paraling.config import ParalingConfig
+    from paraling.features.logmel import LogMelSpec
+    from paraling.windows import count_windows
 
     cfg = OmegaConf.structured(ParalingConfig())
-    f = cfg.features
-    frame, hop = int(f.sample_rate * f.frame_length_ms / 1000), int(f.sample_rate * f.frame_shift_ms / 1000)
-    frames = 1 + (int(seconds * f.sample_rate) - frame) // hop
-    windows = max(1, (frames - int(cfg.windows.width)) // int(cfg.windows.shift) + 1)
-    return windows * int(f.n_mels) * int(cfg.windows.width) * 4 / 1e6
+    spec = LogMelSpec.from_config(cfg.features)
+    frames = 1 + (int(seconds * spec.sample_rate) - spec.win_length) // spec.hop_length
+    width = int(cfg.windows.width)
+    windows = max(1, count_windows(frames, width, int(cfg.windows.shift)))  # short clips: one padded window
+    return windows * spec.n_mels * width * 4 / 1e6
 
 
 def peak_memory(sizes: tuple[int, int] = (200, 400), seconds: float = 3.0) -> dict[str, float]:

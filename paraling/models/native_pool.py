@@ -15,7 +15,7 @@ import torch
 
 from paraling.models.native import MAX_POOL, load_library, padded_channels, ptr, random_bytes
 
-__all__ = ["native_pool_applies", "pool_backward", "pool_bias_relu_dropout", "pool_forward"]
+__all__ = ["native_pool_applies", "pool_bias_relu_dropout", "pool_forward"]
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -71,38 +71,6 @@ def pool_forward(
     return out, arg
 
 
-def pool_backward(
-    grad: torch.Tensor,
-    arg: torch.Tensor,
-    shape: tuple[int, ...],
-    pool: tuple[int, int],
-    border: tuple[int, int, int, int],
-    scale: float,
-    dtype: torch.dtype,
-    bias_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The backward kernel: the input gradient (``shape``, channels-last when 4-d) and the bias gradient."""
-    lib = load_library()
-    assert lib is not None
-    (ph, pw), (pt, pb, pl, pr) = pool, border
-    if len(shape) == 2:
-        (n, c), h, w = shape, 1, 1
-        g = grad.to(dtype).contiguous()
-        gx = torch.empty_like(g)
-    else:
-        n, c, h, w = shape
-        g = grad.to(dtype).contiguous(memory_format=torch.channels_last)
-        gx = torch.empty((n, c, h, w), dtype=dtype, memory_format=torch.channels_last)
-    gb = torch.empty(padded_channels(c)) if bias_grad else None
-    rc = lib.pl_pool_backward(
-        n, h, w, c, ph, pw, pt, pb, pl, pr, int(dtype == torch.bfloat16),
-        ptr(g), ptr(arg), scale, ptr(gx), ptr(gb), torch.get_num_threads(),
-    )  # fmt: skip
-    if rc:
-        raise RuntimeError(f"native pool backward failed (code {rc})")
-    return gx, gb[:c] if gb is not None else None
-
-
 class _PoolBiasReluDrop(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -122,9 +90,25 @@ class _PoolBiasReluDrop(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        lib = load_library()
         (arg,) = ctx.saved_tensors
-        gx, gb = pool_backward(grad, arg, *ctx.geometry, ctx.scale, ctx.dtype, ctx.needs_input_grad[1])
-        return gx, gb, None, None, None, None, None
+        shape, (ph, pw), (pt, pb, pl, pr) = ctx.geometry
+        if len(shape) == 2:
+            (n, c), h, w = shape, 1, 1
+            g = grad.to(ctx.dtype).contiguous()
+            gx = torch.empty_like(g)
+        else:
+            n, c, h, w = shape
+            g = grad.to(ctx.dtype).contiguous(memory_format=torch.channels_last)
+            gx = torch.empty((n, c, h, w), dtype=ctx.dtype, memory_format=torch.channels_last)
+        gb = torch.empty(padded_channels(c)) if ctx.needs_input_grad[1] else None
+        rc = lib.pl_pool_backward(  # type: ignore[union-attr]
+            n, h, w, c, ph, pw, pt, pb, pl, pr, int(ctx.dtype == torch.bfloat16),
+            ptr(g), ptr(arg), ctx.scale, ptr(gx), ptr(gb), torch.get_num_threads(),
+        )  # fmt: skip
+        if rc:
+            raise RuntimeError(f"native pool backward failed (code {rc})")
+        return gx, gb[:c] if gb is not None else None, None, None, None, None, None
 
 
 def pool_bias_relu_dropout(

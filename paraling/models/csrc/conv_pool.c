@@ -41,7 +41,7 @@ static inline __attribute__((always_inline)) void tile_rv(const int32_t *off, co
                                                           int V, int GW) {
     const char *xb = xc;
     const size_t es = bf16 ? 2 : 4;
-    vf wr[8], acc[8];
+    vf wr[TV], acc[TV]; /* R x V <= TV */
     for (int r = 0; r < R; r++)
         for (int v = 0; v < V; v++) {
             memcpy(&wr[r * V + v], wrow + (size_t)(ki0 + r) * rl + j0 + v * T, sizeof(vf));

@@ -21,14 +21,6 @@ static inline vf blend(vi take, vf a, vf b) { return (vf)((take & (vi)a) | (~tak
 /* bfloat16 (the upper half of a float32) to float32, exactly. */
 static inline vf bf16_to_f32(vh h) { return (vf)(__builtin_convertvector(h, vu) << 16); }
 
-/* One bfloat16 value to float32, exactly. */
-static inline float bf16_scalar(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* float32 to bfloat16, rounding to nearest even like torch; NaN stays NaN. */
 static inline vh f32_to_bf16(vf f) {
     vu u = (vu)f;
