@@ -24,7 +24,7 @@ from paraling.atomic import atomic_path
 from paraling.errors import TrainingError
 from paraling.malloc import keep_freed_memory
 from paraling.metrics import uar
-from paraling.models.native import cpu_flags
+from paraling.models.native import bf16_hardware
 from paraling.windows import WindowBank
 
 __all__ = [
@@ -98,7 +98,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AMX or AVX512-BF16; read from ``/proc/cpuinfo``)."""
-    return not cpu_flags().isdisjoint({"amx_bf16", "avx512_bf16"})
+    return bf16_hardware() != "none"
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

@@ -13,6 +13,7 @@ import torch
 
 from paraling.bench.common import Figure, matmul_peak_gflops, paper_cnn, train_flops_split
 from paraling.malloc import keep_freed_memory
+from paraling.models.native import bf16_hardware, cpu_model
 
 __all__ = ["run_suite"]
 
@@ -56,11 +57,14 @@ def run_suite(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "bf16_hardware": bf16_hardware(),
     }
     log(
         f"paraling bench ({'quick' if quick else 'full'}; {torch.get_num_threads()} threads; fast path "
         f"precision={precision}, channels-last, batch {batch_size})"
     )
+    log(f"cpu: {result['cpu']}; bfloat16 in hardware: {result['bf16_hardware']}")
     log(f"{'figure':<34} {'paraling':>12} {'reference':>12} {'unit':<16} {'ratio':>7}  {'target':<10} note")
     t_all = time.perf_counter()
     if "train" not in skip:

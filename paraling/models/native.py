@@ -34,7 +34,9 @@ __all__ = [
     "MAX_KERNEL",
     "MAX_POOL",
     "TILE",
+    "bf16_hardware",
     "cpu_flags",
+    "cpu_model",
     "load_library",
     "native_enabled",
     "padded_channels",
@@ -82,6 +84,22 @@ def _cpuinfo() -> dict[str, str]:
 def cpu_flags() -> frozenset[str]:
     """This CPU's feature flags as the kernel reports them (empty off Linux)."""
     return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    """This CPU's model name as the kernel reports it, else the platform's processor or machine name."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def bf16_hardware() -> str:
+    """How this CPU computes bfloat16: ``"amx"`` (AMX tiles), ``"avx512_bf16"`` (vector dot products) or ``"none"``.
+
+    The bf16 matmul peak differs by kind: several times the fp32 peak with AMX, about twice it with AVX512-BF16.
+    """
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "amx"
+    return "avx512_bf16" if "avx512_bf16" in flags else "none"
 
 
 def _cpu_signature() -> str:

@@ -169,3 +169,21 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch, na
     assert training.resolve_precision("auto", cpu) == (torch.bfloat16 if native_bf16 else None)
     assert training.resolve_precision("fp32", cpu) is None
     assert training.resolve_precision("bf16", cpu) == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("flags", "kind"),
+    [
+        ({"avx512f", "amx_tile", "amx_bf16", "avx512_bf16"}, "amx"),
+        ({"avx512f", "avx512_bf16"}, "avx512_bf16"),
+        ({"avx2", "fma"}, "none"),
+        (set(), "none"),
+    ],
+)
+def test_bf16_hardware_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str], kind: str) -> None:
+    from paraling import training
+    from paraling.models import native
+
+    monkeypatch.setattr(native, "cpu_flags", lambda: frozenset(flags))
+    assert native.bf16_hardware() == kind
+    assert training.cpu_has_native_bf16() is (kind != "none")
