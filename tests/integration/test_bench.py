@@ -58,3 +58,28 @@ def test_flop_split_matches_the_layer_arithmetic() -> None:
     assert split["conv"] == 2 * conv_forward[0] + 3 * (conv_forward[1] + conv_forward[2])
     assert train_flops_per_window(model) == split["conv"] + split["matmul"]
     assert model.native  # restored after counting
+
+
+def test_memory_headline_is_the_printed_anonymous_slope(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The whole RSS can read a slope of 0 when a fixed spike sets both peaks; the headline key must carry the
+    # anonymous-memory slope that (f) prints, and keep the whole-RSS slope beside it.
+    from paraling.bench import io, suite
+
+    fake = {
+        "window_copy_mb_per_1000_utts": 250.0,
+        "rss_small_mb": 1226.0,
+        "rss_large_mb": 1226.0,
+        "mb_per_1000_utts": 0.0,
+        "anon_small_mb": 600.0,
+        "anon_large_mb": 620.0,
+        "anon_mb_per_1000_utts": 11.0,
+        "utt_seconds": 3.0,
+    }
+    monkeypatch.setattr(io, "peak_memory", lambda sizes: fake)
+    lines: list[str] = []
+    res = suite.run_suite(skip=("train", "infer", "features", "sweep", "uar"), log=lines.append)
+    assert res["peak_rss_mb_per_1000_utts"] == 11.0
+    assert res["peak_rss_incl_mapped_mb_per_1000_utts"] == 0.0
+    (fig,) = res["figures"]
+    assert fig["value"] == 11.0 and abs(fig["ratio"] - 11.0 / 250.0) < 1e-12
+    assert any(line.startswith("(f)") for line in lines)
