@@ -214,8 +214,8 @@ def run_suite(
         )
         # The headline key is the figure printed above: the anonymous part of the resident set (RssAnon), which has
         # to fit in RAM. The whole RSS also counts pages of mapped files (the pack, torch's shared libraries) that
-        # the kernel can drop; its peak can be set by a fixed spike and then reads a slope of 0 (seen with torch's
-        # CUDA build on a CPU machine), so it is kept beside it, not in its place.
+        # the kernel can drop; its peak can be set by a fixed spike and then reads a slope of 0 (seen on a CPU
+        # machine with torch's CUDA build), so it is kept beside it, not in its place.
         result["peak_rss_mb_per_1000_utts"] = pm["anon_mb_per_1000_utts"]
         result["peak_anon_mb_per_1000_utts"] = pm["anon_mb_per_1000_utts"]
         result["peak_rss_incl_mapped_mb_per_1000_utts"] = pm["mb_per_1000_utts"]
