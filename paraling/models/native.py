@@ -104,7 +104,7 @@ def bf16_hardware() -> str:
 
 def _cpu_signature() -> str:
     info = _cpuinfo()
-    return repr(sorted(info.items())) if info else platform.processor() or platform.machine()
+    return repr(sorted(info.items())) if info else cpu_model()
 
 
 def _build(cc: str, out: Path) -> None:
