@@ -154,7 +154,10 @@ class TrainerConfig:
     threads: int = 0
     max_windows_per_epoch: int | None = None
     eval_batch_size: int = 2048
+    eval_batch_size_gpu: int = 32768
     checkpoint: bool = True
+    capture: str = "auto"
+    deterministic: bool = True
 
 
 @dataclass
@@ -256,6 +259,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.baseline.embedding_level": ("utterance", "window"),
     "trainer.select": ("best", "last"),
     "trainer.precision": ("auto", "fp32", "bf16"),
+    "trainer.capture": ("auto", "eager", "graph", "compile"),
     "aggregation.method": ("majority", "mean", "logmean", "weighted"),
     "cv.scheme": ("kfold", "loso", "split"),
     "progress": ("auto", "always", "never"),
@@ -273,6 +277,7 @@ _POSITIVE: tuple[str, ...] = (
     "trainer.epochs",
     "trainer.batch_size",
     "trainer.eval_batch_size",
+    "trainer.eval_batch_size_gpu",
     "trainer.lr_start",
     "corpus.demo_speakers",
 )

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from paraling.data.manifest import Manifest, Utterance
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import assign_folds
+from paraling.device import to_numpy
 from paraling.errors import AudioError
 from paraling.features import FeatureStore, LogMelSpec
 from paraling.features.packed import PackStore, file_signatures
@@ -181,7 +182,7 @@ def eval_set(bank: WindowBank, rows: np.ndarray, y_utt: np.ndarray) -> EvalSet:
     mask = np.zeros(bank.n_utts, dtype=bool)
     mask[rows] = True
     idx = bank.windows_of(mask)
-    utt_global = bank.utt[idx].numpy()
+    utt_global = to_numpy(bank.utt[idx])
     local = np.full(bank.n_utts, -1, dtype=np.int64)
     local[rows] = np.arange(len(rows))
     return EvalSet(idx, torch.from_numpy(y_utt[utt_global]), local[utt_global], len(rows))

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.manifest import Manifest
 from paraling.data.splits import FoldPlan, plan_folds, split_validation_speakers
+from paraling.device import eval_batch_size, to_numpy
 from paraling.errors import ConfigError, TransferError
 from paraling.oof import load_oof
 
@@ -94,8 +95,7 @@ class CNNEmbeddings:
         self.cnn_cfg = cnn_cfg
         self.data = prepare_data(cnn_cfg)
         self.device = resolve_device(str(cfg.device))
-        if self.device.type == "cuda":
-            self.data.bank.to(self.device)
+        self.data.bank.to(self.device)
         self.manifest = manifest
         self.row = {u.id: i for i, u in enumerate(self.data.manifest)}
         self.plans = {p.fold: p for p in plan_folds(self.data.manifest)}
@@ -130,12 +130,12 @@ class CNNEmbeddings:
         mask[rows] = True
         idx = bank.windows_of(mask)
         _, emb = predict_windows(
-            model, bank, idx, int(self.cnn_cfg.trainer.eval_batch_size), self.device, embeddings=True
+            model, bank, idx, eval_batch_size(self.cnn_cfg.trainer, self.device), self.device, embeddings=True
         )
         local = np.full(bank.n_utts, -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
         emb = emb if emb is not None else np.zeros((0, int(getattr(model, "embed_dim", 0))), np.float32)
-        return emb, local[bank.utt[idx].cpu().numpy()]
+        return emb, local[to_numpy(bank.utt[idx])]
 
     @staticmethod
     def _mean(emb: np.ndarray, utt: np.ndarray, n: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from paraling.config import validate
 from paraling.data.manifest import Manifest, atomic_write_text
 from paraling.data.splits import plan_folds, split_validation_speakers
 from paraling.dataset import PreparedData, eval_set, prepare_data
+from paraling.device import configure_determinism, eval_batch_size, resolve_device, resolve_precision, to_numpy
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.models.cnn import build_model
 from paraling.oof import OOFScores, save_oof
@@ -38,7 +39,7 @@ from paraling.progress import Progress
 from paraling.runs import NAME_TAG
 from paraling.summary import print_summary
 from paraling.tracking import RunTracker, flatten
-from paraling.training import Reporter, fit, predict_windows, resolve_device, resolve_precision
+from paraling.training import Reporter, fit, predict_windows
 
 _eval_set = eval_set  # kept for callers/tests that patch it
 
@@ -158,7 +159,7 @@ def _train_fold(
     bar.close()
     dtype = resolve_precision(cfg.trainer.precision, device)
     cl = bool(cfg.trainer.channels_last)
-    ebs = int(cfg.trainer.eval_batch_size)
+    ebs = eval_batch_size(cfg.trainer, device)
     p_val, _ = predict_windows(model, bank, val_set.idx, ebs, device, dtype, cl)
     p_test, emb_utt = predict_windows(
         model,
@@ -173,7 +174,7 @@ def _train_fold(
         n_groups=test_set.n_utts,
     )
     energy = bank.window_energy()
-    e_val, e_test = energy[val_set.idx.numpy()], energy[test_set.idx.numpy()]
+    e_val, e_test = energy[to_numpy(val_set.idx)], energy[to_numpy(test_set.idx)]
     scores = {}
     for method in AGGREGATIONS:
         params: dict[str, Any] = {}
@@ -182,7 +183,7 @@ def _train_fold(
                 "alpha": float(cfg.aggregation.ridge_alpha),
                 "use_energy": bool(cfg.aggregation.use_energy),
             }
-        agg = make_aggregator(method, **params).fit(p_val, val_set.y.numpy(), val_set.utt, e_val)
+        agg = make_aggregator(method, **params).fit(p_val, to_numpy(val_set.y), val_set.utt, e_val)
         scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
         if method == cfg.aggregation.method:  # saved with the model so that `paraling predict` votes alike
             state = fold_state(method, agg, bank.mean, bank.std)
@@ -192,7 +193,7 @@ def _train_fold(
         "scores": scores,
         "window_proba": p_test,
         "window_utt": test_set.utt,
-        "window_start": bank.starts[test_set.idx].numpy() - bank.offsets[plan.test][test_set.utt],
+        "window_start": to_numpy(bank.starts[test_set.idx]) - bank.offsets[plan.test][test_set.utt],
         "embeddings": emb_utt,
         "fit": result,
         "model": model,
@@ -236,10 +237,10 @@ def run_experiment(
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     device = resolve_device(cfg.device)
+    configure_determinism(device, bool(cfg.trainer.deterministic))
     progress = Progress(cfg.progress)
     data = prepare_data(cfg, progress)
-    if device.type == "cuda":
-        data.bank.to(device)
+    data.bank.to(device)  # on a GPU: features, window index and gathers on the device when they fit
     manifest = data.manifest
     reproduce = "paraling train " + " ".join(overrides or [])
     all_tags = {

@@ -39,6 +39,7 @@ import torch
 
 from paraling.aggregation import Aggregator, make_aggregator
 from paraling.data.audio import load_audio
+from paraling.device import to_numpy
 from paraling.ensemble import COMBINERS, combine
 from paraling.errors import ModelError, ParalingError
 from paraling.features import LogMelSpec, extract_logmel
@@ -266,7 +267,7 @@ class CNNMember:
         n, n_cls = len(feats), len(self.classes)
         bank = WindowBank(list(feats), list(energies), self.width, self.shift, "pad", self.normalize)
         idx = torch.arange(bank.n_windows)
-        utt = bank.utt.numpy()
+        utt = to_numpy(bank.utt)
         energy = bank.window_energy()
         proba = np.zeros((n, n_cls))
         wp = np.zeros((bank.n_windows, n_cls))
@@ -293,7 +294,7 @@ class CNNMember:
         out: list[MemberDetail] = []
         if details:
             k = len(self.folds)
-            rel = bank.starts.cpu().numpy() - bank.offsets[utt]
+            rel = to_numpy(bank.starts) - bank.offsets[utt]
             for j in range(n):
                 m = utt == j
                 emb = emb0[m] if emb0 is not None else np.zeros((int(m.sum()), 0))

@@ -21,10 +21,21 @@ import torch
 from torch import nn
 
 from paraling.atomic import atomic_path
+from paraling.device import (
+    capture_mode,
+    eval_batch_size,
+    load_state,
+    resolve_device,
+    resolve_precision,
+    rng_state,
+    set_rng_state,
+    to_device,
+    to_numpy,
+)
 from paraling.errors import TrainingError
 from paraling.malloc import keep_freed_memory
 from paraling.metrics import uar
-from paraling.models.native import bf16_hardware
+from paraling.steps import make_step, prepare_batch
 from paraling.windows import WindowBank
 
 __all__ = [
@@ -82,6 +93,7 @@ class FitResult:
     best_val_uar: float = float("nan")
     seconds: float = 0.0
     windows_per_second: float = 0.0
+    capture: str = "eager"
 
 
 def linear_schedule(start: float, end: float, epochs: int) -> np.ndarray:
@@ -89,43 +101,10 @@ def linear_schedule(start: float, end: float, epochs: int) -> np.ndarray:
     return np.linspace(start, end, num=max(epochs, 1)) if epochs > 1 else np.array([start])
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``cpu``; anything else is passed to :class:`torch.device`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AMX or AVX512-BF16; read from ``/proc/cpuinfo``)."""
-    return bf16_hardware() != "none"
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` (``None`` = plain fp32).
-
-    ``auto`` is bf16 where the hardware computes it (CUDA with bf16 support; CPUs with AMX or AVX512-BF16, see
-    :func:`cpu_has_native_bf16`) and fp32 elsewhere. Under bf16 autocast only the convolutions run in bfloat16:
-    :class:`~paraling.models.cnn.WindowCNN` keeps its fully connected layers in float32, which measured no loss of
-    UAR against plain fp32 (README, Performance (g)).
-    """
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if precision == "auto" and device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
-
-
-def _prep(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
@@ -157,31 +136,34 @@ def predict_windows(
     model.eval()
     n_classes = model.out.out_features  # type: ignore[union-attr]
     n = int(idx.numel())
-    proba = torch.empty(n, n_classes)  # filled in place: no small per-batch blocks left between big temporaries
+    # Results stay on the model's device until the end: one copy to the host, no wait for the GPU per batch. The
+    # output is filled in place (no small per-batch blocks left between big temporaries on the CPU).
+    proba = torch.empty(n, n_classes, device=device)
     embs = []
     sums: torch.Tensor | None = None
-    g_all = torch.from_numpy(np.asarray(groups, dtype=np.int64)) if groups is not None else None
+    g_all = to_device(torch.from_numpy(np.asarray(groups, dtype=np.int64)), device) if groups is not None else None
     try:
         for s in range(0, n, batch_size):
-            x = _prep(bank.gather(idx[s : s + batch_size]).to(device, non_blocking=True), channels_last)
+            x = prepare_batch(to_device(bank.gather(idx[s : s + batch_size]), device), channels_last)
             with _autocast(device, precision):
                 h = model.features(x)  # type: ignore[operator]
                 logits = model.classify(h)  # type: ignore[operator]
-            proba[s : s + len(x)] = torch.softmax(logits.float(), dim=1).cpu()
+            proba[s : s + len(x)] = torch.softmax(logits.float(), dim=1)
             if embeddings and g_all is not None:
-                hb = h.float().cpu()
+                hb = h.float()
                 if sums is None:
-                    sums = torch.zeros(int(n_groups if n_groups is not None else int(g_all.max()) + 1), hb.shape[1])
+                    k = int(n_groups) if n_groups is not None else int(np.max(groups)) + 1  # type: ignore[arg-type]
+                    sums = torch.zeros(k, hb.shape[1], device=device)
                 sums.index_add_(0, g_all[s : s + batch_size], hb)
             elif embeddings:
-                embs.append(h.float().cpu())
+                embs.append(h.float())
     finally:
         model.train(was_training)
-    emb = torch.cat(embs).numpy() if embeddings and embs else None
+    emb = to_numpy(torch.cat(embs)) if embeddings and embs else None
     if embeddings and g_all is not None and sums is not None:
         counts = torch.bincount(g_all, minlength=sums.shape[0]).clamp_min(1)
-        emb = (sums / counts[:, None]).numpy()
-    return proba.numpy(), emb
+        emb = to_numpy(sums / counts[:, None])
+    return to_numpy(proba), emb
 
 
 def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
@@ -189,7 +171,7 @@ def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
     sums = np.zeros((ev.n_utts, proba.shape[1]), np.float64)
     np.add.at(sums, ev.utt, proba)
     y_utt = np.zeros(ev.n_utts, np.int64)
-    y_utt[ev.utt] = ev.y.cpu().numpy()
+    y_utt[ev.utt] = to_numpy(ev.y)
     seen = np.bincount(ev.utt, minlength=ev.n_utts) > 0
     return float(uar(y_utt[seen], sums[seen].argmax(1)))
 
@@ -262,30 +244,37 @@ def fit(
         nesterov=bool(cfg.nesterov),
         weight_decay=float(cfg.weight_decay),
     )
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(seed * 1000 + fold)
+    gen = torch.Generator().manual_seed(seed * 1000 + fold)  # shuffling: a CPU generator, saved in the checkpoint
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         try:
-            state = torch.load(checkpoint, map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
+            state = load_state(checkpoint)
+            model.load_state_dict(state["model"])  # copies onto the parameters' device
+            opt.load_state_dict(state["opt"])  # casts the momentum buffers to the parameters' device
             best_state = state.get("best")
             start_epoch = int(state["epoch"]) + 1
             result.history = [dict(h) for h in state["history"]]
             result.best_epoch, result.best_val_uar = int(state["best_epoch"]), float(state["best_val_uar"])
             gen.set_state(state["gen"])
+            set_rng_state(state.get("rng", {}), device)
             log.info("fold %d: resumed from %s at epoch %d", fold, checkpoint, start_epoch)
-        except (RuntimeError, KeyError, OSError, EOFError) as exc:
+        except (RuntimeError, KeyError, OSError, EOFError, TypeError, ValueError) as exc:
             log.warning("%s: unusable checkpoint (%s); training from scratch", checkpoint, exc)
             start_epoch = 0
-    train_idx = train_idx.to(device)
-    train_y = train_y.to(device)
+    # Window indices live where the bank's index does (on the GPU when the bank was moved there), labels with them:
+    # a batch then needs no host work. A bank left in host memory gathers there and copies each batch over.
+    index_device = bank.starts.device
+    train_idx = train_idx.to(index_device)
+    train_y = train_y.to(index_device)
     n = int(train_idx.numel())
     bs = int(cfg.batch_size)
     limit = cfg.max_windows_per_epoch
+    mode = capture_mode(str(getattr(cfg, "capture", "auto")), device)
+    runner = make_step(
+        mode, model, opt, bank, bs, idx=train_idx, y=train_y, device=device, dtype=dtype, channels_last=channels_last
+    )
     t_start = time.perf_counter()
     seen = 0
     for epoch in range(start_epoch, epochs):
@@ -295,26 +284,18 @@ def fit(
         for name, p in model.named_parameters():
             p.requires_grad_(name.split(".")[0] not in freeze)
         model.train()
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = torch.randperm(n, generator=gen)
         if limit:
             perm = perm[: int(limit)]
-        total = torch.zeros((), device=device)
-        n_seen = 0
+        perm = to_device(perm, index_device)  # once per epoch
+        runner.begin_epoch()
         for s in range(0, int(perm.numel()), bs):
             b = perm[s : s + bs]
             if b.numel() < 2:
                 continue
-            x = _prep(bank.gather(train_idx[b]), channels_last)
-            yb = train_y[b]
-            with _autocast(device, dtype):
-                loss = loss_fn(model(x).float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * b.numel()
-            n_seen += int(b.numel())
-        seen += n_seen
-        train_loss = float(total) / max(n_seen, 1)
+            runner.step(b)
+        seen += runner.n_seen
+        train_loss = runner.epoch_loss()
         if not math.isfinite(train_loss):
             raise TrainingError(
                 f"fold {fold}: training loss became {train_loss} at epoch {epoch}; lower trainer.lr_start "
@@ -322,8 +303,8 @@ def fit(
             )
         metrics = {"train_loss": train_loss, "lr": float(lrs[epoch]), "momentum": float(moms[epoch])}
         if val is not None and val.idx.numel():
-            proba, _ = predict_windows(model, bank, val.idx, int(cfg.eval_batch_size), device, dtype, channels_last)
-            y_val = val.y.numpy()
+            proba, _ = predict_windows(model, bank, val.idx, eval_batch_size(cfg, device), device, dtype, channels_last)
+            y_val = to_numpy(val.y)
             metrics["val_loss"] = float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
             metrics["val_uar"] = _utterance_uar(proba, val)
             improved = not metrics["val_uar"] <= result.best_val_uar  # NaN-safe: first epoch always improves
@@ -348,6 +329,7 @@ def fit(
                     "best_epoch": result.best_epoch,
                     "best_val_uar": result.best_val_uar,
                     "gen": gen.get_state(),
+                    "rng": rng_state(device),
                 },
             )
         if cfg.patience and result.best_epoch >= 0 and epoch - result.best_epoch >= int(cfg.patience):
@@ -359,6 +341,7 @@ def fit(
         model.load_state_dict(best_state)
     elif cfg.select == "last":
         result.best_epoch = len(result.history) - 1
+    result.capture = getattr(runner, "mode", mode)
     result.seconds = time.perf_counter() - t_start
     result.windows_per_second = seen / result.seconds if result.seconds > 0 else 0.0
     return result

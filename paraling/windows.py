@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from paraling.device import to_device, to_numpy
 from paraling.errors import WindowError
 
 __all__ = ["WindowBank", "count_windows", "fill_frames", "plan_layout"]
@@ -243,9 +244,7 @@ class WindowBank:
         """Windows ``idx`` (into the window index) as a batch ``(B, 1, n_mels, width)`` float32 on :attr:`device`."""
         if idx.device != self.starts.device:
             idx = idx.to(self.starts.device)
-        x = self._view.index_select(0, self.starts.index_select(0, idx))
-        if x.device != self.device:
-            x = x.to(self.device, non_blocking=True)
+        x = to_device(self._view.index_select(0, self.starts.index_select(0, idx)), self.device)
         if self.mean is not None and self.std is not None:
             x = (x - self.mean[:, None]) / self.std[:, None]
         return x.unsqueeze(1)
@@ -259,12 +258,12 @@ class WindowBank:
         device = torch.device(device)
         need = self.data.numel() * 4 + self.starts.numel() * 8
         fits = device.type != "cuda" or need < max_fraction * torch.cuda.mem_get_info(device)[0]
-        if fits:
+        if fits and self.data.device != device:
             self.data = self.data.to(device)
             self.energy = self.energy.to(device)
             self.starts = self.starts.to(device)
             self._view = self.data.unfold(0, self.width, 1)
-        else:
+        elif not fits:
             log.info("features (%.0f MB) stay in host memory; batches are copied to %s", need / 1e6, device)
         self.device = device
         if self.mean is not None and self.std is not None:
@@ -273,8 +272,8 @@ class WindowBank:
 
     def window_energy(self) -> np.ndarray:
         """Log energy at the centre frame of every window, ``(n_windows,)``."""
-        return self.energy[self.starts + self.width // 2].cpu().numpy()
+        return to_numpy(self.energy[self.starts + self.width // 2])
 
     def windows_of(self, utt_mask: np.ndarray) -> torch.Tensor:
         """Indices of the windows that belong to utterances in ``utt_mask`` (``(n_utts,)`` bool)."""
-        return torch.from_numpy(np.flatnonzero(utt_mask[self.utt.numpy()]))
+        return torch.from_numpy(np.flatnonzero(utt_mask[to_numpy(self.utt)]))

@@ -45,6 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from paraling.data.splits import split_validation_speakers
+from paraling.device import to_numpy
 from paraling.errors import ConfigError
 from paraling.metrics import uar
 
@@ -248,7 +249,7 @@ class DropoutDNN(ClassifierMixin, BaseEstimator):
             if val.any():
                 net.eval()
                 with torch.no_grad():
-                    rec["val_uar"] = uar(yv, net(xv).argmax(1).numpy(), n_cls)
+                    rec["val_uar"] = uar(yv, to_numpy(net(xv).argmax(1)), n_cls)
                 if rec["val_uar"] >= best:  # ties: the later, better-trained epoch
                     best, best_state, self.best_epoch_ = rec["val_uar"], copy.deepcopy(net.state_dict()), epoch
             self.history_.append(rec)
@@ -261,7 +262,7 @@ class DropoutDNN(ClassifierMixin, BaseEstimator):
         """Class probabilities, shape ``(n_samples, n_classes)``."""
         check_is_fitted(self, "model_")
         with torch.no_grad():
-            return torch.softmax(self.model_(self._scale(X)), dim=1).numpy().astype(np.float64)
+            return to_numpy(torch.softmax(self.model_(self._scale(X)), dim=1)).astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable class per row."""

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from paraling.bench.common import paper_cnn, synthetic_bank
 from paraling.config import TrainerConfig
+from paraling.device import synchronize, to_numpy
 from paraling.training import fit, predict_windows
 from paraling.windows import WindowBank
 
@@ -22,7 +23,7 @@ class NaiveWindows(Dataset):
 
     def __init__(self, bank: WindowBank, labels: np.ndarray) -> None:
         self.items = []
-        data = bank.data.numpy()
+        data = to_numpy(bank.data)
         for k, (s, u) in enumerate(zip(bank.starts.tolist(), bank.utt.tolist(), strict=True)):
             self.items.append((s, int(labels[u]), k))
         self.data, self.width = data, bank.width
@@ -42,24 +43,38 @@ def naive_model(n_mels: int, width: int) -> torch.nn.Module:
     return model
 
 
-def naive_train(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int, seed: int = 0) -> float:
-    """Windows/s of a plain fp32 NCHW loop (DataLoader, SGD+Nesterov, CE, torch ops) over ``n_windows`` windows."""
+def naive_train(
+    bank: WindowBank,
+    labels: np.ndarray,
+    batch_size: int,
+    n_windows: int,
+    seed: int = 0,
+    device: torch.device | None = None,
+) -> float:
+    """Windows/s of a plain fp32 NCHW loop (DataLoader, SGD+Nesterov, CE, torch ops) over ``n_windows`` windows.
+
+    On a GPU the model computes there and each batch the DataLoader assembles on the host is copied over, as the
+    textbook loop does.
+    """
+    device = device or torch.device("cpu")
     torch.manual_seed(seed)
-    model = naive_model(bank.n_mels, bank.width)
+    model = naive_model(bank.n_mels, bank.width).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loader = DataLoader(NaiveWindows(bank, labels), batch_size=batch_size, shuffle=True)
     model.train()
     seen, t0 = 0, 0.0
     for i, (x, y) in enumerate(loader):
         if i == 2:  # warm-up batches excluded
+            synchronize(device)
             t0, seen = time.perf_counter(), 0
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
         seen += len(y)
         if seen >= n_windows and i > 2:
             break
+    synchronize(device)
     return seen / (time.perf_counter() - t0)
 
 
@@ -71,10 +86,16 @@ def fast_train(
     precision: str = "fp32",
     channels_last: bool = True,
     seed: int = 0,
+    device: torch.device | None = None,
+    capture: str = "auto",
+    model: torch.nn.Module | None = None,
 ) -> float:
-    """Windows/s of :func:`paraling.training.fit` (one epoch of ``n_windows`` windows, no validation)."""
+    """Windows/s of :func:`paraling.training.fit` (one epoch of ``n_windows`` windows, no validation).
+
+    ``bank`` must already be where it is meant to be (``bank.to(device)``); ``model`` defaults to :func:`paper_cnn`.
+    """
     torch.manual_seed(seed)
-    model = paper_cnn(bank.n_mels, bank.width)
+    model = model if model is not None else paper_cnn(bank.n_mels, bank.width)
     cfg = OmegaConf.structured(
         TrainerConfig(
             epochs=1,
@@ -83,25 +104,30 @@ def fast_train(
             channels_last=channels_last,
             max_windows_per_epoch=n_windows,
             checkpoint=False,
+            capture=capture,
         )
     )
     idx = torch.arange(bank.n_windows)
-    y = torch.from_numpy(labels[bank.utt.numpy()])
+    y = torch.from_numpy(labels[to_numpy(bank.utt)])
     # warm-up: one untimed epoch of the same size, so that one-time costs (oneDNN primitives and allocations for
-    # each batch shape, the epoch's last partial batch included) are not in the timed one, as in a long run
-    fit(model, bank, idx, y, None, cfg)
-    res = fit(model, bank, idx, y, None, cfg)
+    # each batch shape, the epoch's last partial batch included, CUDA context and kernels, compilation) are not in
+    # the timed one, as in a long run
+    fit(model, bank, idx, y, None, cfg, device=device)
+    res = fit(model, bank, idx, y, None, cfg, device=device)
     return res.windows_per_second
 
 
-def naive_infer(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int) -> float:
-    """Windows/s of a plain eval loop over a per-window DataLoader."""
-    model = naive_model(bank.n_mels, bank.width).eval()
+def naive_infer(
+    bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows: int, device: torch.device | None = None
+) -> float:
+    """Windows/s of a plain eval loop over a per-window DataLoader (posteriors back on the host, as a user needs)."""
+    device = device or torch.device("cpu")
+    model = naive_model(bank.n_mels, bank.width).to(device).eval()
     loader = DataLoader(NaiveWindows(bank, labels), batch_size=batch_size, shuffle=False)
     seen, t0 = 0, time.perf_counter()
     with torch.no_grad():
         for x, _ in loader:
-            torch.softmax(model(x), 1)
+            to_numpy(torch.softmax(model(x.to(device)), 1))
             seen += len(x)
             if seen >= n_windows:
                 break
@@ -109,17 +135,23 @@ def naive_infer(bank: WindowBank, labels: np.ndarray, batch_size: int, n_windows
 
 
 def fast_infer(
-    bank: WindowBank, batch_size: int, n_windows: int, precision: str = "fp32", channels_last: bool = True
+    bank: WindowBank,
+    batch_size: int,
+    n_windows: int,
+    precision: str = "fp32",
+    channels_last: bool = True,
+    device: torch.device | None = None,
 ) -> float:
-    """Windows/s of :func:`paraling.training.predict_windows`."""
-    model = paper_cnn(bank.n_mels, bank.width)
+    """Windows/s of :func:`paraling.training.predict_windows` (``bank`` already placed with ``bank.to(device)``)."""
+    device = device or torch.device("cpu")
+    model = paper_cnn(bank.n_mels, bank.width).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     dtype = torch.bfloat16 if precision == "bf16" else None
     idx = torch.arange(min(n_windows, bank.n_windows))
-    predict_windows(model, bank, idx[: 2 * batch_size], batch_size, None, dtype, channels_last)
+    predict_windows(model, bank, idx[: 2 * batch_size], batch_size, device, dtype, channels_last)
     t0 = time.perf_counter()
-    predict_windows(model, bank, idx, batch_size, None, dtype, channels_last)
+    predict_windows(model, bank, idx, batch_size, device, dtype, channels_last)
     return len(idx) / (time.perf_counter() - t0)
 
 

@@ -1,4 +1,4 @@
-"""``paraling bench [--quick] [--json PATH] [--mlflow] [--precision auto|fp32|bf16] [--skip NAME ...]``."""
+"""``paraling bench [--device cpu|cuda] [--quick] [--json PATH] [--mlflow] [--precision P] [--skip NAME ...]``."""
 
 from __future__ import annotations
 
@@ -19,12 +19,24 @@ def main(argv: list[str]) -> int:
         default="auto",
         help="fast-path precision (auto: what trainer.precision=auto trains in here, bf16 where the CPU computes it)",
     )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cpu (default): the CPU figures (a)-(g); cuda: (a)-(c), the capture modes and the paper-scale epoch on "
+        "the GPU, each against a reference measured on the same GPU",
+    )
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "infer", "features", "sweep", "memory", "uar"])
     a = p.parse_args(argv)
     from paraling.bench.suite import log_to_mlflow, run_suite, write_json
 
-    result = run_suite(a.quick, a.precision, a.batch_size, tuple(a.skip))
+    if a.device == "cuda":
+        from paraling.bench.gpu import run_cuda_suite
+
+        result = run_cuda_suite(a.quick, a.precision, a.batch_size)
+    else:
+        result = run_suite(a.quick, a.precision, a.batch_size, tuple(a.skip))
     if a.json:
         write_json(result, a.json)
         print(f"wrote {a.json}")

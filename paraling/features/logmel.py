@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from paraling.device import to_numpy
 from paraling.errors import ConfigError, FeatureError
 
 __all__ = ["LogMelSpec", "extract_logmel"]
@@ -107,4 +108,4 @@ def extract_logmel(wave: np.ndarray, spec: LogMelSpec) -> tuple[np.ndarray, np.n
             mel = _melspec(spec)(x * 32768.0)
             feats = torch.log(mel.clamp_min(_LOG_FLOOR)).T
         energy = torch.logsumexp(feats, dim=1)
-    return feats.numpy().astype(np.float32, copy=False), energy.numpy().astype(np.float32, copy=False)
+    return to_numpy(feats).astype(np.float32, copy=False), to_numpy(energy).astype(np.float32, copy=False)

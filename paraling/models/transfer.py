@@ -74,7 +74,8 @@ HASH_TAG = "paraling.pretrain_hash"
 
 _INHERITED = ("features", "windows", "model", "trainer")
 _NOT_HASHED = ("tracking", "progress", "device", "cache_dir")
-_NOT_HASHED_TRAINER = ("threads", "eval_batch_size", "checkpoint")  # how, not what, is trained
+# how, not what, is trained
+_NOT_HASHED_TRAINER = ("threads", "eval_batch_size", "eval_batch_size_gpu", "checkpoint", "capture")
 _resolved: dict[tuple[str, str], str] = {}
 _sources: dict[tuple[str, str, int | None], tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
 
@@ -220,7 +221,7 @@ def pretrain_hash(pretrain_cfg: DictConfig) -> str:
     """Hash of a pre-training config, 20 hex chars.
 
     Settings that do not change what is trained are left out: tracking, progress, device, cache folder and the
-    trainer's ``threads``, ``eval_batch_size`` and ``checkpoint``.
+    trainer's ``threads``, ``eval_batch_size``, ``eval_batch_size_gpu``, ``checkpoint`` and ``capture``.
     """
     d = OmegaConf.to_container(pretrain_cfg, resolve=True)
     assert isinstance(d, dict)

@@ -160,17 +160,6 @@ def test_native_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> Non
     assert calls and model.native is True
 
 
-@pytest.mark.parametrize("native_bf16", [True, False])
-def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch, native_bf16: bool) -> None:
-    from paraling import training
-
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native_bf16)
-    cpu = torch.device("cpu")
-    assert training.resolve_precision("auto", cpu) == (torch.bfloat16 if native_bf16 else None)
-    assert training.resolve_precision("fp32", cpu) is None
-    assert training.resolve_precision("bf16", cpu) == torch.bfloat16
-
-
 @pytest.mark.parametrize(
     ("flags", "kind"),
     [
@@ -181,9 +170,9 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch, na
     ],
 )
 def test_bf16_hardware_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str], kind: str) -> None:
-    from paraling import training
+    from paraling import device
     from paraling.models import native
 
     monkeypatch.setattr(native, "cpu_flags", lambda: frozenset(flags))
     assert native.bf16_hardware() == kind
-    assert training.cpu_has_native_bf16() is (kind != "none")
+    assert device.cpu_has_native_bf16() is (kind != "none")

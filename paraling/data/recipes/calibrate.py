@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from paraling.data.audio import load_audio
+from paraling.device import to_numpy
 from paraling.errors import CorpusError
 
 __all__ = ["linear_baseline_uar", "utterance_stats"]
@@ -46,7 +47,7 @@ def utterance_stats(wave: np.ndarray, sample_rate: int = 16000, num_mel_bins: in
         sample_frequency=float(sample_rate),
         dither=0.0,
     )
-    return torch.cat([feats.mean(0), feats.std(0)]).numpy().astype(np.float32)
+    return to_numpy(torch.cat([feats.mean(0), feats.std(0)])).astype(np.float32)
 
 
 def linear_baseline_uar(csv_path: str | Path, n_splits: int = 5, seed: int = 0, sample_rate: int = 16000) -> float:
