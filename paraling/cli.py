@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paraling.errors import ParalingError
+from paraling.secrets import install_log_masking, mask_secrets
 
 __all__ = ["CONF_DIR", "main"]
 
@@ -22,8 +23,26 @@ log = logging.getLogger("paraling")
 
 
 def _fail(exc: BaseException) -> None:
-    print(f"paraling: error: {exc}", file=sys.stderr)
+    print(mask_secrets(f"paraling: error: {exc}"), file=sys.stderr)
     raise SystemExit(getattr(exc, "exit_code", 2))
+
+
+def _mask_hydra_files() -> None:
+    """Mask secrets in the files Hydra wrote before the job started (``.hydra/*.yaml``, ``multirun.yaml``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    files = list(Path(hc.runtime.output_dir).glob(".hydra/*.yaml"))
+    if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+    for f in files:
+        try:
+            text = f.read_text()
+            masked = mask_secrets(text)
+            if masked != text:
+                f.write_text(masked)
+        except OSError:
+            continue
 
 
 def _train(argv: list[str]) -> int:
@@ -39,14 +58,21 @@ def _train(argv: list[str]) -> int:
     def train(cfg: DictConfig) -> float:
         from paraling.experiment import print_summary, run_experiment
 
+        install_log_masking()  # Hydra has just set up the job's logging
         try:
             overrides = list(HydraConfig.get().overrides.task)
+            _mask_hydra_files()
         except ValueError:
             overrides = []
         try:
             result = run_experiment(cfg, overrides=overrides)
         except ParalingError as exc:
             _fail(exc)
+        except Exception:  # an unexpected error: its traceback, with secrets masked (Hydra would print it raw)
+            import traceback
+
+            print(mask_secrets(traceback.format_exc()), file=sys.stderr)
+            raise SystemExit(1) from None
         print_summary(result, cfg)
         return result.uar
 
@@ -126,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_masking()
     handlers: dict[str, Callable[[list[str]], int]] = {"train": _train, "data": _data}
     try:
         if cmd in handlers:

@@ -60,12 +60,11 @@ class CNNEmbeddings:
     """
 
     def __init__(self, cfg: DictConfig, manifest: Manifest, classes: list[str]) -> None:
-        from mlflow.tracking import MlflowClient
-
         from paraling.config import ParalingConfig
         from paraling.dataset import prepare_data
         from paraling.models.transfer import load_source
         from paraling.tracking import resolve_tracking_uri
+        from paraling.tracking_store import mlflow_client
         from paraling.training import resolve_device
 
         run_id = cfg.model.baseline.embedding_run
@@ -78,7 +77,7 @@ class CNNEmbeddings:
         self.level = str(cfg.model.baseline.embedding_level)
         self.seed = int(cfg.seed)
         self.uri = resolve_tracking_uri(cfg.tracking.uri)
-        client = MlflowClient(tracking_uri=self.uri)
+        client = mlflow_client(self.uri)
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 cnn_yaml = Path(client.download_artifacts(self.run_id, "config.yaml", tmp)).read_text()

@@ -59,6 +59,10 @@ class TrackingError(ParalingError):
     """The MLflow store cannot be reached or holds inconsistent runs."""
 
 
+class TrackingStoreError(TrackingError):
+    """The tracking store stopped answering during a run (after MLflow's own retries with backoff)."""
+
+
 class SearchError(ParalingError):
     """An Optuna study cannot be created, resumed or run."""
 

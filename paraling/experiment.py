@@ -8,6 +8,7 @@ the format of :mod:`paraling.oof`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ from paraling.oof import OOFScores, save_oof
 from paraling.plots import plot_curves
 from paraling.predict import fold_state
 from paraling.progress import Progress
+from paraling.runlock import hold_run_lock
 from paraling.runs import NAME_TAG
 from paraling.summary import print_summary
 from paraling.tracking import RunTracker, flatten
@@ -256,6 +258,36 @@ def run_experiment(
         **dict(cfg.tracking.tags),
     }
     ckpt_dir = _checkpoint_dir(cfg, manifest)
+    with hold_run_lock(ckpt_dir) if cfg.trainer.checkpoint else contextlib.nullcontext():
+        result = _tracked_run(
+            cfg,
+            data,
+            device=device,
+            ckpt_dir=ckpt_dir,
+            progress=progress,
+            reporter=reporter,
+            parent_run_id=parent_run_id,
+            all_tags=all_tags,
+            t0=t0,
+        )
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return result
+
+
+def _tracked_run(
+    cfg: DictConfig,
+    data: PreparedData,
+    *,
+    device: torch.device,
+    ckpt_dir: Path,
+    progress: Progress,
+    reporter: Reporter | None,
+    parent_run_id: str | None,
+    all_tags: dict[str, str],
+    t0: float,
+) -> RunResult:
+    """The MLflow run of an experiment: reopened from the checkpoint folder's ``run_id`` when resuming."""
+    manifest = data.manifest
     run_file = ckpt_dir / "run_id"
     previous = run_file.read_text().strip() if run_file.exists() and cfg.trainer.checkpoint else None
     tracker = RunTracker.from_config(cfg, parent_run_id, all_tags, run_id=previous)
@@ -363,7 +395,6 @@ def run_experiment(
         tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
         if cfg.tracking.log_model:
             log_model(tracker, models, data, cfg, tmp, states)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
     fold_uars = {
         int(k[len("uar_fold") :]): v
         for k, v in metrics.items()

@@ -34,7 +34,7 @@ from typing import Any
 
 from paraling.errors import EnsembleError, ModelError, TrackingError
 from paraling.oof import OOFScores, load_oof
-from paraling.tracking import mask_secrets, resolve_tracking_uri
+from paraling.secrets import mask_secrets
 
 __all__ = [
     "MEMBERS_TAG",
@@ -102,10 +102,9 @@ class TrackedRun:
 
 def make_client(uri: str | None = None) -> Any:
     """An :class:`~mlflow.tracking.MlflowClient` on ``uri`` (default as in :mod:`paraling.tracking`)."""
-    from mlflow.tracking import MlflowClient
+    from paraling.tracking_store import mlflow_client
 
-    uri = resolve_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return mlflow_client(uri, registry=True)
 
 
 def _files(client: Any, run_id: str, path: str) -> set[str]:

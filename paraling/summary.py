@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
+from paraling.secrets import mask_secrets
+
 if TYPE_CHECKING:
     from paraling.experiment import RunResult
 
@@ -43,4 +45,4 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
         uri = resolve_tracking_uri(cfg.tracking.uri)
         lines.append(f"  MLflow run: {result.run_id}")
         lines.append(f"  open it:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
-    print("\n".join(lines), file=stream)
+    print(mask_secrets("\n".join(lines)), file=stream)

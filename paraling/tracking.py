@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import platform
-import re
 import socket
 import tempfile
 import time
@@ -21,7 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from paraling.errors import TrackingError
+from paraling.errors import TrackingError, TrackingStoreError
+from paraling.secrets import MASK, is_secret_key, mask_secrets
+from paraling.tracking_store import DEFAULT_TRACKING_URI, artifact_root, mlflow_client, resolve_tracking_uri
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -34,36 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-_SECRET_URL = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
-_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key)", re.IGNORECASE)
-
-
-def mask_secrets(text: str) -> str:
-    """Replace the password of any ``scheme://user:password@host`` URL in ``text`` with ``***``."""
-    return _SECRET_URL.sub(r"\g<pre>***@", text)
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the default SQLite store (made absolute, folder created)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        db = Path(uri[len("sqlite:///") :]).resolve()
-        db.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{db}"
-    elif "://" not in uri and not uri.startswith("databricks"):
-        raise TrackingError(
-            f"tracking URI {uri!r} is a plain path; MLflow's file store is refused here. Use "
-            f"{DEFAULT_TRACKING_URI!r} or an http(s):// server"
-        )
-    return uri
-
-
-def _artifact_root(uri: str) -> str | None:
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
-    return None
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -110,7 +81,7 @@ def environment_tags() -> dict[str, str]:
 def _tag(key: str, value: str) -> Any:
     from mlflow.entities import RunTag
 
-    return RunTag(key, value)
+    return RunTag(key, mask_secrets(str(value))[:5000])
 
 
 def _owner_tags() -> dict[str, str]:
@@ -164,17 +135,17 @@ class RunTracker:
         run_id: str | None = None,
     ) -> None:
         self.enabled = enabled
+        self.resumed = False
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.uri: str | None = None
         if not enabled:
             return
-        from mlflow.tracking import MlflowClient
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
         self.uri = resolve_tracking_uri(uri)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client = mlflow_client(self.uri)
             self.experiment_id = self._experiment(experiment)
             self.reap_dead_runs()
             if run_id is not None and self._reopen(run_id):
@@ -184,9 +155,13 @@ class RunTracker:
                 all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
             if run_name:
                 all_tags[MLFLOW_RUN_NAME] = run_name
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            run = self.client.create_run(
+                self.experiment_id, run_name=run_name, tags={k: mask_secrets(str(v)) for k, v in all_tags.items()}
+            )
         except Exception as exc:  # MlflowException, sqlalchemy, requests errors
-            raise TrackingError(f"cannot open an MLflow run at {mask_secrets(self.uri)}: {exc}") from exc
+            raise TrackingError(
+                f"cannot open an MLflow run at {mask_secrets(self.uri)}: {mask_secrets(str(exc))}"
+            ) from None
         self.run_id = run.info.run_id
 
     @classmethod
@@ -216,7 +191,7 @@ class RunTracker:
             return False
         if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
             return False
-        self.run_id = run_id
+        self.run_id, self.resumed = run_id, True
         self.client.update_run(run_id, status="RUNNING")
         self.client.log_batch(
             run_id, tags=[_tag(k, v) for k, v in {**_owner_tags(), "paraling.resumed": "true"}.items()]
@@ -259,12 +234,28 @@ class RunTracker:
         if exp is not None:
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri or ""))
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri or ""))
         except Exception:  # created concurrently by another worker
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
+
+    @contextmanager
+    def _store(self, what: str) -> Iterator[None]:
+        """Turn a failure of the tracking store into one :class:`~paraling.errors.TrackingStoreError` line."""
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as exc:  # MlflowException, requests and sqlalchemy errors: after MLflow's own retries
+            detail = " ".join(mask_secrets(str(exc)).split())[:300]
+            raise TrackingStoreError(
+                f"the MLflow tracking store {mask_secrets(self.uri or '')} failed while {what} (run {self.run_id}): "
+                f"{detail}. Fix: bring the tracking server back (or check its URL and disk), then re-run the same "
+                "command: with trainer.checkpoint=true (the default) the training done so far is kept on disk and "
+                "resumes into the same run"
+            ) from None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values masked for secrets, truncated to MLflow's 6000-character limit)."""
@@ -274,10 +265,17 @@ class RunTracker:
 
         items = []
         for k, v in params.items():
-            text = "***" if _SECRET_KEY.search(k) and v not in (None, "") else mask_secrets(str(v))
+            text = MASK if is_secret_key(k) and v not in (None, "") else mask_secrets(str(v))
             items.append(Param(k, text[:6000]))
-        for s in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[s : s + 100])
+        with self._store("logging parameters"):
+            if self.resumed:  # a resumed run keeps its params (MLflow refuses changed values): log new keys only
+                logged = self.client.get_run(self.run_id).data.params
+                changed = sorted(p.key for p in items if p.key in logged and logged[p.key] != p.value)
+                if changed:
+                    log.warning("resumed run %s keeps its logged values of %s", self.run_id, ", ".join(changed))
+                items = [p for p in items if p.key not in logged]
+            for s in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[s : s + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log all ``metrics`` of one step in one batch call (non-finite values are skipped)."""
@@ -287,8 +285,9 @@ class RunTracker:
 
         ts = int(time.time() * 1000)
         items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v == v and abs(float(v)) != float("inf")]
-        for s in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[s : s + 500])
+        with self._store("logging metrics"):
+            for s in range(0, len(items), 500):
+                self.client.log_batch(self.run_id, metrics=items[s : s + 500])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set several tags (values masked for secrets)."""
@@ -296,7 +295,8 @@ class RunTracker:
             return
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, mask_secrets(str(v))[:5000]) for k, v in tags.items()])
+        with self._store("setting tags"):
+            self.client.log_batch(self.run_id, tags=[RunTag(k, mask_secrets(str(v))[:5000]) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a local file or folder into the run's artifacts, one file at a time.
@@ -308,12 +308,13 @@ class RunTracker:
         if not self.enabled:
             return
         p = Path(path)
-        if not p.is_dir():
-            self.client.log_artifact(self.run_id, str(p), artifact_path)
-            return
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            parts = [s for s in (artifact_path, f.parent.relative_to(p).as_posix()) if s and s != "."]
-            self.client.log_artifact(self.run_id, str(f), "/".join(parts) or None)
+        with self._store(f"uploading {p.name}"):
+            if not p.is_dir():
+                self.client.log_artifact(self.run_id, str(p), artifact_path)
+                return
+            for f in sorted(q for q in p.rglob("*") if q.is_file()):
+                parts = [s for s in (artifact_path, f.parent.relative_to(p).as_posix()) if s and s != "."]
+                self.client.log_artifact(self.run_id, str(f), "/".join(parts) or None)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store ``text`` as an artifact file (e.g. ``config.yaml``)."""
@@ -321,7 +322,7 @@ class RunTracker:
             return
         with tempfile.TemporaryDirectory() as tmp:
             f = Path(tmp) / Path(artifact_file).name
-            f.write_text(text, encoding="utf-8")
+            f.write_text(mask_secrets(text), encoding="utf-8")
             parent = str(Path(artifact_file).parent)
             self.log_artifact(f, None if parent == "." else parent)
 
@@ -332,7 +333,7 @@ class RunTracker:
         try:
             self.client.set_terminated(self.run_id, status=status)
         except Exception as exc:  # the store may be gone; never mask the original error
-            log.error("could not end MLflow run %s as %s: %s", self.run_id, status, exc)
+            log.error("could not end MLflow run %s as %s: %s", self.run_id, status, mask_secrets(str(exc))[:300])
 
     @contextmanager
     def running(self) -> Iterator[RunTracker]:
@@ -351,6 +352,13 @@ class RunTracker:
         except Pruned as exc:
             self._state("PRUNED", str(exc))
             self.end("KILLED")
+            raise
+        except TrackingStoreError:
+            log.error(
+                "MLflow run %s could not be ended: the store is not answering. A re-run of the same command resumes "
+                "it; otherwise the next paraling process on this host marks it FAILED",
+                self.run_id,
+            )
             raise
         except BaseException as exc:
             self._state("FAIL", f"{type(exc).__name__}: {exc}")

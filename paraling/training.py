@@ -32,7 +32,7 @@ from paraling.device import (
     to_device,
     to_numpy,
 )
-from paraling.errors import TrainingError
+from paraling.errors import ResourceError, TrainingError
 from paraling.malloc import keep_freed_memory
 from paraling.metrics import uar
 from paraling.steps import make_step, prepare_batch
@@ -177,8 +177,16 @@ def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write a checkpoint atomically; a full disk (or any write error) is one :class:`ResourceError`."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a short write as RuntimeError ("enforce fail ...")
+        detail = " ".join(str(exc).split())[:200]
+        raise ResourceError(
+            f"cannot write the checkpoint {path} ({detail}); the disk may be full. Fix: free space under "
+            f"{path.parent.parent}, point cache_dir elsewhere, or set trainer.checkpoint=false"
+        ) from None
 
 
 def fit(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Callable, Sequence
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -185,3 +191,90 @@ def tiny_cfg(tone_corpus: Path, tmp_path: Path) -> Callable[..., DictConfig]:
         "trainer.checkpoint=false",
     ]
     return lambda *overrides: _compose([*tiny, *overrides])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServers:
+    """Starts ``mlflow server`` processes on 127.0.0.1 (SQLite backend and artifacts in a folder); stops them all."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[Any] = []
+
+    def start(self, folder: Path) -> tuple[str, subprocess.Popen]:
+        """A server over ``folder/server.db`` and ``folder/server-artifacts``; returns ``(url, process)``."""
+        port = _free_port()
+        log = open(folder / "mlflow-server.log", "a")  # noqa: SIM115 - closed in stop_all
+        self.logs.append(log)
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return url, proc
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                pytest.fail(f"mlflow server did not start: {(folder / 'mlflow-server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+
+    @staticmethod
+    def stop(proc: subprocess.Popen) -> None:
+        """Stop one server (its whole process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.stop(proc)
+        for log in self.logs:
+            log.close()
+
+
+@pytest.fixture()
+def mlflow_servers() -> Iterator[MlflowServers]:
+    """:class:`MlflowServers`; every server it started is stopped afterwards."""
+    servers = MlflowServers()
+    try:
+        yield servers
+    finally:
+        servers.stop_all()
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path, mlflow_servers: MlflowServers) -> str:
+    """``mlflow server`` on 127.0.0.1:<free port> with a SQLite backend and artifacts in ``tmp_path``."""
+    return mlflow_servers.start(tmp_path)[0]

@@ -7,11 +7,18 @@ memory-mapped pack per corpus and window layout; removed as whole folders, never
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
-__all__ = ["cache_info", "clean_cache", "main"]
+from paraling.errors import ConfigError
+
+__all__ = ["SECTIONS", "cache_info", "clean_cache", "main"]
+
+log = logging.getLogger(__name__)
 
 
 def cache_info(cache_dir: Path) -> dict[str, dict[str, float]]:
@@ -25,33 +32,69 @@ def cache_info(cache_dir: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+SECTIONS = ("features", "packed", "functionals", "checkpoints")
+
+
+def _section_roots(cache_dir: Path, section: str | None) -> list[Path]:
+    """The section folders to clean: names from :data:`SECTIONS` only; symbolic links are never followed.
+
+    Raises:
+        ConfigError: ``section`` is not one of :data:`SECTIONS` (a path, ``..``, a typo).
+    """
+    if section is not None and section not in SECTIONS:
+        raise ConfigError(f"--section must be one of {', '.join(SECTIONS)}, but got --section {section!r}")
+    roots = []
+    for name in [section] if section else SECTIONS:
+        r = cache_dir / name
+        if r.is_symlink():
+            log.warning("%s is a symbolic link; paraling cache clean does not follow it (remove it yourself)", r)
+        elif r.is_dir():
+            roots.append(r)
+    return roots
+
+
+def _files(root: Path) -> list[Path]:
+    """Regular files under ``root``, not following symbolic links (a link is removed as a link, never its target)."""
+    out = []
+    for dirpath, _, names in os.walk(root, followlinks=False):
+        for name in names:
+            f = Path(dirpath) / name
+            if f.is_symlink() or stat.S_ISREG(f.lstat().st_mode):
+                out.append(f)
+    return out
+
+
 def clean_cache(cache_dir: Path, older_than_days: float | None = None, section: str | None = None) -> int:
-    """Delete cache files (all, or those not used for ``older_than_days``); returns how many were removed."""
-    if not cache_dir.is_dir():
-        return 0
-    roots = [cache_dir / section] if section else [p for p in cache_dir.iterdir() if p.is_dir()]
+    """Delete cache files (all, or those not used for ``older_than_days``); returns how many were removed.
+
+    Only the sections in :data:`SECTIONS` are touched, and only inside ``cache_dir``.
+
+    Raises:
+        ConfigError: ``section`` is not a section name.
+    """
+    roots = _section_roots(cache_dir, section)
     if older_than_days is None:
-        n = sum(1 for r in roots if r.exists() for f in r.rglob("*") if f.is_file())
+        n = sum(len(_files(r)) for r in roots)
         for r in roots:
             shutil.rmtree(r, ignore_errors=True)
         return n
     limit = time.time() - older_than_days * 86400
 
     def last_used(f: Path) -> float:
-        st = f.stat()
+        st = f.lstat()
         return max(st.st_atime, st.st_mtime)
 
     n = 0
     for r in roots:
         if r.name == "packed":  # a pack is used as a whole: keep it whole or remove it whole
-            for pack in (d for d in r.iterdir() if d.is_dir()):
-                files = [f for f in pack.rglob("*") if f.is_file()]
+            for pack in (d for d in r.iterdir() if d.is_dir() and not d.is_symlink()):
+                files = _files(pack)
                 if max(map(last_used, files), default=0.0) < limit:
                     shutil.rmtree(pack, ignore_errors=True)
                     n += len(files)
             continue
-        for f in r.rglob("*"):
-            if f.is_file() and last_used(f) < limit:
+        for f in _files(r):
+            if last_used(f) < limit:
                 f.unlink(missing_ok=True)
                 n += 1
     return n
@@ -63,7 +106,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("action", choices=["info", "clean"])
     p.add_argument("--cache-dir", default=".cache/paraling", help="cache folder (default: .cache/paraling)")
     p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="clean only entries unused for DAYS")
-    p.add_argument("--section", default=None, help="only this section (features, checkpoints, ...)")
+    p.add_argument("--section", default=None, help=f"only this section: {', '.join(SECTIONS)}")
     a = p.parse_args(argv)
     root = Path(a.cache_dir)
     if a.action == "info":

@@ -12,6 +12,7 @@ import argparse
 import os
 
 from paraling.ensemble import COMBINERS, METHODS
+from paraling.secrets import mask_secrets
 
 __all__ = ["build_parser", "main"]
 
@@ -88,5 +89,5 @@ def main(argv: list[str]) -> int:
         alias=a.alias or None,
         run_name=a.name,
     )
-    print(format_summary(result))
+    print(mask_secrets(format_summary(result)))
     return 0

@@ -81,11 +81,9 @@ _sources: dict[tuple[str, str, int | None], tuple[dict[str, Any], dict[str, torc
 
 
 def _client(uri: str | None) -> Any:
-    from mlflow.tracking import MlflowClient
+    from paraling.tracking_store import mlflow_client
 
-    from paraling.tracking import resolve_tracking_uri
-
-    return MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+    return mlflow_client(uri)
 
 
 def _uri(cfg: Any) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from paraling.errors import ConfigError, SearchError
 from paraling.search.space import SearchSpace
 from paraling.search.trial import TrialContext, TrialOutcome, execute_trial
+from paraling.secrets import mask_obj, mask_secrets
 
 __all__ = ["TRIAL_ENV", "TrialTask", "hydra_sweep"]
 
@@ -125,7 +126,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
 
     from paraling.search.probe import check_against_config
     from paraling.search.runner import finish, prepare_study, resolve_storage_url
-    from paraling.search.spec import load_study_spec
+    from paraling.search.spec import load_study_spec, make_sampler
     from paraling.search.storage import (
         Heartbeat,
         count_trials,
@@ -135,6 +136,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         retry_trial,
         study_lock,
     )
+    from paraling.search.worker import worker_seed
 
     config = sweeper.config
     ref = sweeper.study or OmegaConf.select(config, "sweep", default=None)
@@ -166,6 +168,8 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     command = " ".join(["paraling train -m", *hydra_ov, *arguments])
     prepared = prepare_study(spec, url, base, base_cfg, command)
     ctx, study = prepared.ctx, prepared.study
+    n_before = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(spec.sampler, spec.space, worker_seed(spec.sampler.seed, 0, 1, url, n_before))
     sync = (
         (lambda f: prepared.tracking.sync_child(ctx.parent_run_id, f))
         if prepared.tracking and ctx.parent_run_id
@@ -194,7 +198,8 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 if c.failed >= spec.max_failures:
                     stopped = "failure_budget"
                     break
-                k = n_jobs if spec.n_trials is None else min(n_jobs, spec.n_trials - c.used)
+                # queued retries (dead worker, Ctrl-C) count in c.used but still have to run
+                k = n_jobs if spec.n_trials is None else min(n_jobs, max(spec.n_trials - c.used, 0) + c.waiting)
                 if k <= 0:
                     stopped = "complete"
                     break
@@ -209,8 +214,8 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                     load(overrides)
                 except Exception as exc:  # a combination that does not compose fails alone, not the batch
                     reason = f"does not compose: {' '.join(str(exc).split())[:500]}"
-                    t.set_user_attr("overrides", overrides)
-                    t.set_user_attr("fail_reason", reason)
+                    t.set_user_attr("overrides", mask_obj(overrides))
+                    t.set_user_attr("fail_reason", mask_secrets(reason))
                     frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
                     if sync:
                         sync(frozen)
@@ -276,7 +281,7 @@ def _settle(study: Any, trial: Any, ret: Any, sync: Any) -> None:
         if isinstance(err, BaseException)
         else "launcher job ended without reporting"
     )
-    trial.set_user_attr("fail_reason", reason[:2000])
+    trial.set_user_attr("fail_reason", mask_secrets(reason)[:2000])
     frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     if sync:
         try:

@@ -38,10 +38,10 @@ class SweepTracking:
     """
 
     def __init__(self, uri: str, experiment: str, study_name: str) -> None:
-        from mlflow.tracking import MlflowClient
+        from paraling.tracking_store import mlflow_client
 
         self.uri, self.experiment, self.study_name = uri, experiment, study_name
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = mlflow_client(uri)
         self._experiment_id: str | None = None
 
     @property
@@ -213,7 +213,7 @@ class SweepTracking:
         """
         from mlflow.entities import Metric, RunTag
 
-        from paraling.tracking import mask_secrets
+        from paraling.secrets import mask_secrets
 
         metrics = {
             "n_complete": summary.complete,

@@ -34,6 +34,7 @@ from paraling.search.storage import (
 )
 from paraling.search.trial import TrialContext, reproduce_line
 from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, interrupt_once, run_processes, worker_loop
+from paraling.secrets import mask_secrets
 
 __all__ = ["PreparedStudy", "SweepOptions", "SweepSummary", "prepare_study", "run_sweep", "summarize"]
 
@@ -122,7 +123,7 @@ class SweepSummary:
         }
         if self.stopped in notes:
             lines.append(notes[self.stopped])
-        return "\n".join(lines)
+        return mask_secrets("\n".join(lines))
 
 
 @dataclass

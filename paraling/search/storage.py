@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from paraling.errors import SearchError
+from paraling.secrets import mask_secrets
 
 __all__ = [
     "HEARTBEAT_ATTR",
@@ -78,8 +79,6 @@ def default_storage_path(study_name: str, study_file: Path | None) -> Path:
 
 def describe_storage(url: str) -> str:
     """The URL with its password masked (safe for logs and MLflow tags)."""
-    from paraling.tracking import mask_secrets
-
     return mask_secrets(url)
 
 
@@ -126,9 +125,18 @@ def make_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
                 JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
             )
     except Exception as exc:  # sqlalchemy OperationalError, OSError, ...
-        raise SearchError(f"cannot open the Optuna storage {describe_storage(url)}: {exc}") from exc
+        raise _unreachable(url, exc) from None
     _storages[key] = storage
     return storage
+
+
+def _unreachable(url: str, exc: BaseException) -> SearchError:
+    detail = " ".join(mask_secrets(str(exc)).split())[:300]
+    return SearchError(
+        f"cannot open the Optuna storage {describe_storage(url)}: {detail}. Fix: check that the database server is "
+        "running and reachable from this machine, and the URL's host, port, user and password (or use a journal "
+        "file on one machine: --storage journal:PATH)"
+    )
 
 
 def _lock_key(name: str) -> int:
@@ -155,7 +163,11 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
                 sqlalchemy_url(url), poolclass=sqlalchemy.pool.NullPool
             )
         k = _lock_key(f"paraling-sweep:{study_name}")
-        with engine.connect() as conn:
+        try:
+            conn_cm = engine.connect()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise _unreachable(url, exc) from None
+        with conn_cm as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": k})
             try:
                 yield

@@ -20,6 +20,7 @@ from typing import Any
 
 from paraling.errors import Pruned, SearchError
 from paraling.search.spec import StudySpec
+from paraling.secrets import mask_obj, mask_secrets
 
 __all__ = ["TrialContext", "TrialOutcome", "TrialReporter", "execute_trial", "reproduce_line"]
 
@@ -148,8 +149,8 @@ def execute_trial(
 
     spec = ctx.spec
     number = trial.number
-    trial.set_user_attr("overrides", list(overrides))
-    trial.set_user_attr("reproduce", reproduce_line(list(overrides)))
+    trial.set_user_attr("overrides", mask_obj(list(overrides)))
+    trial.set_user_attr("reproduce", mask_secrets(reproduce_line(list(overrides))))
     shown = " ".join(f"{k}={v}" for k, v in trial.params.items())
     log.info("%strial %d started: %s", _prefix(ctx), number, shown)
     tags = {"paraling.sweep.study": spec.study_name, "paraling.sweep.trial": str(number)}
@@ -178,12 +179,12 @@ def execute_trial(
         interrupted = True
         outcome.reason = "interrupted (Ctrl-C); queued for a retry"
     except Exception as exc:  # the sweep goes on: any error of one trial is that trial's FAIL
-        outcome.reason = f"{type(exc).__name__}: {exc}".strip()
+        outcome.reason = mask_secrets(f"{type(exc).__name__}: {exc}".strip())
         _free_memory()
     outcome.seconds = time.perf_counter() - t0
     with _no_sigint() if interrupted else contextlib.nullcontext():
         if outcome.reason and outcome.state == "FAIL":
-            trial.set_user_attr("fail_reason", outcome.reason[:2000])
+            trial.set_user_attr("fail_reason", mask_secrets(outcome.reason)[:2000])
         state = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(outcome.state, TrialState.FAIL)
         frozen = study.tell(
             trial, outcome.value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True

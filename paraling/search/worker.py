@@ -35,6 +35,7 @@ from paraling.search.storage import (
     study_lock,
 )
 from paraling.search.trial import TrialContext, execute_trial
+from paraling.secrets import install_log_masking, mask_secrets
 
 __all__ = [
     "WorkerArgs",
@@ -62,14 +63,17 @@ class WorkerArgs:
     parent_pid: int | None = None
 
 
-def worker_seed(seed: int | None, index: int, n_workers: int, url: str) -> int | None:
-    """The sampler seed of one worker: the study's seed for a single local worker, else one derived per host/worker.
+def worker_seed(seed: int | None, index: int, n_workers: int, url: str, n_before: int = 0) -> int | None:
+    """The sampler seed of one worker.
 
-    Parallel workers must not share a seed or their random start-up samples coincide.
+    The study's own seed for the single local worker of a fresh study; otherwise one derived from it, the host, the
+    worker's index and ``n_before`` (trials already in the study). Parallel workers must not share a seed, or their
+    random start-up samples coincide, and a resumed study must not start its sampler over, or it repeats the
+    parameter sets it already tried.
     """
-    if seed is None or (n_workers == 1 and not is_rdb_url(url)):
+    if seed is None or (n_workers == 1 and not is_rdb_url(url) and n_before == 0):
         return seed
-    h = hashlib.blake2b(f"{seed}:{socket.gethostname()}:{index}".encode(), digest_size=4).digest()
+    h = hashlib.blake2b(f"{seed}:{socket.gethostname()}:{index}:{n_before}".encode(), digest_size=4).digest()
     return int.from_bytes(h, "big") % (2**31)
 
 
@@ -108,10 +112,10 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
     """
     ctx, spec = args.ctx, args.ctx.spec
     storage = make_storage(ctx.storage_url, spec.storage.heartbeat_interval, spec.storage.grace_period)
-    sampler = make_sampler(
-        spec.sampler, spec.space, worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url)
-    )
-    study = create_or_load_study(ctx.storage_url, spec, sampler, make_pruner(spec.pruner), create=False)
+    study = create_or_load_study(ctx.storage_url, spec, None, make_pruner(spec.pruner), create=False)
+    n_before = len(study.get_trials(deepcopy=False))
+    seed = worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url, n_before)
+    study.sampler = make_sampler(spec.sampler, spec.space, seed)
     if tracking is None and ctx.parent_run_id and ctx.tracking_uri:
         tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
@@ -131,8 +135,8 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
                     c = count_trials(study.get_trials(deepcopy=False))
                     if c.failed >= spec.max_failures:
                         return "failure_budget"
-                    if spec.n_trials is not None and c.used >= spec.n_trials:
-                        return "complete"
+                    if spec.n_trials is not None and c.used >= spec.n_trials and not c.waiting:
+                        return "complete"  # queued retries (dead worker, Ctrl-C) still run: they replace a FAIL
                     trial = study.ask()
                     mark_worker(storage, trial._trial_id)
                 heartbeat.add(trial._trial_id)
@@ -160,6 +164,7 @@ def worker_main(args: WorkerArgs) -> None:
         level=logging.INFO, format=f"%(asctime)s %(levelname)s [w{args.index}] %(name)s: %(message)s", force=True
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    install_log_masking()
     if args.threads:
         import torch
 
@@ -170,7 +175,7 @@ def worker_main(args: WorkerArgs) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except ParalingError as exc:
-        print(f"paraling: error: [w{args.index}] {exc}", file=sys.stderr)
+        print(mask_secrets(f"paraling: error: [w{args.index}] {exc}"), file=sys.stderr)
         sys.exit(2)
     sys.exit(0)
 

@@ -56,3 +56,34 @@ def test_packs_are_cleaned_as_whole_folders(tmp_path: Path) -> None:
     assert clean_cache(tmp_path, older_than_days=5) == 3
     assert not (tmp_path / "packed" / "stale").exists()
     assert sorted(p.name for p in (tmp_path / "packed" / "used").iterdir()) == ["data.npy", "energy.npy", "meta.json"]
+
+
+@pytest.mark.parametrize("section", ["../victim", "../../victim", "/tmp", "features/../../victim", "nope"])
+def test_clean_refuses_anything_but_a_section_name(tmp_path: Path, section: str) -> None:
+    from paraling.errors import ConfigError
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    cache = tmp_path / "a" / "cache"
+    _fill(cache)
+    with pytest.raises(ConfigError, match="--section must be one of features, packed"):
+        clean_cache(cache, None, section)
+    assert (victim / "keep.txt").exists() and (cache / "features").exists()
+
+
+def test_clean_never_follows_symbolic_links(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    for f in (victim / "old.npy", victim / "sub" / "old.npy"):
+        f.write_bytes(b"x")
+        os.utime(f, (time.time() - 30 * 86400,) * 2)
+    cache = tmp_path / "cache"
+    _fill(cache)
+    (cache / "checkpoints").rename(tmp_path / "moved")
+    (cache / "checkpoints").symlink_to(victim)  # a section that is a link
+    (cache / "features" / "link").symlink_to(victim)  # a link inside a section
+    clean_cache(cache, older_than_days=1)
+    clean_cache(cache, older_than_days=1, section="checkpoints")
+    clean_cache(cache, None)
+    assert (victim / "old.npy").exists() and (victim / "sub" / "old.npy").exists()
