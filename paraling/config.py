@@ -2,7 +2,8 @@
 
 The YAML files under ``conf/`` are validated against these dataclasses when Hydra composes them, so an unknown
 key or a value of the wrong type fails at composition with Hydra's message naming the key. Value checks that a
-type cannot express (ranges, choices) live in :func:`validate`, called by every entry point.
+type cannot express (ranges, choices, cross-field rules) live in :func:`paraling.config_checks.validate`, called
+by every entry point.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-
-from paraling.errors import ConfigError
 
 __all__ = [
     "AggregationConfig",
@@ -29,7 +27,6 @@ __all__ = [
     "TransferConfig",
     "WindowsConfig",
     "register_configs",
-    "validate",
 ]
 
 
@@ -245,106 +242,3 @@ def register_configs() -> None:
     cs.store(name="paraling_schema", node=ParalingConfig)
     for group, node in _GROUPS.items():
         cs.store(group=group, name="schema", node=node)
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "corpus.kind": ("csv", "folders", "manifest", "demo"),
-    "corpus.on_bad_file": ("skip", "error"),
-    "features.kind": ("fbank", "melspec"),
-    "features.normalize": ("utterance", "global", "none"),
-    "windows.short_policy": ("pad", "skip", "error"),
-    "augment.name": ("none", "pitch"),
-    "model.name": ("cnn", "svm", "rf", "dnn", "lr"),
-    "model.baseline.features": ("compare", "logmel", "embeddings"),
-    "model.baseline.embedding_level": ("utterance", "window"),
-    "trainer.select": ("best", "last"),
-    "trainer.precision": ("auto", "fp32", "bf16"),
-    "trainer.capture": ("auto", "eager", "graph", "compile"),
-    "aggregation.method": ("majority", "mean", "logmean", "weighted"),
-    "cv.scheme": ("kfold", "loso", "split"),
-    "progress": ("auto", "always", "never"),
-}
-
-_POSITIVE: tuple[str, ...] = (
-    "features.sample_rate",
-    "features.n_mels",
-    "features.frame_length_ms",
-    "features.frame_shift_ms",
-    "windows.width",
-    "windows.shift",
-    "model.n_blocks",
-    "model.pool_size",
-    "trainer.epochs",
-    "trainer.batch_size",
-    "trainer.eval_batch_size",
-    "trainer.eval_batch_size_gpu",
-    "trainer.lr_start",
-    "corpus.demo_speakers",
-)
-
-
-def _get(cfg: DictConfig, dotted: str) -> Any:
-    return OmegaConf.select(cfg, dotted, default=None)
-
-
-def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
-    """Check values that the schema's types cannot express.
-
-    Args:
-        cfg: A composed configuration.
-
-    Returns:
-        The same configuration as a ``DictConfig``.
-
-    Raises:
-        ConfigError: Naming the key, the bad value and what is allowed.
-    """
-    if not isinstance(cfg, DictConfig):
-        cfg = OmegaConf.structured(cfg)
-    for key, allowed in _CHOICES.items():
-        value = _get(cfg, key)
-        if value is not None and value not in allowed:
-            raise ConfigError(f"{key} must be one of {list(allowed)}, but got {key.split('.')[-1]}={value!r}")
-    for key in _POSITIVE:
-        value = _get(cfg, key)
-        if value is not None and not value > 0:
-            raise ConfigError(f"{key} must be > 0, but got {key.split('.')[-1]}={value!r}")
-    m = cfg.model
-    if m.n_blocks > len(m.channels) or m.n_blocks > len(m.kernel_sizes) or m.n_blocks > len(m.dropout_conv):
-        raise ConfigError(
-            f"model.n_blocks={m.n_blocks} needs at least that many entries in model.channels "
-            f"({len(m.channels)}), model.kernel_sizes ({len(m.kernel_sizes)}) and model.dropout_conv "
-            f"({len(m.dropout_conv)}); extend those lists or lower model.n_blocks"
-        )
-    for name in ("dropout_fc",):
-        p = m[name]
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"model.{name} must be in [0, 1), but got {name}={p!r}")
-    for i, p in enumerate(m.dropout_conv):
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"model.dropout_conv[{i}] must be in [0, 1), but got {p!r}")
-    t = cfg.trainer
-    if not 0.0 < t.val_speaker_fraction < 1.0:
-        raise ConfigError(f"trainer.val_speaker_fraction must be in (0, 1), but got {t.val_speaker_fraction!r}")
-    if t.lr_end < 0 or t.momentum_start < 0 or t.momentum_end >= 1.0 or t.momentum_start >= 1.0:
-        raise ConfigError(
-            "trainer momentum must lie in [0, 1) and lr_end >= 0, but got "
-            f"momentum_start={t.momentum_start}, momentum_end={t.momentum_end}, lr_end={t.lr_end}"
-        )
-    if cfg.cv.scheme == "kfold" and cfg.cv.folds < 2:
-        raise ConfigError(f"cv.folds must be >= 2 for cv.scheme=kfold, but got folds={cfg.cv.folds}")
-    if cfg.features.frame_length_ms < cfg.features.frame_shift_ms:
-        raise ConfigError(
-            "features.frame_length_ms must be >= features.frame_shift_ms, but got "
-            f"{cfg.features.frame_length_ms} < {cfg.features.frame_shift_ms}"
-        )
-    if cfg.corpus.kind in ("csv", "folders", "manifest") and not cfg.corpus.path:
-        raise ConfigError(
-            f"corpus.kind={cfg.corpus.kind} needs corpus.path; pass e.g. corpus={cfg.corpus.kind} "
-            "corpus.path=/path/to/data"
-        )
-    layers = cfg.transfer.layers
-    for layer in [layers] if isinstance(layers, str) else layers:
-        if not isinstance(layer, str):
-            raise ConfigError(f"transfer.layers must be names like conv1, but got {layer!r}")
-    return cfg

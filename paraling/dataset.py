@@ -127,6 +127,7 @@ def _packed_bank(
         items = _without(items, pack.skipped)
         log.info("features: %d utterances from pack %s (memory-mapped)", len(items), key[:12])
     else:
+        store.remove_stale_temporaries()  # files of cache writes killed mid-way go before a new build
         _, lengths, bad = _extract(items, store, cfg.corpus.on_bad_file, progress, keep=False)
         hits, misses = store.hits, store.misses
         items = _without(items, bad)

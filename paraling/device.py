@@ -26,6 +26,7 @@ import torch
 from paraling.models.native import bf16_hardware
 
 __all__ = [
+    "available_memory",
     "capture_mode",
     "configure_determinism",
     "cuda_has_native_bf16",
@@ -137,6 +138,15 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for tensors on ``device``: the GPU's free memory, or the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def synchronize(device: torch.device) -> None:

@@ -26,11 +26,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.aggregation import make_aggregator
 from paraling.artifacts import log_model
-from paraling.config import validate
+from paraling.config_checks import check_training_memory, validate
 from paraling.data.manifest import Manifest, atomic_write_text
 from paraling.data.splits import plan_folds, split_validation_speakers
 from paraling.dataset import PreparedData, eval_set, prepare_data
-from paraling.device import configure_determinism, eval_batch_size, resolve_device, resolve_precision, to_numpy
+from paraling.device import (
+    available_memory,
+    configure_determinism,
+    eval_batch_size,
+    resolve_device,
+    resolve_precision,
+    to_numpy,
+)
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.models.cnn import build_model
 from paraling.oof import OOFScores, save_oof
@@ -239,6 +246,7 @@ def run_experiment(
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     device = resolve_device(cfg.device)
+    check_training_memory(cfg, available_memory(device), f"this machine's {device.type.upper()}")
     configure_determinism(device, bool(cfg.trainer.deterministic))
     progress = Progress(cfg.progress)
     data = prepare_data(cfg, progress)

@@ -93,15 +93,48 @@ def aggregator_state(method: str, aggregator: Aggregator) -> dict[str, Any]:
     return {"method": method, "params": {k: _jsonable(v) for k, v in aggregator.get_params().items()}, "fitted": fitted}
 
 
-def aggregator_from_state(state: dict[str, Any]) -> Aggregator:
-    """Rebuild a fitted estimator from :func:`aggregator_state`'s output."""
+_PLAIN = (int, float, str, bool, list, type(None))
+
+
+def aggregator_from_state(state: Any, where: str = "saved aggregator state") -> Aggregator:
+    """Rebuild a fitted estimator from :func:`aggregator_state`'s output, validating every field first.
+
+    Only the estimator's own parameters and learned attributes (names ending in ``_``, never a method's name) with
+    plain JSON values are accepted, so a tampered file cannot replace a method or smuggle in an object.
+
+    Raises:
+        ModelError: Naming ``where`` and the field that is wrong.
+    """
+
+    def bad(why: str) -> ModelError:
+        return ModelError(f"{where}: {why}; the model file is damaged or was edited: re-log the run's model")
+
+    if not isinstance(state, dict) or not isinstance(state.get("method"), str):
+        raise bad("expected an object with a 'method' name")
     try:
         est = make_aggregator(state["method"])
-        est.set_params(**state["params"])
-        for k, v in state["fitted"].items():
-            setattr(est, k, np.asarray(v) if isinstance(v, list) else v)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"invalid saved aggregator state ({exc}); re-log the run's model") from exc
+    except (KeyError, ValueError, ParalingError) as exc:
+        raise bad(f"unknown method {state['method']!r} ({exc})") from None
+    params, fitted = state.get("params", {}), state.get("fitted", {})
+    if not isinstance(params, dict) or not isinstance(fitted, dict):
+        raise bad("'params' and 'fitted' must be objects")
+    allowed = est.get_params()
+    for k, v in params.items():
+        if k not in allowed or not isinstance(v, _PLAIN):
+            raise bad(f"unexpected parameter {k}={v!r}")
+    for k, v in fitted.items():
+        if not (k.endswith("_") and not k.startswith("_")) or callable(getattr(type(est), k, None)):
+            raise bad(f"{k!r} is not a learned attribute")
+        if not isinstance(v, _PLAIN):
+            raise bad(f"{k} has a value of type {type(v).__name__}")
+    if not isinstance(fitted.get("n_classes_", 2), int) or fitted.get("n_classes_", 2) < 2:
+        raise bad(f"n_classes_ must be a whole number >= 2, not {fitted.get('n_classes_')!r}")
+    try:
+        est.set_params(**params)
+        for k, v in fitted.items():
+            setattr(est, k, np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
+    except (TypeError, ValueError) as exc:
+        raise bad(str(exc)) from None
     return est
 
 
@@ -113,6 +146,27 @@ def fold_state(
     if mean is not None and std is not None:
         norm = {"mean": mean.detach().cpu().tolist(), "std": std.detach().cpu().tolist()}
     return {"aggregation": aggregator_state(method, aggregator), "norm": norm}
+
+
+def _fold_file(path: Path, n_mels: int) -> tuple[Aggregator, torch.Tensor | None, torch.Tensor | None]:
+    """Read and validate ``fold<k>.json``: the fitted vote and the global normalisation (or none)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not readable JSON ({exc}); re-log the run's model") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: expected a JSON object; re-log the run's model")
+    agg = aggregator_from_state(state.get("aggregation"), str(path))
+    norm = state.get("norm")
+    if not norm:
+        return agg, None, None
+    ok = isinstance(norm, dict) and all(
+        isinstance(norm.get(k), list) and len(norm[k]) == n_mels and all(isinstance(x, int | float) for x in norm[k])
+        for k in ("mean", "std")
+    )
+    if not ok:
+        raise ModelError(f"{path}: 'norm' must hold {n_mels} numbers in 'mean' and 'std'; re-log the run's model")
+    return agg, torch.tensor(norm["mean"], dtype=torch.float32), torch.tensor(norm["std"], dtype=torch.float32)
 
 
 # --- one member: the fold CNNs of a training run ------------------------------------------------------------
@@ -189,7 +243,11 @@ class CNNMember:
         spec_file = d / "spec.json"
         if not spec_file.is_file():
             raise ModelError(f"{d}: no spec.json; point at a paraling run's model/ folder, a bundle or a run")
-        spec = json.loads(spec_file.read_text())
+        try:
+            spec = json.loads(spec_file.read_text())
+            _ = (spec["classes"], spec["n_mels"], spec["windows"]["width"], spec["model"], spec["features"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{spec_file}: not a valid paraling spec ({exc!r}); re-log the run's model") from None
         if spec.get("model", {}).get("name", "cnn") != "cnn":
             raise ModelError(f"member {name}: model {spec['model'].get('name')!r} cannot predict from audio")
         method = spec.get("aggregation", {}).get("method", "weighted")
@@ -209,11 +267,7 @@ class CNNMember:
             model.eval()
             mean = std = None
             if state_file.is_file():
-                state = json.loads(state_file.read_text())
-                agg = aggregator_from_state(state["aggregation"])
-                if state.get("norm"):
-                    mean = torch.tensor(state["norm"]["mean"], dtype=torch.float32)
-                    std = torch.tensor(state["norm"]["std"], dtype=torch.float32)
+                agg, mean, std = _fold_file(state_file, int(spec["n_mels"]))
             elif method != "weighted":
                 agg = make_aggregator(method)
                 agg.n_classes_ = n_classes

@@ -29,7 +29,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from paraling.errors import EnsembleError, ModelError, TrackingError
@@ -361,6 +361,16 @@ def _run_model_dir(client: Any, run_id: str, dst: Path) -> Path:
     return Path(client.download_artifacts(run_id, "model", str(dst)))
 
 
+def _inside_run(model: str, sub: str) -> str:
+    """``sub`` as a relative artifact path that stays inside the run (no ``..``, no absolute path)."""
+    parts = PurePosixPath(sub).parts
+    if sub.startswith("/") or "\\" in sub or any(p in ("..", "") for p in parts) or not parts:
+        raise ModelError(
+            f"{model!r}: the artifact path {sub!r} leaves the run's artifacts; use runs:/<id> or runs:/<id>/model"
+        )
+    return PurePosixPath(*parts).as_posix()
+
+
 def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
     """Make a model available locally; return the folder :meth:`paraling.predict.Predictor.load` reads.
 
@@ -378,6 +388,8 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
         return local
     if not (model.startswith(("models:/", "runs:/")) or _RUN_ID.match(model)):
         raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor models:/<name>@<alias>")
+    if model.startswith("runs:/") and "/" in model[len("runs:/") :]:
+        _inside_run(model, model[len("runs:/") :].partition("/")[2])
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     client = make_client(uri)
@@ -399,7 +411,7 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
             rest = model[len("runs:/") :] if model.startswith("runs:/") else model
             run_id, _, sub = rest.partition("/")
             if sub:
-                return Path(client.download_artifacts(run_id, sub, str(dst)))
+                return Path(client.download_artifacts(run_id, _inside_run(model, sub), str(dst)))
             return _run_model_dir(client, run_id, dst)
     except ModelError:
         raise

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paraling.atomic import atomic_path
+from paraling.data.paths import confine
 from paraling.errors import CorpusError
 
 __all__ = ["Manifest", "Utterance", "atomic_write_text"]
@@ -122,20 +123,24 @@ class Manifest:
         return atomic_write_text(path, self.to_jsonl())
 
     @classmethod
-    def read(cls, path: str | Path) -> Manifest:
-        """Read a JSONL manifest; relative paths are resolved against the manifest's folder."""
+    def read(cls, path: str | Path, allow_outside_root: bool = False) -> Manifest:
+        """Read a JSONL manifest; relative paths are resolved against the manifest's folder.
+
+        Every path must lie inside that folder (resolved, symbolic links included) unless ``allow_outside_root``.
+
+        Raises:
+            CorpusError: The manifest is missing, or a path leaves its folder.
+        """
         path = Path(path)
         if not path.is_file():
             raise CorpusError(f"{path}: manifest not found; create it with a recipe or check corpus.path")
-        root = path.parent.resolve()
+        root = path.parent
         utts = []
         with open(path, encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
                 if line.strip():
                     u = Utterance.from_json(line, where=f"{path}:{n}")
-                    if not os.path.isabs(u.path):
-                        u = replace(u, path=str(root / u.path))
-                    utts.append(u)
+                    utts.append(replace(u, path=str(confine(root, u.path, allow_outside_root, f"{path}:{n}"))))
         return cls(utts, source=str(path))
 
     def digest(self) -> str:

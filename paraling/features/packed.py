@@ -18,12 +18,15 @@ behind, and is opened read-only and memory-mapped: corpora larger than RAM work,
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from paraling.atomic import default_mode
 from paraling.errors import FeatureError, ResourceError
 from paraling.features.store import check_free_space
 
@@ -147,7 +151,8 @@ class PackStore:
         total = max(int(rows.sum()), 1)
         check_free_space(self.root, total * (n_mels + 1) * 4, "packed features")
         self._remove_leftovers()
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}.{os.getpid()}.", suffix=".tmp"))
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}.", suffix=".tmp"))
+        lease = _hold_lease(tmp)
         try:
             data = np.lib.format.open_memmap(tmp / "data.npy", mode="w+", dtype=np.float32, shape=(total, n_mels))
             energy = np.lib.format.open_memmap(tmp / "energy.npy", mode="w+", dtype=np.float32, shape=(total,))
@@ -158,8 +163,11 @@ class PackStore:
             np.savez(tmp / "index.npz", rows=rows, kept=kept, signatures=signatures)
             info = {"version": FORMAT_VERSION, "key": key, "skipped": skipped or {}, **(meta or {})}
             (tmp / "meta.json").write_text(json.dumps(info, default=str))
+            os.chmod(tmp, default_mode(folder=True))  # mkdtemp made it 0700: a shared cache needs the umask's mode
             self._publish(tmp, self.root / key)
+            os.close(lease)
         except OSError as exc:
+            os.close(lease)
             shutil.rmtree(tmp, ignore_errors=True)
             if exc.errno == 28:  # ENOSPC
                 raise ResourceError(
@@ -167,6 +175,7 @@ class PackStore:
                 ) from exc
             raise FeatureError(f"{self.root / key}: cannot write packed features ({exc})") from exc
         except BaseException:
+            os.close(lease)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         pack = self.load(key, signatures)
@@ -175,25 +184,25 @@ class PackStore:
         return pack
 
     def _remove_leftovers(self) -> None:
-        """Delete temporary and moved-aside folders of builds whose process is gone (e.g. killed mid-build)."""
+        """Delete the folders of builds that were killed, from any process, container or host sharing the cache.
+
+        A build holds a ``flock`` on ``.lease`` in its temporary folder for as long as it runs (the kernel drops it
+        when the builder dies, ``kill -9`` included); a temporary folder whose lease can be taken is a leftover. A
+        moved-aside old pack (``.old``) is always removable: readers that still map it keep their mapping.
+        """
         for d in self.root.glob(".*"):
-            parts = d.name.split(".")  # "", key, pid, ..., "tmp" | "old"
-            if len(parts) < 4 or parts[-1] not in ("tmp", "old") or not parts[2].isdigit():
+            if not d.is_dir() or d.is_symlink():
                 continue
-            try:
-                os.kill(int(parts[2]), 0)
-            except ProcessLookupError:
+            if d.name.endswith(".old") or (d.name.endswith(".tmp") and _lease_is_free(d)):
                 log.info("removing %s, left by an interrupted pack build", d)
                 shutil.rmtree(d, ignore_errors=True)
-            except PermissionError:
-                continue
 
     @staticmethod
     def _publish(tmp: Path, final: Path) -> None:
         """Rename ``tmp`` to ``final``; an older pack there is moved aside first (open maps of it stay valid)."""
         old = None
         if final.exists():
-            old = final.with_name(f".{final.name}.{os.getpid()}.old")
+            old = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
             os.replace(final, old)
         try:
             os.replace(tmp, final)
@@ -203,3 +212,34 @@ class PackStore:
             shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+_LEASE = ".lease"
+_NO_LEASE_GRACE_S = 3600.0  # a temporary folder without a lease file (a build from before leases) is stale after this
+
+
+def _hold_lease(folder: Path) -> int:
+    """Take the build lease of ``folder``: an exclusive ``flock`` on its ``.lease`` file; returns the descriptor."""
+    fd = os.open(folder / _LEASE, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _lease_is_free(folder: Path) -> bool:
+    """Whether no live process holds ``folder``'s build lease."""
+    try:
+        fd = os.open(folder / _LEASE, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return time.time() - folder.stat().st_mtime > _NO_LEASE_GRACE_S
+        except OSError:
+            return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True

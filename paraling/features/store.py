@@ -9,10 +9,12 @@ fails to load (e.g. a disk error) is deleted and recomputed. Entries are loaded 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +64,28 @@ class FeatureStore:
         self.hits = 0
         self.misses = 0
         self._digests: dict[str, str] = {}
+
+    def remove_stale_temporaries(self, max_age_s: float = 600.0) -> int:
+        """Delete temporary files of writes that were killed (``.<name>.<random>.tmp``, older than ``max_age_s``).
+
+        An entry or digest is written to such a file and renamed into place in milliseconds; one that is minutes old
+        belongs to a process that died mid-write. Returns how many were removed.
+        """
+        if not self.root.is_dir():
+            return 0
+        limit, n = time.time() - max_age_s, 0
+        for dirpath, _, names in os.walk(self.root, followlinks=False):
+            for name in names:
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                f = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    if f.lstat().st_mtime < limit:
+                        f.unlink()
+                        n += 1
+        if n:
+            log.info("removed %d temporary file(s) of interrupted cache writes under %s", n, self.root)
+        return n
 
     def key(self, path: str | Path, variant: str = "") -> str:
         """Cache key of ``path`` (file bytes) under this spec and an optional variant tag (augmentation)."""

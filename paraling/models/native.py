@@ -157,8 +157,10 @@ def _build_verified(cc: str, path: Path) -> None:
     """Build ``path`` and record its content hash beside it (both written atomically)."""
     log.info("compiling native CPU kernels into %s", path)
     _build(cc, path)
+    os.chmod(path, 0o700)  # never writable by others, whatever the umask
     with atomic_path(path.with_suffix(".sha256")) as tmp:
         tmp.write_text(_sha256(path) + "\n")
+    os.chmod(path.with_suffix(".sha256"), 0o600)
 
 
 def _build_dirs() -> list[Path]:

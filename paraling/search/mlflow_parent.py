@@ -171,19 +171,29 @@ class SweepTracking:
         return str(run_id)
 
     def end_orphans(self, parent_run_id: str, study: Any) -> int:
-        """End FAILED every RUNNING child run whose trial is no longer running (killed workers).
+        """Align every child run of a finished trial that its worker could not end (killed workers).
+
+        A run left RUNNING, or already marked FAILED by another process's clean-up of dead owners but never
+        named and tagged as its trial, is synced with the trial (state, name, status).
 
         Returns:
-            How many runs were ended.
+            How many runs were aligned.
         """
         from optuna.trial import TrialState
 
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
         n = 0
-        for run in self._children(parent_run_id, "attributes.status = 'RUNNING'"):
+        for run in self._children(parent_run_id):
             num = run.data.tags.get("paraling.sweep.trial")
             t = trials.get(int(num)) if num is not None and num.isdigit() else None
             if t is None or t.state in (TrialState.RUNNING, TrialState.WAITING):
+                continue
+            synced = (
+                run.info.run_name == f"{self.study_name}-{t.number:03d}"
+                and run.data.tags.get("paraling.state") == t.state.name
+                and run.info.status in _EXPECTED.get(t.state.name, (run.info.status,))
+            )
+            if synced:
                 continue
             self.sync_child(parent_run_id, t)
             n += 1

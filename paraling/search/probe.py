@@ -36,7 +36,7 @@ def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list
     """
     from omegaconf import DictConfig, OmegaConf
 
-    from paraling.config import validate
+    from paraling.config_checks import validate
 
     base = list(spec.overrides) + list(extra)
     searched = set(spec.space.names)

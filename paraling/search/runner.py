@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraling.errors import SearchError
+from paraling.search.interrupts import interrupt_once, remember_interrupt, reset_interrupt
 from paraling.search.mlflow_parent import SweepTracking
 from paraling.search.probe import check_against_config
 from paraling.search.spec import StudySpec
@@ -33,7 +34,7 @@ from paraling.search.storage import (
     study_lock,
 )
 from paraling.search.trial import TrialContext, reproduce_line
-from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, interrupt_once, run_processes, worker_loop
+from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, run_processes, worker_loop
 from paraling.secrets import mask_secrets
 
 __all__ = ["PreparedStudy", "SweepOptions", "SweepSummary", "prepare_study", "run_sweep", "summarize"]
@@ -281,11 +282,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    reset_interrupt()
     old = signal.signal(signal.SIGTERM, interrupt_once)
+    old_int = signal.signal(signal.SIGINT, remember_interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str = "") -> SweepSummary:

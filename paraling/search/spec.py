@@ -452,7 +452,9 @@ def make_sampler(spec: SamplerSpec, space: SearchSpace, seed: int | str | None =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if spec.name == "grid":
-            return _ask_tell_grid()(space.grid(), seed=s, **spec.kwargs)
+            # Optuna shuffles the grid with its seed and gives trial k the k-th point: every worker must shuffle
+            # alike (the study's seed, never a per-worker one), or two workers run the same point
+            return _ask_tell_grid()(space.grid(), seed=spec.seed if spec.seed is not None else 0, **spec.kwargs)
         return cls(seed=s, **spec.kwargs)
 
 

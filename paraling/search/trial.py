@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraling.errors import Pruned, SearchError
+from paraling.search.interrupts import interrupt_requested
 from paraling.search.spec import StudySpec
 from paraling.secrets import mask_obj, mask_secrets
 
@@ -179,8 +180,12 @@ def execute_trial(
         interrupted = True
         outcome.reason = "interrupted (Ctrl-C); queued for a retry"
     except Exception as exc:  # the sweep goes on: any error of one trial is that trial's FAIL
-        outcome.reason = mask_secrets(f"{type(exc).__name__}: {exc}".strip())
-        _free_memory()
+        if interrupt_requested():  # the interrupt landed in a library's clean-up and was replaced by this error
+            interrupted = True
+            outcome.reason = "interrupted (Ctrl-C); queued for a retry"
+        else:
+            outcome.reason = mask_secrets(f"{type(exc).__name__}: {exc}".strip())
+            _free_memory()
     outcome.seconds = time.perf_counter() - t0
     with _no_sigint() if interrupted else contextlib.nullcontext():
         if outcome.reason and outcome.state == "FAIL":

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paraling.errors import ParalingError
+from paraling.search.interrupts import interrupt_once
 from paraling.search.mlflow_parent import SweepTracking
 from paraling.search.spec import make_pruner, make_sampler
 from paraling.search.storage import (
@@ -148,12 +149,6 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
                     heartbeat.remove(trial._trial_id)
     finally:
         heartbeat.close()
-
-
-def interrupt_once(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def worker_main(args: WorkerArgs) -> None:

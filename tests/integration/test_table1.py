@@ -10,7 +10,6 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,6 @@ def _paraling(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProce
 def test_table1_multirun_and_report(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
     from paraling.data.recipes.langid import prepare_langid
 
-    t0 = time.perf_counter()
     langid = prepare_langid(tmp_path / "langid", n_speakers=4, utts_per_language=2)
     pre = f'transfer.pretrain_overrides=["experiment=pretrain_langid","corpus.path={langid}"]'
     _paraling(
@@ -81,4 +79,3 @@ def test_table1_multirun_and_report(tone_corpus: Path, tmp_path: Path, mlflow_ur
         assert by_name[n].data.tags["paraling.transfer.source_run_id"] == pretrain[0].info.run_id
     assert by_name["net0"].data.tags["paraling.model_type"] == "dnn"
     assert len({r.data.tags["paraling.fold_digest"] for r in runs}) == 1  # the same speaker folds everywhere
-    assert time.perf_counter() - t0 < 180

@@ -115,7 +115,7 @@ def test_logistic_regression_on_cnn_embeddings(mlflow_uri: str, tiny_cfg: Callab
         check_aligned([cnn.oof.sorted(), lr.oof.sorted()], ["cnn", "lr"])
         tags = MlflowClient().get_run(lr.run_id).data.tags
         assert tags["paraling.model_type"] == "lr" and tags["paraling.embedding_run"] == cnn.run_id
-        assert 0.0 <= lr.uar <= 1.0 and set(lr.fold_uars) == {0, 1}
+        assert lr.uar > 1 / 3 + 0.1 and set(lr.fold_uars) == {0, 1}  # it learns: well above chance (3 classes)
     with pytest.raises(ConfigError, match="other utterances, classes or folds"):
         run_experiment(tiny_cfg("model=lr_emb", f"model.baseline.embedding_run={cnn.run_id}", "cv.folds=3"))
 

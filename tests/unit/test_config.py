@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from paraling.config import validate
+from paraling.config_checks import validate
 from paraling.errors import ConfigError
 
 
@@ -76,7 +76,10 @@ def test_bad_values_name_the_key(override: str, match: str, compose_cfg: Callabl
         validate(compose_cfg([override]))
 
 
-def test_structured_defaults_validate() -> None:
+def test_structured_defaults_validate_and_match_the_yaml(compose_cfg: Callable[..., DictConfig]) -> None:
     from paraling.config import ParalingConfig
 
-    validate(OmegaConf.structured(ParalingConfig()))
+    structured = validate(OmegaConf.structured(ParalingConfig()))
+    composed = compose_cfg([])
+    for group in ("trainer", "model", "windows", "aggregation", "cv"):
+        assert OmegaConf.to_container(structured[group]) == OmegaConf.to_container(composed[group]), group

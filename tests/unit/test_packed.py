@@ -203,13 +203,19 @@ def test_a_corpus_bigger_than_the_memory_budget_is_never_copied_into_ram(tmp_pat
 
 
 def test_folders_left_by_a_killed_build_are_removed_by_the_next_build(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)  # that process has exited
-    left = [tmp_path / f".k.{dead_pid}.abc_12.tmp", tmp_path / f".j.{dead_pid}.old"]
-    alive = tmp_path / f".k.{os.getpid()}.xyz.tmp"  # a build still running in this process: untouched
+    import fcntl
+
+    left = [tmp_path / ".k.abc_12.tmp", tmp_path / ".j.0a1b.old"]  # a killed build (lease free), a moved-aside pack
+    alive = tmp_path / ".k.xyz.tmp"  # a build still running (it holds its lease): untouched
     for d in [*left, alive]:
         d.mkdir()
         (d / "data.npy").write_bytes(b"partial")
-    f, e = _feats([20, 20])
-    _pack(PackStore(tmp_path), f, e, "pad", "none")
-    assert not any(d.exists() for d in left) and alive.exists()
+        (d / ".lease").touch()
+    fd = os.open(alive / ".lease", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        f, e = _feats([20, 20])
+        _pack(PackStore(tmp_path), f, e, "pad", "none")
+        assert not any(d.exists() for d in left) and alive.exists()
+    finally:
+        os.close(fd)

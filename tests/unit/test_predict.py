@@ -235,3 +235,57 @@ def test_cli_predict_outputs_explain_and_exit_status(
     with pytest.raises(SystemExit) as exc:
         cli_main(["predict", "--model", str(tmp_path / "nothing"), str(audio["tone"])])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["aggregation"]["fitted"].update(predict_proba=1), "'predict_proba' is not a learned attribute"),
+        (lambda s: s["aggregation"]["fitted"].update(fit="x"), "'fit' is not a learned attribute"),
+        (lambda s: s["aggregation"]["params"].update(evil=1), "unexpected parameter evil=1"),
+        (lambda s: s["aggregation"].update(method="nope"), "unknown method 'nope'"),
+        (lambda s: s["aggregation"]["fitted"].update(n_classes_="3"), "n_classes_ must be a whole number"),
+        (lambda s: s["aggregation"]["fitted"].update(coef_={"a": 1}), "coef_ has a value of type dict"),
+        (lambda s: s.update(norm={"mean": [0.0], "std": [1.0]}), "'norm' must hold 20 numbers"),
+        (lambda s: s.update(aggregation=7), "expected an object with a 'method' name"),
+    ],
+)
+def test_a_tampered_fold_file_is_one_model_error(tmp_path: Path, edit, message: str) -> None:
+    m = make_member(tmp_path / "m")
+    state = json.loads((m / "fold0.json").read_text())
+    edit(state)
+    (m / "fold0.json").write_text(json.dumps(state))
+    with pytest.raises(ModelError, match=message):
+        Predictor.load(m)
+
+
+def test_damaged_json_is_one_model_error(tmp_path: Path) -> None:
+    m = make_member(tmp_path / "m")
+    (m / "fold0.json").write_text("{not json")
+    with pytest.raises(ModelError, match="fold0.json: not readable JSON"):
+        Predictor.load(m)
+    (m / "spec.json").write_text('{"classes": 3}')
+    with pytest.raises(ModelError, match="spec.json: not a valid paraling spec"):
+        Predictor.load(m)
+
+
+@pytest.mark.parametrize("sub", ["../../../../etc", "/etc", "model/../../x", "model/./.."])
+def test_runs_uri_paths_stay_inside_the_run(tmp_path: Path, sub: str) -> None:
+    from paraling.runs import fetch_model
+
+    with pytest.raises(ModelError, match="leaves the run's artifacts"):
+        fetch_model(f"runs:/0123456789abcdef0123456789abcdef/{sub}", tmp_path / "dl")
+    assert not (tmp_path / "dl").exists()  # nothing downloaded, nothing left
+
+
+def test_predict_never_runs_the_code_of_a_pyfunc_model(tmp_path: Path, audio: dict[str, Path]) -> None:
+    """A pyfunc model folder carries `paraling_model.py`; paraling predict reads JSON and safetensors only."""
+    member = make_member(tmp_path / "member")
+    pyfunc = tmp_path / "pyfunc"
+    (pyfunc / "artifacts").mkdir(parents=True)
+    save_bundle(pyfunc / "artifacts" / "bundle", [("r1", "m1", member, 1)], "mean")
+    marker = tmp_path / "ran"
+    (pyfunc / "paraling_model.py").write_text(f"open({str(marker)!r}, 'w').write('code ran')\n")
+    (pyfunc / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n")
+    predictor = Predictor.load(pyfunc)
+    assert not marker.exists() and predictor.classes == CLASSES

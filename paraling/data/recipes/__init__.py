@@ -32,9 +32,11 @@ def load_corpus(corpus: Any) -> Manifest:
     if kind == "folders":
         from paraling.data.recipes.folders import prepare_folders
 
-        return prepare_folders(corpus.path, corpus.speaker_regex, tuple(corpus.extensions), corpus.on_bad_file)
+        return prepare_folders(
+            corpus.path, corpus.speaker_regex, tuple(corpus.extensions), corpus.on_bad_file, corpus.allow_outside_root
+        )
     if kind == "manifest":
-        return Manifest.read(corpus.path)
+        return Manifest.read(corpus.path, corpus.allow_outside_root)
     if kind == "demo":
         from paraling.data.recipes.csv import prepare_csv
         from paraling.data.recipes.demo import prepare_demo

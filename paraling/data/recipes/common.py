@@ -9,7 +9,8 @@ from pathlib import Path
 
 from paraling.data.audio import audio_info
 from paraling.data.manifest import Utterance
-from paraling.errors import AudioError, CorpusError
+from paraling.data.paths import confine
+from paraling.errors import AudioError
 
 __all__ = ["SkipLog", "confine", "make_utterance"]
 
@@ -30,25 +31,6 @@ class SkipLog:
     def summary(self) -> str:
         """One line: how many files were skipped."""
         return f"{len(self.skipped)} unreadable file(s) skipped (corpus.on_bad_file=skip)"
-
-
-def confine(root: Path, rel: str, allow_outside: bool, where: str) -> Path:
-    """Resolve ``rel`` against ``root`` and refuse paths that escape it.
-
-    Raises:
-        CorpusError: When the path leaves ``root`` and ``allow_outside`` is false.
-    """
-    p = Path(rel)
-    full = (p if p.is_absolute() else root / p).resolve()
-    if not allow_outside:
-        try:
-            full.relative_to(root.resolve())
-        except ValueError as exc:
-            raise CorpusError(
-                f"{where}: path {rel!r} points outside the corpus root {root}; move the file under the root or "
-                "set corpus.allow_outside_root=true if you trust this corpus"
-            ) from exc
-    return full
 
 
 def make_utterance(

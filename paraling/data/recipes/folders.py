@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from paraling.data.manifest import Manifest
-from paraling.data.recipes.common import SkipLog, make_utterance
+from paraling.data.recipes.common import SkipLog, confine, make_utterance
 from paraling.errors import ConfigError, CorpusError
 
 __all__ = ["prepare_folders"]
@@ -20,6 +20,7 @@ def prepare_folders(
     speaker_regex: str | None = None,
     extensions: tuple[str, ...] | list[str] = (".wav", ".flac", ".ogg"),
     on_bad_file: str = "skip",
+    allow_outside_root: bool = False,
 ) -> Manifest:
     """Build a manifest from one sub-folder per class.
 
@@ -30,6 +31,7 @@ def prepare_folders(
             makes speaker-grouped CV equal to utterance-grouped CV; a warning says so).
         extensions: Audio file suffixes to include (case-insensitive).
         on_bad_file: ``skip`` or ``error`` for unreadable audio.
+        allow_outside_root: Accept files (symbolic links) that resolve outside ``root``.
 
     Raises:
         CorpusError: No class folders, or a file name the regex does not match.
@@ -55,6 +57,7 @@ def prepare_folders(
             if not path.is_file() or path.suffix.lower() not in exts:
                 continue
             rel = path.relative_to(root)
+            path = confine(root, rel, allow_outside_root, str(root))
             if rx is None:
                 speaker = rel.with_suffix("").as_posix()
             else:

@@ -30,7 +30,8 @@ def tree(tmp_path: Path) -> dict[str, Path]:
     _wav(root / "yes" / "s1_a.wav")
     _wav(root / "no" / "s2_b.wav")
     outside = _wav(tmp_path / "outside" / "s3_c.wav")
-    os.symlink(root / "yes" / "s1_a.wav", root / "no" / "s1_inside.wav")
+    target = _wav(root / ".store" / "s4_d.wav")  # inside the root, not a class folder
+    os.symlink(target, root / "no" / "s4_inside.wav")
     os.symlink(outside, root / "no" / "s3_escape.wav")
     via = tmp_path / "via"
     os.symlink(root, via)  # the root itself reached through a link
@@ -58,7 +59,7 @@ def _csv(folder: Path, rows: list[str]) -> Path:
 
 def test_csv_uses_the_same_rule(tree: dict[str, Path]) -> None:
     root = tree["root"]
-    ok = _csv(root, ["yes/s1_a.wav,yes,s1", "no/s1_inside.wav,no,s1", "no/s2_b.wav,no,s2"])
+    ok = _csv(root, ["yes/s1_a.wav,yes,s1", "no/s4_inside.wav,no,s4", "no/s2_b.wav,no,s2"])
     assert len(prepare_csv(tree["via"] / ok.name)) == 3  # inside links, and a root reached through a link
     _csv(root, ["yes/s1_a.wav,yes,s1", "no/s3_escape.wav,no,s3"])
     with pytest.raises(CorpusError, match="outside the corpus root"):
@@ -87,4 +88,4 @@ def test_manifest_uses_the_same_rule(tree: dict[str, Path], escape: str) -> None
     with pytest.raises(CorpusError, match="outside the corpus root"):
         Manifest.read(p)
     assert len(Manifest.read(p, allow_outside_root=True)) == 2
-    assert len(Manifest.read(_manifest(root, ["yes/s1_a.wav", "no/s1_inside.wav"]))) == 2
+    assert len(Manifest.read(_manifest(root, ["yes/s1_a.wav", "no/s4_inside.wav"]))) == 2

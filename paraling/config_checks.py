@@ -1,0 +1,208 @@
+"""Checks of a composed configuration that the schema's types cannot express: choices, ranges, cross-field rules.
+
+Every rule names the key, the bad value and what is allowed; :func:`validate` runs them all before anything is read
+or trained, and :func:`check_training_memory` refuses a model whose training batch cannot fit in memory (instead of
+being killed by the kernel with no message).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from paraling.config import ParalingConfig
+from paraling.errors import ConfigError, ResourceError
+
+__all__ = ["check_training_memory", "training_batch_bytes", "validate"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "corpus.kind": ("csv", "folders", "manifest", "demo"),
+    "corpus.on_bad_file": ("skip", "error"),
+    "features.kind": ("fbank", "melspec"),
+    "features.normalize": ("utterance", "global", "none"),
+    "windows.short_policy": ("pad", "skip", "error"),
+    "augment.name": ("none", "pitch"),
+    "model.name": ("cnn", "svm", "rf", "dnn", "lr"),
+    "model.baseline.features": ("compare", "logmel", "embeddings"),
+    "model.baseline.embedding_level": ("utterance", "window"),
+    "trainer.select": ("best", "last"),
+    "trainer.precision": ("auto", "fp32", "bf16"),
+    "trainer.capture": ("auto", "eager", "graph", "compile"),
+    "aggregation.method": ("majority", "mean", "logmean", "weighted"),
+    "cv.scheme": ("kfold", "loso", "split"),
+    "progress": ("auto", "always", "never"),
+}
+
+# key: (lowest allowed, inclusive?) -- None values are allowed wherever the schema allows None
+_LOWER: dict[str, tuple[float, bool]] = {
+    "seed": (0, True),
+    "features.sample_rate": (0, False),
+    "features.n_mels": (1, True),
+    "features.frame_length_ms": (0, False),
+    "features.frame_shift_ms": (0, False),
+    "features.f_min": (0, True),
+    "windows.width": (1, True),
+    "windows.shift": (1, True),
+    "model.n_blocks": (1, True),
+    "model.pool_size": (1, True),
+    "trainer.epochs": (1, True),
+    "trainer.batch_size": (2, True),  # batches of one window are skipped (batch statistics need two)
+    "trainer.eval_batch_size": (1, True),
+    "trainer.eval_batch_size_gpu": (1, True),
+    "trainer.lr_start": (0, False),
+    "trainer.lr_end": (0, True),
+    "trainer.weight_decay": (0, True),
+    "trainer.patience": (0, True),
+    "trainer.threads": (0, True),
+    "trainer.max_windows_per_epoch": (2, True),
+    "transfer.freeze_epochs": (0, True),
+    "aggregation.ridge_alpha": (0, True),
+    "corpus.demo_speakers": (1, True),
+}
+_INT_LISTS = ("model.channels", "model.kernel_sizes", "model.fc_sizes")
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    return OmegaConf.select(cfg, dotted, default=None)
+
+
+def _name(key: str) -> str:
+    return key.split(".")[-1]
+
+
+def _check_choices_and_ranges(cfg: DictConfig) -> None:
+    for key, allowed in _CHOICES.items():
+        value = _get(cfg, key)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)}, but got {_name(key)}={value!r}")
+    for key, (low, inclusive) in _LOWER.items():
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        ok = value >= low if inclusive else value > low
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"{key} must be {'>=' if inclusive else '>'} {low}, but got {_name(key)}={value!r}")
+    for key in _INT_LISTS:
+        for i, v in enumerate(_get(cfg, key) or []):
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{key}[{i}] must be a whole number >= 1, but got {_name(key)}[{i}]={v!r}")
+
+
+def _check_features(cfg: DictConfig) -> None:
+    f = cfg.features
+    if f.frame_length_ms < f.frame_shift_ms:
+        raise ConfigError(
+            "features.frame_length_ms must be >= features.frame_shift_ms, but got "
+            f"{f.frame_length_ms} < {f.frame_shift_ms}"
+        )
+    for key in ("frame_shift_ms", "frame_length_ms"):
+        samples = f[key] * f.sample_rate / 1000.0
+        if samples < 1:
+            raise ConfigError(
+                f"features.{key}={f[key]} is {samples:.3g} samples at sample_rate={f.sample_rate}; it must be at least "
+                "one sample (e.g. features.frame_shift_ms=10)"
+            )
+    nyquist = f.sample_rate / 2
+    top = f.f_max if f.f_max is not None else nyquist
+    if f.f_max is not None and f.f_max > nyquist:
+        raise ConfigError(f"features.f_max must be <= sample_rate / 2 = {nyquist:g} Hz, but got f_max={f.f_max}")
+    if not f.f_min < top:
+        raise ConfigError(
+            f"features.f_min must be below the top of the mel range ({top:g} Hz: f_max, or sample_rate / 2), but got "
+            f"f_min={f.f_min}"
+        )
+
+
+def _check_model(cfg: DictConfig) -> None:
+    m = cfg.model
+    if m.n_blocks > len(m.channels) or m.n_blocks > len(m.kernel_sizes) or m.n_blocks > len(m.dropout_conv):
+        raise ConfigError(
+            f"model.n_blocks={m.n_blocks} needs at least that many entries in model.channels "
+            f"({len(m.channels)}), model.kernel_sizes ({len(m.kernel_sizes)}) and model.dropout_conv "
+            f"({len(m.dropout_conv)}); extend those lists or lower model.n_blocks"
+        )
+    if not 0.0 <= m.dropout_fc < 1.0:
+        raise ConfigError(f"model.dropout_fc must be in [0, 1), but got dropout_fc={m.dropout_fc!r}")
+    for i, p in enumerate(m.dropout_conv):
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"model.dropout_conv[{i}] must be in [0, 1), but got {p!r}")
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    t = cfg.trainer
+    if not 0.0 < t.val_speaker_fraction < 1.0:
+        raise ConfigError(f"trainer.val_speaker_fraction must be in (0, 1), but got {t.val_speaker_fraction!r}")
+    if not (0 <= t.momentum_start < 1.0 and 0 <= t.momentum_end < 1.0):
+        raise ConfigError(
+            "trainer.momentum_start and momentum_end must lie in [0, 1), but got "
+            f"momentum_start={t.momentum_start}, momentum_end={t.momentum_end}"
+        )
+
+
+def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
+    """Check values that the schema's types cannot express.
+
+    Args:
+        cfg: A composed configuration.
+
+    Returns:
+        The same configuration as a ``DictConfig``.
+
+    Raises:
+        ConfigError: Naming the key, the bad value and what is allowed.
+    """
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    _check_choices_and_ranges(cfg)
+    _check_features(cfg)
+    _check_model(cfg)
+    _check_trainer(cfg)
+    if cfg.cv.scheme == "kfold" and cfg.cv.folds < 2:
+        raise ConfigError(f"cv.folds must be >= 2 for cv.scheme=kfold, but got folds={cfg.cv.folds}")
+    if cfg.corpus.kind in ("csv", "folders", "manifest") and not cfg.corpus.path:
+        raise ConfigError(
+            f"corpus.kind={cfg.corpus.kind} needs corpus.path; pass e.g. corpus={cfg.corpus.kind} "
+            "corpus.path=/path/to/data"
+        )
+    layers = cfg.transfer.layers
+    for layer in [layers] if isinstance(layers, str) else layers:
+        if not isinstance(layer, str):
+            raise ConfigError(f"transfer.layers must be names like conv1, but got {layer!r}")
+    return cfg
+
+
+def training_batch_bytes(cfg: DictConfig) -> int:
+    """Memory one training batch of the CNN takes, roughly: every block's maps, kept for backward, plus gradients.
+
+    Per block: the convolution's output (float32, and its gradient) at the block's input size ("same" padding),
+    and the pooled output with its mask; windows are ``features.n_mels`` x ``windows.width``.
+    """
+    m, bs = cfg.model, int(cfg.trainer.batch_size)
+    h, w, total = (
+        int(cfg.features.n_mels),
+        int(cfg.windows.width),
+        bs * int(cfg.features.n_mels) * int(cfg.windows.width) * 4,
+    )
+    pool = int(m.pool_size)
+    for c in list(m.channels)[: int(m.n_blocks)]:
+        total += bs * int(c) * h * w * (4 + 4 + 1)  # conv output, its gradient, the pooling/ReLU mask
+        h, w = max(h // min(pool, h), 1), max(w // min(pool, w), 1)
+    return total
+
+
+def check_training_memory(cfg: DictConfig, available_bytes: int, where: str) -> None:
+    """Refuse a configuration whose training batch needs more than half of ``available_bytes``.
+
+    Raises:
+        ResourceError: Naming the estimate, what is free and the keys to lower.
+    """
+    need = training_batch_bytes(cfg)
+    if need > available_bytes // 2:
+        raise ResourceError(
+            f"one training batch needs about {need / 2**30:.1f} GiB (trainer.batch_size={cfg.trainer.batch_size}, "
+            f"windows.width={cfg.windows.width}, features.n_mels={cfg.features.n_mels}, model.channels="
+            f"{list(cfg.model.channels)[: int(cfg.model.n_blocks)]}), but {where} has {available_bytes / 2**30:.1f} "
+            "GiB free. Fix: lower windows.width or trainer.batch_size (or model.channels)"
+        )
