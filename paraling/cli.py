@@ -13,12 +13,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from paraling.config import CONF_DIR
 from paraling.errors import ParalingError
 from paraling.secrets import install_log_masking, mask_secrets
 
 __all__ = ["CONF_DIR", "main"]
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("paraling")
 
 

@@ -8,12 +8,18 @@ by every entry point.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
 
 __all__ = [
+    "CONF_DIR",
+    "SWEEPS_DIR",
     "AggregationConfig",
     "AugmentConfig",
     "BaselineConfig",
@@ -26,8 +32,15 @@ __all__ = [
     "TrainerConfig",
     "TransferConfig",
     "WindowsConfig",
+    "compose",
+    "hydra_context",
     "register_configs",
 ]
+
+#: The packaged Hydra configuration (``paraling/conf``); users add their own folders with ``hydra.searchpath``.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+#: The packaged study files (``paraling/sweeps``): ``paraling sweep demo`` finds ``demo.yaml`` here.
+SWEEPS_DIR = Path(__file__).resolve().parent / "sweeps"
 
 
 @dataclass
@@ -242,3 +255,28 @@ def register_configs() -> None:
     cs.store(name="paraling_schema", node=ParalingConfig)
     for group, node in _GROUPS.items():
         cs.store(group=group, name="schema", node=node)
+
+
+@contextlib.contextmanager
+def hydra_context() -> Iterator[None]:
+    """Hydra's compose API on the packaged ``conf/`` (a no-op when Hydra is already initialised, e.g. in a job)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        yield
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The configuration ``paraling train OVERRIDES`` would run, composed from the packaged ``conf/``.
+
+    The one compose helper: the CLI's sweeps, pre-training, the bench and the tests all compose through it.
+    """
+    from hydra import compose as hydra_compose
+
+    with hydra_context():
+        return hydra_compose("config", overrides=list(overrides))

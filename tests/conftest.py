@@ -155,14 +155,9 @@ def oof_run(mlflow_uri: str) -> Callable[..., str]:
 
 
 def _compose(overrides: Sequence[str] = ()) -> DictConfig:
-    from hydra import compose, initialize_config_dir
+    from paraling.config import compose
 
-    from paraling.cli import CONF_DIR
-    from paraling.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose(overrides)
 
 
 @pytest.fixture(scope="session")

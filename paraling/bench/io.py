@@ -95,12 +95,10 @@ def sweep_overhead(epochs: int = 10, folds: int = 5, trial_seconds: float = 60.0
     divided by ``trial_seconds``.
     """
     import optuna
-    from hydra import compose, initialize_config_dir
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from paraling.cli import CONF_DIR
-    from paraling.config import register_configs
+    from paraling.config import compose as compose_config
     from paraling.tracking import RunTracker, flatten
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -110,9 +108,7 @@ def sweep_overhead(epochs: int = 10, folds: int = 5, trial_seconds: float = 60.0
         storage = JournalStorage(JournalFileBackend(os.path.join(tmp, "journal.log")))
         study = optuna.create_study(study_name="bench", storage=storage, direction="maximize")
         t0 = time.perf_counter()
-        register_configs()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=["model.dropout_fc=0.3", "trainer.epochs=10"])
+        cfg = compose_config(["model.dropout_fc=0.3", "trainer.epochs=10"])
         trial = study.ask()
         trial.suggest_float("model.dropout_fc", 0.1, 0.6)
         from omegaconf import OmegaConf

@@ -156,17 +156,9 @@ def _registered_run(uri: str, source: str) -> str:
 
 
 def _compose(overrides: Sequence[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from paraling.config import compose
 
-    from paraling.cli import CONF_DIR
-    from paraling.config import register_configs
-
-    register_configs()
-    if GlobalHydra.instance().is_initialized():  # inside `paraling train` (also -m): reuse the app's search path
-        return compose("config", overrides=list(overrides))
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose(overrides)  # inside `paraling train` (also -m) it reuses the app's search path
 
 
 def pretrain_config(cfg: DictConfig) -> DictConfig:

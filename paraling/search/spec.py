@@ -413,14 +413,14 @@ def find_study_file(name: str | Path, search: tuple[Path, ...] = ()) -> Path:
     Raises:
         ConfigError: When no file matches (listing the studies that exist).
     """
-    from paraling.cli import CONF_DIR
+    from paraling.config import SWEEPS_DIR
 
     p = Path(name)
     if p.is_file():
         return p
-    dirs = search or (Path("sweeps"), CONF_DIR.parent / "sweeps")
+    dirs = search or (Path("sweeps"), SWEEPS_DIR)
     for d in dirs:
-        for cand in (d / p, d / f"{p}.yaml", d / f"{p.name}.yaml"):
+        for cand in (d / p, d / f"{p}.yaml", d / p.name, d / f"{p.name}.yaml"):
             if cand.is_file():
                 return cand
     known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.yaml")})

@@ -72,8 +72,14 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def default_storage_path(study_name: str, study_file: Path | None) -> Path:
-    """``<study file's folder>/<study>/journal.log`` (``sweeps/<study>/journal.log``, gitignored)."""
-    folder = study_file.parent if study_file is not None else Path("sweeps")
+    """``<study file's folder>/<study>/journal.log``; for a packaged study (or none) ``./sweeps/<study>/journal.log``.
+
+    A study that ships with paraling lives in the installed package, which is no place for a journal.
+    """
+    from paraling.config import SWEEPS_DIR
+
+    packaged = study_file is not None and study_file.resolve().parent == SWEEPS_DIR
+    folder = study_file.parent if study_file is not None and not packaged else Path("sweeps")
     return folder / study_name / "journal.log"
 
 

@@ -17,10 +17,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paraling.config import hydra_context
 from paraling.errors import ParalingError
 from paraling.search.interrupts import interrupt_once
 from paraling.search.mlflow_parent import SweepTracking
@@ -84,21 +85,6 @@ def compose_fn() -> Callable[[list[str]], Any]:
     return lambda overrides: compose("config", overrides=overrides)
 
 
-@contextlib.contextmanager
-def hydra_context() -> Iterator[None]:
-    """Hydra's compose API on paraling's ``conf/`` (no-op when Hydra is already initialised)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from paraling.cli import CONF_DIR
-    from paraling.config import register_configs
-
-    register_configs()
-    if GlobalHydra.instance().is_initialized():
-        yield
-        return
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        yield
 
 
 def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:

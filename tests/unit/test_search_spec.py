@@ -9,13 +9,13 @@ import optuna
 import pytest
 import yaml
 
+from paraling.config import SWEEPS_DIR
 from paraling.errors import ConfigError, Pruned
 from paraling.search.probe import check_against_config
 from paraling.search.spec import load_study_spec, make_pruner, make_sampler, parse_study_spec
 from paraling.search.trial import TrialReporter
 from paraling.search.worker import compose_fn, hydra_context
 
-ROOT = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 BASE: dict[str, Any] = {"space": {"model.n_blocks": [1, 2]}, "n_trials": 4}
@@ -98,7 +98,7 @@ def test_every_pruner_builds(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["demo", "paper"])
 def test_shipped_studies_validate_against_the_config(name: str) -> None:
-    spec = load_study_spec(ROOT / "sweeps" / f"{name}.yaml")
+    spec = load_study_spec(SWEEPS_DIR / f"{name}.yaml")
     with hydra_context():
         cfg = check_against_config(spec, [], compose_fn())
     assert cfg.tracking.enabled
