@@ -76,7 +76,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     ``auto`` is bf16 where the hardware computes it (GPUs of compute capability >= 8.0, see
     :func:`cuda_has_native_bf16`; CPUs with AMX or AVX512-BF16) and fp32 elsewhere. Under bf16 autocast only the
     convolutions run in bfloat16: :class:`~paraling.models.cnn.WindowCNN` keeps its fully connected layers in float32,
-    which measured no loss of UAR against plain fp32 (README, Performance (g)).
+    which measured no loss of UAR against plain fp32 (docs/performance.md, (g)).
     """
     if precision == "bf16":
         return torch.bfloat16

@@ -62,7 +62,7 @@ class CNNEmbeddings:
     def __init__(self, cfg: DictConfig, manifest: Manifest, classes: list[str]) -> None:
         from paraling.config import ParalingConfig
         from paraling.dataset import prepare_data
-        from paraling.models.transfer import load_source
+        from paraling.pretrain import load_source
         from paraling.tracking import resolve_tracking_uri
         from paraling.tracking_store import mlflow_client
         from paraling.training import resolve_device
@@ -111,7 +111,7 @@ class CNNEmbeddings:
 
     def _model(self, fold: int) -> torch.nn.Module:
         from paraling.models.cnn import build_model
-        from paraling.models.transfer import load_source
+        from paraling.pretrain import load_source
 
         spec, state = load_source(self.run_id, fold, self.uri)
         model = build_model(

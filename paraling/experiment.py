@@ -16,7 +16,6 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,9 @@ from paraling.models.cnn import build_model
 from paraling.oof import OOFScores, save_oof
 from paraling.plots import plot_curves
 from paraling.predict import fold_state
+from paraling.pretrain import apply_transfer, resolve_source
 from paraling.progress import Progress
+from paraling.results import RunResult
 from paraling.runlock import hold_run_lock
 from paraling.runs import NAME_TAG
 from paraling.summary import print_summary
@@ -57,19 +58,6 @@ __all__ = ["PreparedData", "RunResult", "prepare_data", "print_summary", "run_ex
 log = logging.getLogger(__name__)
 
 AGGREGATIONS = ("majority", "mean", "logmean", "weighted")
-
-
-@dataclass
-class RunResult:
-    """What :func:`run_experiment` returns; ``uar`` is the optimised metric."""
-
-    uar: float
-    metrics: dict[str, float]
-    run_id: str | None
-    oof: OOFScores
-    fold_uars: dict[int, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
 
 
 def _seed_everything(seed: int) -> None:
@@ -143,9 +131,7 @@ def _train_fold(
     frozen: list[str] = []
     lr_start = None
     if cfg.transfer.source:
-        from paraling.models.transfer import apply_transfer
-
-        frozen = apply_transfer(model, cfg.transfer, cfg)
+        frozen = apply_transfer(model, cfg.transfer, cfg, run=run_experiment)
         lr_start = cfg.transfer.lr_start
     bar = progress.bar(int(cfg.trainer.epochs), f"fold {plan.fold}")
     result = fit(
@@ -238,9 +224,7 @@ def run_experiment(
         return run_baseline(cfg, parent_run_id=parent_run_id, overrides=overrides, tags=tags)
     source_run = None
     if cfg.transfer.source:  # resolve (or pre-train) the source before this run starts and before seeding
-        from paraling.models.transfer import resolve_source
-
-        source_run = resolve_source(cfg)
+        source_run = resolve_source(cfg, run=run_experiment)
     t0 = time.perf_counter()
     _seed_everything(int(cfg.seed))
     if cfg.trainer.threads:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from paraling.secrets import mask_secrets
 
 if TYPE_CHECKING:
-    from paraling.experiment import RunResult
+    from paraling.results import RunResult
 
 __all__ = ["print_summary"]
 

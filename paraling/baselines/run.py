@@ -40,6 +40,7 @@ from paraling.data.splits import FoldPlan, assign_folds, plan_folds
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.oof import OOFScores, save_oof
 from paraling.progress import Progress
+from paraling.results import RunResult
 from paraling.runs import NAME_TAG
 from paraling.tracking import RunTracker, flatten
 
@@ -113,9 +114,8 @@ def run_baseline(
         tags: Extra MLflow tags.
 
     Returns:
-        A :class:`paraling.experiment.RunResult`.
+        A :class:`paraling.results.RunResult`.
     """
-    from paraling.experiment import RunResult
 
     t0 = time.perf_counter()
     seed = int(cfg.seed)

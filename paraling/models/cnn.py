@@ -108,7 +108,7 @@ class WindowCNN(nn.Module):
         x = self._native_blocks(x) if native else self._torch_blocks(x)
         x = torch.flatten(x, 1)
         # The fully connected layers always run in float32, also under bf16 autocast: they are ~15% of a step, and
-        # in bfloat16 they cost UAR (README, Performance (g)), while bf16 convolutions did not.
+        # in bfloat16 they cost UAR (docs/performance.md, (g)), while bf16 convolutions did not.
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             for name in self.fc_names:

@@ -1,21 +1,4 @@
-"""Transfer learning: copy named layers of a source CNN (a tracked run) into a freshly built target CNN.
-
-``transfer.source`` names the source model:
-
-- an MLflow run id (or ``runs:/<id>``) of a ``paraling train`` run that logged ``model/`` (``tracking.log_model``);
-- ``models:/<name>@<alias>`` or ``models:/<name>/<version>``: a registered model version, resolved to its run;
-- ``pretrain``: the pre-training run described by ``transfer.pretrain_overrides`` (Hydra overrides such as
-  ``[experiment=pretrain_langid]``). A FINISHED run tagged with the same pre-training config hash
-  (``paraling.pretrain_hash``) is reused; otherwise it is trained first with :func:`paraling.experiment.run_experiment`
-  (an ordinary tracked run, tagged ``paraling.role=pretrain``), so a multirun over transfer experiments needs no
-  manual step.
-
-The pre-training config is composed from ``transfer.pretrain_overrides`` and then *inherits* the target's
-``features``, ``windows``, ``model``, ``trainer``, ``seed``, ``device``, ``cache_dir`` and tracking store, so that
-the transferred layers fit; overrides given there as dotted keys (``trainer.epochs=20``) are applied last and win.
-
-The weights come from the source run's ``model/fold<k>.safetensors`` with ``k = transfer.source_fold`` (default: the
-lowest fold the source logged); ``model/spec.json`` gives its layer names and feature settings.
+"""Transfer learning, the model side: pick layers by name and copy them from a source state dict into a CNN.
 
 ``transfer.layers`` picks what is copied:
 
@@ -25,327 +8,24 @@ lowest fold the source logged); ``model/spec.json`` gives its layer names and fe
 - ``all`` (or ``[all]``): the naive transfer (net4), every layer *except the output layer* ``out``, whose class
   count belongs to the source task; layers missing from the source or of another shape are skipped with a warning.
 
-Layers not copied keep the target's He initialisation. The copied layers are returned, and the training loop freezes
-them for ``transfer.freeze_epochs`` epochs; ``transfer.lr_start`` replaces the trainer's start learning rate (paper:
-0.01). The transfer run is tagged ``paraling.transfer.source_run_id``.
-
-Example:
-    >>> # paraling train transfer.source=<run id> 'transfer.layers=[conv1,conv2,conv3]' transfer.lr_start=0.01
-    >>> frozen = apply_transfer(model, cfg.transfer, cfg)  # doctest: +SKIP
+Layers not copied keep the target's He initialisation. Where the source model comes from (a tracked run, a
+registered model, a pre-training run trained on demand) is :mod:`paraling.pretrain`'s business: this module knows
+nothing of MLflow or Hydra.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
-import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from paraling.errors import TransferError
 
-__all__ = [
-    "ROLE_TAG",
-    "SOURCE_TAG",
-    "apply_transfer",
-    "copy_layers",
-    "ensure_pretrained",
-    "find_pretrained",
-    "load_source",
-    "pretrain_config",
-    "pretrain_hash",
-    "resolve_source",
-    "select_layers",
-]
+__all__ = ["copy_layers", "select_layers", "transfer_layers"]
 
 log = logging.getLogger(__name__)
-
-SOURCE_TAG = "paraling.transfer.source_run_id"
-"""Tag on a transfer run: the run id its layers came from."""
-ROLE_TAG = "paraling.role"
-"""Tag ``pretrain`` marks source-task runs (reports skip them)."""
-HASH_TAG = "paraling.pretrain_hash"
-
-_INHERITED = ("features", "windows", "model", "trainer")
-_NOT_HASHED = ("tracking", "progress", "device", "cache_dir")
-# how, not what, is trained
-_NOT_HASHED_TRAINER = ("threads", "eval_batch_size", "eval_batch_size_gpu", "checkpoint", "capture")
-_resolved: dict[tuple[str, str], str] = {}
-_sources: dict[tuple[str, str, int | None], tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
-
-
-def _client(uri: str | None) -> Any:
-    from paraling.tracking_store import mlflow_client
-
-    return mlflow_client(uri)
-
-
-def _uri(cfg: Any) -> str:
-    from paraling.tracking import resolve_tracking_uri
-
-    return resolve_tracking_uri(OmegaConf.select(cfg, "tracking.uri", default=None))
-
-
-# --- which run -----------------------------------------------------------------------------------------------
-
-
-def resolve_source(cfg: DictConfig) -> str:
-    """The MLflow run id that ``cfg.transfer.source`` refers to (pre-training first when needed).
-
-    Args:
-        cfg: The target run's composed configuration.
-
-    Returns:
-        A run id whose artifacts hold ``model/spec.json`` and ``model/fold<k>.safetensors``.
-
-    Raises:
-        TransferError: Unknown run, registered model or alias; ``pretrain`` without overrides.
-    """
-    source = str(cfg.transfer.source or "").strip()
-    if not source:
-        raise TransferError("transfer.source is empty; pass a run id, models:/name@alias or pretrain")
-    uri = _uri(cfg)
-    key = (uri, source if source != "pretrain" else f"pretrain:{pretrain_hash(pretrain_config(cfg))}")
-    if key in _resolved:
-        return _resolved[key]
-    if source == "pretrain":
-        run_id = ensure_pretrained(cfg)
-    elif source.startswith("models:/"):
-        run_id = _registered_run(uri, source)
-    else:
-        run_id = source[len("runs:/") :].split("/")[0] if source.startswith("runs:/") else source
-        try:
-            _client(uri).get_run(run_id)
-        except Exception as exc:  # MlflowException: RESOURCE_DOES_NOT_EXIST or a malformed id
-            raise TransferError(
-                f"transfer.source={source!r}: no MLflow run with that id in {uri} ({type(exc).__name__}); pass the "
-                "run id of a finished `paraling train` run, models:/name@alias, or pretrain"
-            ) from exc
-    _resolved[key] = run_id
-    return run_id
-
-
-def _registered_run(uri: str, source: str) -> str:
-    ref = source[len("models:/") :]
-    client = _client(uri)
-    try:
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        elif "/" in ref:
-            name, version = ref.rsplit("/", 1)
-            mv = client.get_model_version(name, version)
-        else:
-            raise TransferError(f"transfer.source={source!r}: use models:/<name>@<alias> or models:/<name>/<version>")
-    except TransferError:
-        raise
-    except Exception as exc:
-        raise TransferError(f"transfer.source={source!r}: registered model not found in {uri} ({exc})") from exc
-    if not mv.run_id:
-        raise TransferError(f"transfer.source={source!r}: model version {mv.version} is not linked to a run")
-    return str(mv.run_id)
-
-
-# --- pre-training --------------------------------------------------------------------------------------------
-
-
-def _compose(overrides: Sequence[str]) -> DictConfig:
-    from paraling.config import compose
-
-    return compose(overrides)  # inside `paraling train` (also -m) it reuses the app's search path
-
-
-def pretrain_config(cfg: DictConfig) -> DictConfig:
-    """Compose the pre-training run's configuration for a target config with ``transfer.source=pretrain``.
-
-    Raises:
-        TransferError: ``transfer.pretrain_overrides`` is empty or does not compose.
-    """
-    overrides = [str(o) for o in cfg.transfer.pretrain_overrides]
-    if not overrides:
-        raise TransferError(
-            "transfer.source=pretrain needs transfer.pretrain_overrides describing the source task, e.g. "
-            "'transfer.pretrain_overrides=[\"experiment=pretrain_langid\"]' (or use transfer=naive / transfer=conv)"
-        )
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from paraling.config import TransferConfig
-
-    try:
-        base = _compose(overrides)
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as exc:  # hydra.errors.*: bad group, bad key, bad value
-        raise TransferError(f"transfer.pretrain_overrides={overrides} do not compose: {exc}") from exc
-    inherited: dict[str, Any] = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in _INHERITED}
-    inherited.update({k: cfg[k] for k in ("seed", "device", "cache_dir", "progress")})
-    # the source model must be a tracked run with its weights logged
-    inherited["tracking"] = {"uri": cfg.tracking.uri, "enabled": True, "log_model": True}
-    inherited["transfer"] = OmegaConf.to_container(OmegaConf.structured(TransferConfig))
-    merged = OmegaConf.merge(base, inherited)
-    assert isinstance(merged, DictConfig)
-    for o in parsed:
-        key = o.key_or_group
-        if "." in key and o.type.name == "CHANGE" and not o.is_add():
-            OmegaConf.update(merged, key, o.value(), merge=False)
-    return merged
-
-
-@contextlib.contextmanager
-def _open(cfg: DictConfig) -> Iterator[None]:
-    """Temporarily allow writing into a (possibly read-only) composed config."""
-    ro = OmegaConf.is_readonly(cfg)
-    OmegaConf.set_readonly(cfg, False)
-    try:
-        yield
-    finally:
-        OmegaConf.set_readonly(cfg, ro)
-
-
-def pretrain_hash(pretrain_cfg: DictConfig) -> str:
-    """Hash of a pre-training config, 20 hex chars.
-
-    Settings that do not change what is trained are left out: tracking, progress, device, cache folder and the
-    trainer's ``threads``, ``eval_batch_size``, ``eval_batch_size_gpu``, ``checkpoint`` and ``capture``.
-    """
-    d = OmegaConf.to_container(pretrain_cfg, resolve=True)
-    assert isinstance(d, dict)
-    for k in _NOT_HASHED:
-        d.pop(k, None)
-    for k in _NOT_HASHED_TRAINER:
-        d.get("trainer", {}).pop(k, None)
-    return hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
-
-
-def find_pretrained(digest: str, uri: str | None = None) -> str | None:
-    """Run id of the newest FINISHED run tagged ``paraling.pretrain_hash=digest`` in any experiment, or ``None``."""
-    client = _client(uri)
-    from mlflow.entities import ViewType
-
-    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-    if not ids:
-        return None
-    runs = client.search_runs(
-        ids,
-        filter_string=f"tags.`{HASH_TAG}` = '{digest}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive file lock (POSIX); a no-op where ``fcntl`` does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _ensure_corpus(pcfg: DictConfig) -> None:
-    """Generate the embedded language-ID corpus when the pre-training config points at a missing one."""
-    c = pcfg.corpus
-    if c.name != "langid" or c.kind != "csv" or not c.path or Path(c.path).exists():
-        return
-    from paraling.data.recipes.langid import prepare_langid
-
-    log.info("transfer: generating the language-ID source corpus into %s", Path(c.path).parent)
-    made = Path(prepare_langid(Path(c.path).parent))
-    if made.resolve() != Path(c.path).resolve():
-        with _open(pcfg):
-            c.path = str(made)
-
-
-def ensure_pretrained(cfg: DictConfig) -> str:
-    """Find the finished pre-training run for ``cfg``'s source config, or train and track it now.
-
-    Returns:
-        The pre-training run id.
-    """
-    from paraling.experiment import run_experiment
-
-    pcfg = pretrain_config(cfg)
-    digest = pretrain_hash(pcfg)
-    uri = _uri(pcfg)
-    found = find_pretrained(digest, uri)
-    if found:
-        log.info("transfer: reusing pre-training run %s (config hash %s)", found, digest)
-        return found
-    with _lock(Path(str(cfg.cache_dir)) / "locks" / f"pretrain-{digest}.lock"):
-        found = find_pretrained(digest, uri)  # another worker may have finished it while we waited
-        if found:
-            return found
-        log.info("transfer: no finished pre-training run with config hash %s; training it now", digest)
-        _ensure_corpus(pcfg)
-        result = run_experiment(
-            pcfg,
-            overrides=[str(o) for o in cfg.transfer.pretrain_overrides],
-            tags={ROLE_TAG: "pretrain", HASH_TAG: digest},
-        )
-    if result.run_id is None:  # pragma: no cover - tracking is forced on above
-        raise TransferError("the pre-training run was not tracked; enable tracking")
-    return result.run_id
-
-
-# --- weights -------------------------------------------------------------------------------------------------
-
-
-def load_source(
-    run_id: str, fold: int | None = None, uri: str | None = None
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Download ``model/spec.json`` and one fold's weights from a run.
-
-    Args:
-        run_id: Source run.
-        fold: Fold whose model to use; ``None`` = the lowest fold the run logged.
-        uri: Tracking URI (``None`` = ``$MLFLOW_TRACKING_URI`` or the default store).
-
-    Returns:
-        ``(spec, state_dict)``.
-
-    Raises:
-        TransferError: The run has no logged model or not that fold.
-    """
-    key = (str(uri), run_id, fold)
-    if key in _sources:
-        return _sources[key]
-    from safetensors.torch import load_file
-
-    client = _client(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            spec_file = client.download_artifacts(run_id, "model/spec.json", tmp)
-        except Exception as exc:
-            raise TransferError(
-                f"run {run_id} has no model/spec.json artifact ({type(exc).__name__}); the source must be a "
-                "`paraling train` run with tracking.log_model=true"
-            ) from exc
-        spec = json.loads(Path(spec_file).read_text())
-        folds = [int(f) for f in spec.get("folds", [])]
-        k = min(folds) if fold is None and folds else fold
-        if k is None or k not in folds:
-            raise TransferError(f"run {run_id} logged models for folds {folds}, but transfer.source_fold={fold}")
-        try:
-            state = load_file(client.download_artifacts(run_id, f"model/fold{k}.safetensors", tmp))
-        except Exception as exc:
-            raise TransferError(f"run {run_id}: cannot read model/fold{k}.safetensors ({exc})") from exc
-    spec["fold"] = k
-    _sources[key] = (spec, state)
-    return spec, state
 
 
 def select_layers(layers: Any, target: Sequence[str], source: Sequence[str]) -> list[str]:
@@ -420,46 +100,49 @@ def copy_layers(
     return copied
 
 
-def apply_transfer(model: torch.nn.Module, transfer_cfg: Any, cfg: DictConfig) -> list[str]:
-    """Copy the configured layers of the source model into ``model`` (built fresh, He-initialised).
+def transfer_layers(
+    model: torch.nn.Module,
+    spec: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    layers: Any,
+    features: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Copy the layers ``layers`` selects from a source model (``spec`` + ``state``) into ``model``.
 
     Args:
-        model: A :class:`~paraling.models.cnn.WindowCNN` for the target task.
-        transfer_cfg: The ``transfer`` config node.
-        cfg: The whole target config (tracking store, pre-training).
+        model: A :class:`~paraling.models.cnn.WindowCNN` for the target task (built fresh, He-initialised).
+        spec: The source's ``spec.json`` (``layer_names``, ``features``, ``fold``, ``run_id``).
+        state: The source's state dict.
+        layers: ``transfer.layers``.
+        features: The target's feature settings (a warning names the ones that differ from the source's).
 
     Returns:
         The names of the copied layers (frozen by the fit loop for ``transfer.freeze_epochs`` epochs).
 
     Raises:
-        TransferError: See :func:`resolve_source`, :func:`load_source`, :func:`select_layers`, :func:`copy_layers`.
+        TransferError: See :func:`select_layers` and :func:`copy_layers`; or nothing fits.
     """
-    run_id = resolve_source(cfg)
-    fold = OmegaConf.select(cfg, "transfer.source_fold", default=None)
-    spec, state = load_source(run_id, None if fold is None else int(fold), _uri(cfg))
+    source = spec.get("run_id", "the source")
     target_names = list(model.layer_names)  # type: ignore[attr-defined]
     source_names = list(spec.get("layer_names") or {k.rsplit(".", 1)[0] for k in state})
-    layers = transfer_cfg.layers
     naive = (isinstance(layers, str) and layers == "all") or [str(x) for x in layers] == ["all"]
     names = select_layers(layers if isinstance(layers, str) else list(layers), target_names, source_names)
-    feats = spec.get("features", {})
-    mine = OmegaConf.to_container(cfg.features, resolve=True)
-    assert isinstance(mine, dict)
-    diff = [k for k in ("kind", "n_mels", "sample_rate", "frame_shift_ms") if k in feats and feats[k] != mine.get(k)]
-    if diff:
+    theirs, mine = spec.get("features", {}), dict(features or {})
+    diff = [k for k in ("kind", "n_mels", "sample_rate", "frame_shift_ms") if k in theirs and theirs[k] != mine.get(k)]
+    if mine and diff:
         log.warning(
             "transfer: source run %s used different features (%s); transferred filters may not match",
-            run_id,
-            ", ".join(f"{k}={feats[k]} vs {mine.get(k)}" for k in diff),
+            source,
+            ", ".join(f"{k}={theirs[k]} vs {mine.get(k)}" for k in diff),
         )
-    copied = copy_layers(model, state, names, strict=not naive)
+    copied = copy_layers(model, dict(state), names, strict=not naive)
     if not copied:
-        raise TransferError(f"transfer.layers={layers}: no layer of source run {run_id} fits the target model")
+        raise TransferError(f"transfer.layers={layers}: no layer of source run {source} fits the target model")
     log.info(
         "transfer: copied %s from run %s (fold %s); He-initialised %s",
         copied,
-        run_id,
-        spec["fold"],
+        source,
+        spec.get("fold"),
         [n for n in target_names if n not in copied],
     )
     return copied

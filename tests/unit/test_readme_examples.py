@@ -1,4 +1,4 @@
-"""Every ``paraling train`` line of the README parses as Hydra overrides, and the plain ones compose and validate."""
+"""Every `paraling train` line of the README and docs/ parses as Hydra overrides; plain ones compose and validate."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import pytest
 
 from paraling.config_checks import validate
 
-README = Path(__file__).parents[2] / "README.md"
+ROOT = Path(__file__).parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _train_lines() -> list[str]:
-    """``paraling train ...`` commands of the README's shell code blocks (continuations joined)."""
+    """``paraling train ...`` commands of the shell code blocks of the README and docs/ (continuations joined)."""
     lines, fence, text = [], None, ""
-    for raw in README.read_text().splitlines():
+    for raw in "\n".join(p.read_text() for p in DOCS).splitlines():
         if raw.startswith("```"):
             fence = None if fence is not None else (raw[3:].strip() or "sh")
             continue

@@ -12,11 +12,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from safetensors.torch import load_file
 
-import paraling.models.transfer as transfer
+import paraling.pretrain as pretrain
 from paraling.errors import TransferError
 from paraling.experiment import run_experiment
 from paraling.models.cnn import WindowCNN, build_model
-from paraling.models.transfer import apply_transfer, copy_layers, load_source, select_layers
+from paraling.models.transfer import copy_layers, select_layers
+from paraling.pretrain import apply_transfer, load_source
 
 LAYERS = ["conv1", "conv2", "conv3", "fc1", "out"]
 
@@ -28,8 +29,8 @@ def _weights(run_id: str, fold: int) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
-    transfer._resolved.clear()
-    transfer._sources.clear()
+    pretrain._resolved.clear()
+    pretrain._sources.clear()
 
 
 def test_select_layers() -> None:
@@ -81,7 +82,7 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(mlflow_uri: str, tiny_cf
     mv = client.create_model_version("langid-cnn", f"runs:/{source.run_id}/model", run_id=source.run_id)
     client.set_registered_model_alias("langid-cnn", "champion", mv.version)
     for ref in ("models:/langid-cnn@champion", f"models:/langid-cnn/{mv.version}", f"runs:/{source.run_id}"):
-        assert transfer.resolve_source(tiny_cfg(f"transfer.source={ref}")) == source.run_id
+        assert pretrain.resolve_source(tiny_cfg(f"transfer.source={ref}")) == source.run_id
 
     # epoch 0: right after the transfer, the conv weights equal the source's and the FC weights do not
     cfg = tiny_cfg(f"transfer.source={source.run_id}", "transfer.layers=[conv1,conv2,conv3]")
@@ -131,11 +132,11 @@ def test_pretrain_source_is_trained_once_then_reused(
 ) -> None:
     pre = f'transfer.pretrain_overrides=["experiment=pretrain_langid","corpus=csv","corpus.path={tone_corpus}"]'
     first = run_experiment(tiny_cfg("transfer=conv", pre, "name=net5"))
-    transfer._resolved.clear()  # as in a new process: found through its tag, not the in-process memo
+    pretrain._resolved.clear()  # as in a new process: found through its tag, not the in-process memo
     second = run_experiment(tiny_cfg("transfer=naive", pre, "name=net4"))
     client = MlflowClient()
-    pretrain = client.get_experiment_by_name("pretrain")
-    runs = client.search_runs([pretrain.experiment_id])
+    experiment = client.get_experiment_by_name("pretrain")
+    runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["paraling.role"] == "pretrain"
     assert runs[0].info.status == "FINISHED"
     for r in (first, second):
@@ -145,10 +146,10 @@ def test_pretrain_source_is_trained_once_then_reused(
     assert params["model.channels"] == "[8, 8, 8]" and params["trainer.epochs"] == "1"
     assert params["corpus.path"] == str(tone_corpus)
     # a different source config (dotted override) means a different pre-training run
-    transfer._resolved.clear()
+    pretrain._resolved.clear()
     pre2 = pre[:-1] + ',"trainer.epochs=2"]'
     run_experiment(tiny_cfg("transfer=conv", pre2, "name=net5b"))
-    runs = client.search_runs([pretrain.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert len(runs) == 2 and runs[1].data.params["trainer.epochs"] == "2"
 
 
@@ -160,10 +161,10 @@ def test_pretrain_without_overrides_is_explained(mlflow_uri: str, tiny_cfg: Call
 
 def test_pretrain_hash_ignores_how_but_not_what_is_trained(tiny_cfg: Callable[..., DictConfig]) -> None:
     pre = 'transfer.pretrain_overrides=["experiment=pretrain_langid"]'
-    base = transfer.pretrain_config(tiny_cfg("transfer=conv", pre))
-    same = transfer.pretrain_config(
+    base = pretrain.pretrain_config(tiny_cfg("transfer=conv", pre))
+    same = pretrain.pretrain_config(
         tiny_cfg("transfer=naive", pre, "trainer.threads=1", "device=cuda", "tracking.experiment=other", "name=net4")
     )
-    other = transfer.pretrain_config(tiny_cfg("transfer=conv", pre, "trainer.epochs=3"))
-    assert transfer.pretrain_hash(base) == transfer.pretrain_hash(same) != transfer.pretrain_hash(other)
+    other = pretrain.pretrain_config(tiny_cfg("transfer=conv", pre, "trainer.epochs=3"))
+    assert pretrain.pretrain_hash(base) == pretrain.pretrain_hash(same) != pretrain.pretrain_hash(other)
     assert base.name == "pretrain_langid" and base.corpus.name == "langid" and base.transfer.source is None
