@@ -85,8 +85,6 @@ def compose_fn() -> Callable[[list[str]], Any]:
     return lambda overrides: compose("config", overrides=overrides)
 
 
-
-
 def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
     """Take and run trials until the study is done; returns why it stopped.
 
