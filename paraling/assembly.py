@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from paraling.bundle import save_bundle
 from paraling.ensemble import EnsembleReport, evaluate_selection, make_selector, stack_oof
 from paraling.errors import EnsembleError
 from paraling.metrics import confusion_matrix, plot_confusion_matrix
 from paraling.oof import OOFScores, save_oof
-from paraling.predict import save_bundle
 from paraling.registry import log_pyfunc, register_model
 from paraling.runs import MEMBERS_TAG, NAME_TAG, TrackedRun, find_runs, load_scores, make_client
 from paraling.tracking import RunTracker, mask_secrets

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +37,14 @@ import numpy as np
 import torch
 
 from paraling.aggregation import Aggregator, make_aggregator
+from paraling.aggregation_state import aggregator_from_state, aggregator_state, fold_file, fold_state
 from paraling.data.audio import load_audio
 from paraling.device import to_numpy
 from paraling.ensemble import COMBINERS, combine
 from paraling.errors import ModelError, ParalingError
 from paraling.features import LogMelSpec, extract_logmel
 from paraling.models.cnn import WindowCNN, build_model
+from paraling.prediction_table import predictions_frame, write_predictions
 from paraling.training import predict_windows, resolve_device
 from paraling.windows import WindowBank
 
@@ -57,7 +58,6 @@ __all__ = [
     "aggregator_state",
     "fold_state",
     "predictions_frame",
-    "save_bundle",
     "write_predictions",
 ]
 
@@ -65,108 +65,6 @@ log = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "paraling-bundle/1"
-_PROBA_PREFIX = "proba_"
-
-
-# --- fitted voting estimators as JSON -----------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def aggregator_state(method: str, aggregator: Aggregator) -> dict[str, Any]:
-    """JSON-serialisable state of a fitted voting estimator: its method, parameters and learned attributes.
-
-    Args:
-        method: The name it was built with (:data:`paraling.aggregation.METHODS`).
-        aggregator: A fitted estimator from :func:`paraling.aggregation.make_aggregator`.
-
-    Returns:
-        ``{"method": ..., "params": {...}, "fitted": {"n_classes_": ..., "coef_": [[...]], ...}}``.
-    """
-    fitted = {k: _jsonable(v) for k, v in vars(aggregator).items() if k.endswith("_") and not k.startswith("_")}
-    return {"method": method, "params": {k: _jsonable(v) for k, v in aggregator.get_params().items()}, "fitted": fitted}
-
-
-_PLAIN = (int, float, str, bool, list, type(None))
-
-
-def aggregator_from_state(state: Any, where: str = "saved aggregator state") -> Aggregator:
-    """Rebuild a fitted estimator from :func:`aggregator_state`'s output, validating every field first.
-
-    Only the estimator's own parameters and learned attributes (names ending in ``_``, never a method's name) with
-    plain JSON values are accepted, so a tampered file cannot replace a method or smuggle in an object.
-
-    Raises:
-        ModelError: Naming ``where`` and the field that is wrong.
-    """
-
-    def bad(why: str) -> ModelError:
-        return ModelError(f"{where}: {why}; the model file is damaged or was edited: re-log the run's model")
-
-    if not isinstance(state, dict) or not isinstance(state.get("method"), str):
-        raise bad("expected an object with a 'method' name")
-    try:
-        est = make_aggregator(state["method"])
-    except (KeyError, ValueError, ParalingError) as exc:
-        raise bad(f"unknown method {state['method']!r} ({exc})") from None
-    params, fitted = state.get("params", {}), state.get("fitted", {})
-    if not isinstance(params, dict) or not isinstance(fitted, dict):
-        raise bad("'params' and 'fitted' must be objects")
-    allowed = est.get_params()
-    for k, v in params.items():
-        if k not in allowed or not isinstance(v, _PLAIN):
-            raise bad(f"unexpected parameter {k}={v!r}")
-    for k, v in fitted.items():
-        if not (k.endswith("_") and not k.startswith("_")) or callable(getattr(type(est), k, None)):
-            raise bad(f"{k!r} is not a learned attribute")
-        if not isinstance(v, _PLAIN):
-            raise bad(f"{k} has a value of type {type(v).__name__}")
-    if not isinstance(fitted.get("n_classes_", 2), int) or fitted.get("n_classes_", 2) < 2:
-        raise bad(f"n_classes_ must be a whole number >= 2, not {fitted.get('n_classes_')!r}")
-    try:
-        est.set_params(**params)
-        for k, v in fitted.items():
-            setattr(est, k, np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
-    except (TypeError, ValueError) as exc:
-        raise bad(str(exc)) from None
-    return est
-
-
-def fold_state(
-    method: str, aggregator: Aggregator, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
-) -> dict[str, Any]:
-    """What ``model/fold<k>.json`` holds: the fold's fitted vote and global feature normalisation or null."""
-    norm = None
-    if mean is not None and std is not None:
-        norm = {"mean": mean.detach().cpu().tolist(), "std": std.detach().cpu().tolist()}
-    return {"aggregation": aggregator_state(method, aggregator), "norm": norm}
-
-
-def _fold_file(path: Path, n_mels: int) -> tuple[Aggregator, torch.Tensor | None, torch.Tensor | None]:
-    """Read and validate ``fold<k>.json``: the fitted vote and the global normalisation (or none)."""
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: not readable JSON ({exc}); re-log the run's model") from None
-    if not isinstance(state, dict):
-        raise ModelError(f"{path}: expected a JSON object; re-log the run's model")
-    agg = aggregator_from_state(state.get("aggregation"), str(path))
-    norm = state.get("norm")
-    if not norm:
-        return agg, None, None
-    ok = isinstance(norm, dict) and all(
-        isinstance(norm.get(k), list) and len(norm[k]) == n_mels and all(isinstance(x, int | float) for x in norm[k])
-        for k in ("mean", "std")
-    )
-    if not ok:
-        raise ModelError(f"{path}: 'norm' must hold {n_mels} numbers in 'mean' and 'std'; re-log the run's model")
-    return agg, torch.tensor(norm["mean"], dtype=torch.float32), torch.tensor(norm["std"], dtype=torch.float32)
 
 
 # --- one member: the fold CNNs of a training run ------------------------------------------------------------
@@ -267,7 +165,7 @@ class CNNMember:
             model.eval()
             mean = std = None
             if state_file.is_file():
-                agg, mean, std = _fold_file(state_file, int(spec["n_mels"]))
+                agg, mean, std = fold_file(state_file, int(spec["n_mels"]))
             elif method != "weighted":
                 agg = make_aggregator(method)
                 agg.n_classes_ = n_classes
@@ -487,69 +385,3 @@ class Predictor:
             preds[i].proba = row
             preds[i].label = self.classes[int(row.argmax())]
         return preds
-
-
-# --- bundles and outputs ------------------------------------------------------------------------------------
-
-
-def save_bundle(
-    dst: str | Path, members: Sequence[tuple[str, str, Path, int]], combiner: str, extra: dict[str, Any] | None = None
-) -> Path:
-    """Write a bundle: copy each member's ``model/`` folder and describe the ensemble in ``bundle.json``.
-
-    Args:
-        dst: New folder.
-        members: ``(run_id, display name, model folder, integer weight)`` per member (weight > 0).
-        combiner: One of :data:`paraling.ensemble.COMBINERS`.
-        extra: More JSON written under ``"info"`` (e.g. the ensemble run id, its UARs).
-
-    Returns:
-        ``dst``. The bundle is loaded (checked) before returning.
-    """
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=False)
-    entries, classes = [], None
-    for run_id, name, folder, weight in members:
-        sub = Path("members") / run_id
-        shutil.copytree(folder, dst / sub)
-        spec = json.loads((dst / sub / "spec.json").read_text())
-        classes = classes or spec["classes"]
-        entries.append({"run_id": run_id, "name": name, "weight": int(weight), "dir": sub.as_posix()})
-    info = {"format": BUNDLE_FORMAT, "classes": classes, "combiner": combiner, "members": entries, "info": extra or {}}
-    (dst / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
-    Predictor.load(dst)
-    return dst
-
-
-def proba_column(cls: str) -> str:
-    """Column name of a class probability in prediction tables."""
-    return f"{_PROBA_PREFIX}{cls}"
-
-
-def predictions_frame(preds: Sequence[FilePrediction], classes: Sequence[str]) -> Any:
-    """A pandas DataFrame: ``path``, ``label``, ``error``, ``proba_<class>`` per class (NaN on error rows)."""
-    import pandas as pd
-
-    rows = []
-    for p in preds:
-        row: dict[str, Any] = {"path": p.path, "label": p.label or "", "error": p.error or ""}
-        for k, c in enumerate(classes):
-            row[proba_column(c)] = float(p.proba[k]) if p.proba is not None else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["path", "label", "error", *[proba_column(c) for c in classes]])
-
-
-def write_predictions(frame: Any, out: str | Path | None) -> None:
-    """Write predictions as CSV (``.csv`` or stdout when ``out`` is None) or JSON records (``.json``)."""
-    import sys
-
-    if out is None:
-        frame.to_csv(sys.stdout, index=False)
-        return
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".json":
-        records = json.loads(frame.to_json(orient="records"))
-        out.write_text(json.dumps(records, indent=2))
-    else:
-        frame.to_csv(out, index=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from paraling.errors import ConfigError, SearchError
+from paraling.search.recovery import frozen_trial
 from paraling.search.space import SearchSpace
 from paraling.search.trial import TrialContext, TrialOutcome, execute_trial
 from paraling.secrets import mask_obj, mask_secrets
@@ -50,8 +51,9 @@ class TrialTask:
         from omegaconf import OmegaConf
 
         from paraling.search.mlflow_parent import SweepTracking
-        from paraling.search.spec import make_pruner
-        from paraling.search.storage import create_or_load_study
+        from paraling.search.recovery import trial_id
+        from paraling.search.samplers import make_pruner
+        from paraling.search.storage import create_or_load_study, make_storage
 
         ctx, spec = self.ctx, self.ctx.spec
         number = int(os.environ[TRIAL_ENV])
@@ -65,7 +67,8 @@ class TrialTask:
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         if frozen is None:
             raise SearchError(f"trial {number} of study {spec.study_name} not found in the storage")
-        trial = optuna.trial.Trial(study, frozen._trial_id)
+        storage = make_storage(ctx.storage_url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+        trial = optuna.trial.Trial(study, trial_id(storage, study, number))
         sync = None
         if ctx.parent_run_id and ctx.tracking_uri:
             tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
@@ -124,18 +127,21 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from omegaconf import OmegaConf
     from optuna.trial import TrialState
 
+    from paraling.search.locks import study_lock
     from paraling.search.probe import check_against_config
-    from paraling.search.runner import finish, prepare_study, resolve_storage_url
-    from paraling.search.spec import load_study_spec, make_sampler
-    from paraling.search.storage import (
+    from paraling.search.recovery import (
         Heartbeat,
         count_trials,
         fail_stale_trials,
-        make_storage,
+        frozen_trial,
         mark_worker,
         retry_trial,
-        study_lock,
+        trial_id,
     )
+    from paraling.search.runner import finish, prepare_study, resolve_storage_url
+    from paraling.search.samplers import make_sampler
+    from paraling.search.spec import load_study_spec
+    from paraling.search.storage import make_storage
     from paraling.search.worker import worker_seed
 
     config = sweeper.config
@@ -192,7 +198,11 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 stopped = "timeout"
                 break
             with study_lock(url, spec.study_name):
-                if fail_stale_trials(study, spec.storage.grace_period) and prepared.tracking and ctx.parent_run_id:
+                if (
+                    fail_stale_trials(study, spec.storage.grace_period, storage)
+                    and prepared.tracking
+                    and ctx.parent_run_id
+                ):
                     prepared.tracking.end_orphans(ctx.parent_run_id, study)
                 c = count_trials(study.get_trials(deepcopy=False))
                 if c.failed >= spec.max_failures:
@@ -204,11 +214,12 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                     stopped = "complete"
                     break
                 batch_trials = [study.ask() for _ in range(k)]
+                ids = {t.number: trial_id(storage, study, t.number) for t in batch_trials}
                 for t in batch_trials:
-                    mark_worker(storage, t._trial_id)
+                    mark_worker(storage, ids[t.number])
             batch, launched = [], []
             for t in batch_trials:
-                heartbeat.add(t._trial_id)
+                heartbeat.add(ids[t.number])
                 overrides = base + spec.space.overrides(spec.space.suggest(t))
                 try:
                     load(overrides)
@@ -230,12 +241,12 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 for t, ret in zip(launched, rets, strict=False):
                     _settle(study, t, ret, sync)
             for t in batch_trials:
-                heartbeat.remove(t._trial_id)
+                heartbeat.remove(ids[t.number])
             batch_trials = []
     except KeyboardInterrupt:
         stopped = "interrupted"
         for t in batch_trials:
-            frozen = study._storage.get_trial(t._trial_id)
+            frozen = frozen_trial(study, t.number)
             if frozen.state == TrialState.RUNNING:
                 t.set_user_attr("fail_reason", "interrupted (Ctrl-C); queued for a retry")
                 frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
@@ -272,7 +283,7 @@ def _settle(study: Any, trial: Any, ret: Any, sync: Any) -> None:
     """A job that died or raised before telling Optuna leaves its trial RUNNING: fail it with the job's error."""
     from optuna.trial import TrialState
 
-    frozen = study._storage.get_trial(trial._trial_id)
+    frozen = frozen_trial(study, trial.number)
     if frozen.state != TrialState.RUNNING:
         return
     err = getattr(ret, "_return_value", None)

@@ -20,18 +20,17 @@ from typing import Any
 
 from paraling.errors import SearchError
 from paraling.search.interrupts import interrupt_once, remember_interrupt, reset_interrupt
+from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
 from paraling.search.probe import check_against_config
+from paraling.search.recovery import count_trials, fail_stale_trials
 from paraling.search.spec import StudySpec
 from paraling.search.storage import (
-    count_trials,
     create_or_load_study,
     default_storage_path,
     describe_storage,
-    fail_stale_trials,
     is_rdb_url,
     make_storage,
-    study_lock,
 )
 from paraling.search.trial import TrialContext, reproduce_line
 from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, run_processes, worker_loop
@@ -138,6 +137,11 @@ class PreparedStudy:
     tracking: SweepTracking | None
 
 
+def _storage_of(url: str, spec: StudySpec) -> Any:
+    """The (per-process cached) storage object of ``url`` with the study's heartbeat settings."""
+    return make_storage(url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+
+
 def resolve_storage_url(spec: StudySpec) -> str:
     """``spec.storage.url`` or the default journal file (absolute, so workers in other folders agree)."""
     if spec.storage.url:
@@ -166,7 +170,7 @@ def prepare_study(spec: StudySpec, url: str, base_overrides: list[str], base_cfg
     with study_lock(url, spec.study_name):
         study = create_or_load_study(url, spec)
         _record_space(study, spec)
-        fail_stale_trials(study, spec.storage.grace_period)
+        fail_stale_trials(study, spec.storage.grace_period, _storage_of(url, spec))
         if tracking is not None:
             parent = tracking.open_parent(study, spec, url, command)
             tracking.end_orphans(parent, study)
@@ -245,7 +249,7 @@ def finish(prepared: PreparedStudy, stopped: str | None) -> SweepSummary:
     """Final recovery pass, parent run results and status, and the summary."""
     study = prepared.study
     with study_lock(prepared.url, prepared.spec.study_name):
-        fail_stale_trials(study, prepared.spec.storage.grace_period)
+        fail_stale_trials(study, prepared.spec.storage.grace_period, _storage_of(prepared.url, prepared.spec))
         reason = _stop_reason(prepared, stopped)
         summary = summarize(prepared, reason)
         if prepared.tracking is not None and prepared.ctx.parent_run_id:

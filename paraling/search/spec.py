@@ -1,4 +1,4 @@
-"""Study files (``sweeps/NAME.yaml``): parsing, validation, samplers and pruners.
+"""Study files (``sweeps/NAME.yaml``): parsing and validation (the samplers and pruners: :mod:`.samplers`).
 
 Everything in a study file is checked before any trial runs; a bad file raises :class:`~paraling.errors.ConfigError`
 naming the field (``sampler.n_startup_trials``, ``space.model.n_blocks.low``...) and the value. The keys:
@@ -22,10 +22,8 @@ naming the field (``sampler.n_startup_trials``, ``space.model.n_blocks.low``...)
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,18 +32,25 @@ from typing import Any
 import yaml
 
 from paraling.errors import ConfigError
+from paraling.search.samplers import (
+    PRUNERS,
+    SAMPLERS,
+    PrunerSpec,
+    SamplerSpec,
+    check_kwargs,
+    make_pruner,
+    make_sampler,
+    pruner_class,
+    sampler_class,
+)
 from paraling.search.space import SearchSpace
 
 __all__ = [
     "KNOWN_METRICS",
-    "PrunerSpec",
-    "SamplerSpec",
     "StorageSpec",
     "StudySpec",
     "find_study_file",
     "load_study_spec",
-    "make_pruner",
-    "make_sampler",
     "parse_study_spec",
 ]
 
@@ -82,40 +87,6 @@ KNOWN_METRICS = (
 )
 _PER_EPOCH = ("val_uar", "val_loss", "train_loss")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
-
-_SAMPLERS: dict[str, str] = {
-    "tpe": "TPESampler",
-    "random": "RandomSampler",
-    "cmaes": "CmaEsSampler",
-    "gp": "GPSampler",
-    "grid": "GridSampler",
-    "qmc": "QMCSampler",
-}
-_PRUNERS: dict[str, str] = {
-    "median": "MedianPruner",
-    "percentile": "PercentilePruner",
-    "successive_halving": "SuccessiveHalvingPruner",
-    "hyperband": "HyperbandPruner",
-    "threshold": "ThresholdPruner",
-    "none": "NopPruner",
-}
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """Which Optuna sampler, its seed and extra constructor arguments."""
-
-    name: str = "tpe"
-    seed: int | None = 0
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PrunerSpec:
-    """Which Optuna pruner and its constructor arguments."""
-
-    name: str = "median"
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -204,30 +175,6 @@ def _suggest(key: str, allowed: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_kwargs(cls: type, kwargs: Mapping[str, Any], where: str, reserved: tuple[str, ...]) -> None:
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in params if p not in ("self", *reserved) and params[p].kind != inspect.Parameter.VAR_KEYWORD]
-    for k, v in kwargs.items():
-        if k not in allowed:
-            raise ConfigError(
-                f"{where}.{k} is not an argument of optuna's {cls.__name__}{_suggest(k, allowed)}; allowed: {allowed}"
-            )
-        if not (v is None or isinstance(v, bool | int | float | str | list)):
-            raise ConfigError(f"{where}.{k} must be a plain value (number, string, bool, list), but got {v!r}")
-
-
-def _sampler_class(name: str) -> type:
-    import optuna
-
-    return getattr(optuna.samplers, _SAMPLERS[name])
-
-
-def _pruner_class(name: str) -> type:
-    import optuna
-
-    return getattr(optuna.pruners, _PRUNERS[name])
-
-
 def _check_grid_size(space: SearchSpace, sampler: SamplerSpec, n_trials: int | None, where: str) -> int | None:
     if sampler.name != "grid":
         return n_trials
@@ -249,14 +196,14 @@ def _parse_sampler(raw: Any, space: SearchSpace) -> SamplerSpec:
         raise ConfigError(f"sampler must be a mapping such as {{name: tpe, seed: 0}}, but got {raw!r}")
     raw = dict(raw)
     name = raw.pop("name", "tpe")
-    if name not in _SAMPLERS:
-        hint = _suggest(str(name), list(_SAMPLERS))
-        raise ConfigError(f"sampler.name must be one of {list(_SAMPLERS)}, but got name={name!r}{hint}")
+    if name not in SAMPLERS:
+        hint = _suggest(str(name), list(SAMPLERS))
+        raise ConfigError(f"sampler.name must be one of {list(SAMPLERS)}, but got name={name!r}{hint}")
     seed = raw.pop("seed", 0)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"sampler.seed must be an integer or null, but got seed={seed!r}")
-    cls = _sampler_class(name)
-    _check_kwargs(cls, raw, "sampler", ("seed", "search_space"))
+    cls = sampler_class(name)
+    check_kwargs(cls, raw, "sampler", ("seed", "search_space"))
     if name == "grid" and space.conditional:
         bad = next(p.name for p in space.params if p.conditions)
         raise ConfigError(
@@ -284,12 +231,12 @@ def _parse_pruner(raw: Any) -> PrunerSpec:
     name = raw.pop("name", "median")
     if name in ("nop", None):
         name = "none"
-    if name not in _PRUNERS:
+    if name not in PRUNERS:
         raise ConfigError(
-            f"pruner.name must be one of {list(_PRUNERS)}, but got name={name!r}{_suggest(str(name), list(_PRUNERS))}"
+            f"pruner.name must be one of {list(PRUNERS)}, but got name={name!r}{_suggest(str(name), list(PRUNERS))}"
         )
-    cls = _pruner_class(name)
-    _check_kwargs(cls, raw, "pruner", ())
+    cls = pruner_class(name)
+    check_kwargs(cls, raw, "pruner", ())
     spec = PrunerSpec(name, raw)
     try:
         make_pruner(spec)
@@ -441,37 +388,3 @@ def load_study_spec(path: str | Path) -> StudySpec:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{p}: cannot read the study file: {exc}") from exc
     return parse_study_spec(data, str(p), p.stem, p.resolve())
-
-
-def make_sampler(spec: SamplerSpec, space: SearchSpace, seed: int | str | None = "spec") -> Any:
-    """Build the Optuna sampler (``seed`` overrides ``spec.seed``, e.g. per parallel worker)."""
-    import optuna
-
-    s = spec.seed if seed == "spec" else seed
-    cls = _sampler_class(spec.name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if spec.name == "grid":
-            # Optuna shuffles the grid with its seed and gives trial k the k-th point: every worker must shuffle
-            # alike (the study's seed, never a per-worker one), or two workers run the same point
-            return _ask_tell_grid()(space.grid(), seed=spec.seed if spec.seed is not None else 0, **spec.kwargs)
-        return cls(seed=s, **spec.kwargs)
-
-
-def _ask_tell_grid() -> type:
-    """``GridSampler`` without its ``study.stop()`` after the last point (valid only inside ``study.optimize``).
-
-    paraling's workers use ask/tell and stop on ``n_trials``, which never exceeds the grid size.
-    """
-    import optuna
-
-    class AskTellGridSampler(optuna.samplers.GridSampler):
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            return None
-
-    return AskTellGridSampler
-
-
-def make_pruner(spec: PrunerSpec) -> Any:
-    """Build the Optuna pruner."""
-    return _pruner_class(spec.name)(**spec.kwargs)

@@ -146,7 +146,7 @@ def execute_trial(
     from optuna.trial import TrialState
 
     from paraling.experiment import run_experiment
-    from paraling.search.storage import retry_trial
+    from paraling.search.recovery import retry_trial
 
     spec = ctx.spec
     number = trial.number

@@ -24,18 +24,11 @@ from typing import Any
 from paraling.config import hydra_context
 from paraling.errors import ParalingError
 from paraling.search.interrupts import interrupt_once
+from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
-from paraling.search.spec import make_pruner, make_sampler
-from paraling.search.storage import (
-    Heartbeat,
-    count_trials,
-    create_or_load_study,
-    fail_stale_trials,
-    is_rdb_url,
-    make_storage,
-    mark_worker,
-    study_lock,
-)
+from paraling.search.recovery import Heartbeat, count_trials, fail_stale_trials, mark_worker, trial_id
+from paraling.search.samplers import make_pruner, make_sampler
+from paraling.search.storage import create_or_load_study, is_rdb_url, make_storage
 from paraling.search.trial import TrialContext, execute_trial
 from paraling.secrets import install_log_masking, mask_secrets
 
@@ -114,7 +107,7 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
                 if args.parent_pid is not None and os.getppid() != args.parent_pid:
                     return "orphaned"
                 with study_lock(ctx.storage_url, spec.study_name):
-                    stale = fail_stale_trials(study, spec.storage.grace_period)
+                    stale = fail_stale_trials(study, spec.storage.grace_period, storage)
                     if stale and tracking is not None and ctx.parent_run_id:
                         tracking.end_orphans(ctx.parent_run_id, study)
                     c = count_trials(study.get_trials(deepcopy=False))
@@ -123,14 +116,15 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
                     if spec.n_trials is not None and c.used >= spec.n_trials and not c.waiting:
                         return "complete"  # queued retries (dead worker, Ctrl-C) still run: they replace a FAIL
                     trial = study.ask()
-                    mark_worker(storage, trial._trial_id)
-                heartbeat.add(trial._trial_id)
+                    tid = trial_id(storage, study, trial.number)
+                    mark_worker(storage, tid)
+                heartbeat.add(tid)
                 try:
                     values = spec.space.suggest(trial)
                     overrides = ctx.base_overrides + spec.space.overrides(values)
                     execute_trial(study, trial, ctx, overrides, compose, sync)
                 finally:
-                    heartbeat.remove(trial._trial_id)
+                    heartbeat.remove(tid)
     finally:
         heartbeat.close()
 

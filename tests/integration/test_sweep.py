@@ -32,7 +32,8 @@ from optuna.trial import TrialState
 from paraling.commands.sweep import main as sweep_main
 from paraling.errors import SearchError
 from paraling.search import SweepOptions, load_study_spec, run_sweep
-from paraling.search.storage import WORKER_ATTR, make_storage
+from paraling.search.recovery import WORKER_ATTR
+from paraling.search.storage import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MLFLOW_STATUS = {"COMPLETE": {"FINISHED"}, "PRUNED": {"KILLED"}, "FAIL": {"FAILED", "KILLED"}}

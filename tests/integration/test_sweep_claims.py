@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from paraling.search import SweepOptions, load_study_spec, run_sweep
-from paraling.search.storage import WORKER_ATTR, make_storage
+from paraling.search.recovery import WORKER_ATTR
+from paraling.search.storage import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -14,7 +14,8 @@ import yaml
 from optuna.trial import TrialState
 
 from paraling.search import SweepOptions, load_study_spec, run_sweep
-from paraling.search.storage import WORKER_ATTR, make_storage, worker_identity
+from paraling.search.recovery import WORKER_ATTR, worker_identity
+from paraling.search.storage import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

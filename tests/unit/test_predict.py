@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from paraling.aggregation import METHODS, make_aggregator
+from paraling.bundle import save_bundle
 from paraling.cli import main as cli_main
 from paraling.ensemble import combine
 from paraling.errors import ModelError
@@ -23,7 +24,6 @@ from paraling.predict import (
     aggregator_state,
     fold_state,
     predictions_frame,
-    save_bundle,
 )
 
 CLASSES = ["high", "low", "noise"]

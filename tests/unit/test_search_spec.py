@@ -12,7 +12,8 @@ import yaml
 from paraling.config import SWEEPS_DIR
 from paraling.errors import ConfigError, Pruned
 from paraling.search.probe import check_against_config
-from paraling.search.spec import load_study_spec, make_pruner, make_sampler, parse_study_spec
+from paraling.search.samplers import make_pruner, make_sampler
+from paraling.search.spec import load_study_spec, parse_study_spec
 from paraling.search.trial import TrialReporter
 from paraling.search.worker import compose_fn, hydra_context
 

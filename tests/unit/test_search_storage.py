@@ -12,17 +12,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from paraling.search.storage import (
+from paraling.search.locks import study_lock
+from paraling.search.recovery import (
     HEARTBEAT_ATTR,
     WORKER_ATTR,
     Heartbeat,
     count_trials,
     fail_stale_trials,
-    make_storage,
     mark_worker,
     retry_trial,
-    study_lock,
 )
+from paraling.search.storage import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -79,7 +79,7 @@ def test_stale_trials_dead_pid_and_old_heartbeat(tmp_path: Path) -> None:
     fresh = study.ask()
     storage.set_trial_system_attr(fresh._trial_id, WORKER_ATTR, {"host": "elsewhere", "pid": 1, "start": 1.0})
     storage.set_trial_system_attr(fresh._trial_id, HEARTBEAT_ATTR, time.time())
-    failed = fail_stale_trials(study, grace_period=5)
+    failed = fail_stale_trials(study, grace_period=5, storage=storage)
     assert sorted(failed) == [dead.number, remote.number]
     states = {t.number: t.state for t in study.get_trials()}
     assert states[alive.number] == TrialState.RUNNING and states[fresh.number] == TrialState.RUNNING
@@ -88,7 +88,7 @@ def test_stale_trials_dead_pid_and_old_heartbeat(tmp_path: Path) -> None:
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == [dead.number, remote.number]
     assert waiting[0].params  # same parameters again
-    assert fail_stale_trials(study, grace_period=5) == []  # idempotent
+    assert fail_stale_trials(study, grace_period=5, storage=storage) == []  # idempotent
 
 
 def test_heartbeat_thread_updates_attr(tmp_path: Path) -> None:
