@@ -29,19 +29,20 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from paraling.errors import EnsembleError, ModelError, TrackingError
+from paraling.errors import EnsembleError, TrackingError
 from paraling.oof import OOFScores, load_oof
 from paraling.secrets import mask_secrets
 
 __all__ = [
     "MEMBERS_TAG",
     "NAME_TAG",
+    "RUN_ID",
     "STUDY_TAGS",
     "TrackedRun",
-    "fetch_model",
+    "artifact_files",
     "find_ensemble_run",
     "find_runs",
     "load_scores",
@@ -60,7 +61,8 @@ MEMBERS_TAG = "paraling.members"
 _PARENT = "mlflow.parentRunId"
 # pre-training runs (another task, for transfer) and sweep parents are never ensemble members
 _NOT_MEMBERS = ("pretrain", "sweep")
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+"""An MLflow run id."""
 
 
 @dataclass
@@ -107,7 +109,7 @@ def make_client(uri: str | None = None) -> Any:
     return mlflow_client(uri, registry=True)
 
 
-def _files(client: Any, run_id: str, path: str) -> set[str]:
+def artifact_files(client: Any, run_id: str, path: str) -> set[str]:
     try:
         return {f.path for f in client.list_artifacts(run_id, path)}
     except Exception as exc:  # MlflowException, OSError from the artifact store
@@ -117,7 +119,7 @@ def _files(client: Any, run_id: str, path: str) -> set[str]:
 
 def _model_status(client: Any, run_id: str) -> str:
     """Empty string when the run's ``model/`` can be scored from audio, else the reason."""
-    files = _files(client, run_id, "model")
+    files = artifact_files(client, run_id, "model")
     if "model/spec.json" not in files:
         return "no model/spec.json (not a CNN run, e.g. a baseline on utterance features)"
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +139,7 @@ def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:
     tags = dict(data.tags)
     if tags.get("paraling.kind") == "ensemble" or tags.get("paraling.role") in _NOT_MEMBERS:
         return None
-    if "oof/scores.npz" not in _files(client, info.run_id, "oof"):
+    if "oof/scores.npz" not in artifact_files(client, info.run_id, "oof"):
         return None
     kind = tags.get("paraling.model_type") or tags.get("paraling.model") or "cnn"
     tr = TrackedRun(
@@ -308,7 +310,7 @@ def find_ensemble_run(
             continue
         if not isinstance(weights, list) or len(weights) != len(want) or len(set(weights)) != 1:
             continue
-        if "oof/scores.npz" not in _files(client, run.info.run_id, "oof"):
+        if "oof/scores.npz" not in artifact_files(client, run.info.run_id, "oof"):
             continue
         return TrackedRun(
             run.info.run_id,
@@ -352,68 +354,3 @@ def load_scores(
         except Exception as exc:  # artifact store errors, corrupt npz
             raise EnsembleError(f"run {r.label}: cannot read oof/scores.npz ({exc})") from exc
     return out
-
-
-def _run_model_dir(client: Any, run_id: str, dst: Path) -> Path:
-    files = _files(client, run_id, "model")
-    if not files:
-        raise ModelError(f"run {run_id} has no model/ artifacts (tracking.log_model was off, or not a CNN run)")
-    return Path(client.download_artifacts(run_id, "model", str(dst)))
-
-
-def _inside_run(model: str, sub: str) -> str:
-    """``sub`` as a relative artifact path that stays inside the run (no ``..``, no absolute path)."""
-    parts = PurePosixPath(sub).parts
-    if sub.startswith("/") or "\\" in sub or any(p in ("..", "") for p in parts) or not parts:
-        raise ModelError(
-            f"{model!r}: the artifact path {sub!r} leaves the run's artifacts; use runs:/<id> or runs:/<id>/model"
-        )
-    return PurePosixPath(*parts).as_posix()
-
-
-def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
-    """Make a model available locally; return the folder :meth:`paraling.predict.Predictor.load` reads.
-
-    Args:
-        model: A local folder (bundle, pyfunc model or a run's ``model/``), a run id,
-            ``runs:/<id>[/path]``, or ``models:/<name>@<alias>`` / ``models:/<name>/<version>``.
-        dst: Empty folder for downloads.
-        uri: Tracking (and registry) URI.
-
-    Raises:
-        ModelError: Nothing usable found at ``model``.
-    """
-    local = Path(model)
-    if local.exists():
-        return local
-    if not (model.startswith(("models:/", "runs:/")) or _RUN_ID.match(model)):
-        raise ModelError(f"{model!r} is neither an existing path, a run id, runs:/<id> nor models:/<name>@<alias>")
-    if model.startswith("runs:/") and "/" in model[len("runs:/") :]:
-        _inside_run(model, model[len("runs:/") :].partition("/")[2])
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    client = make_client(uri)
-    try:
-        if model.startswith("models:/"):
-            ref = model[len("models:/") :]
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                version = client.get_model_version_by_alias(name, alias)
-            else:
-                name, _, ver = ref.partition("/")
-                version = client.get_model_version(name, ver)
-            from mlflow.artifacts import download_artifacts
-
-            return Path(
-                download_artifacts(artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri)
-            )
-        if model.startswith("runs:/") or _RUN_ID.match(model):
-            rest = model[len("runs:/") :] if model.startswith("runs:/") else model
-            run_id, _, sub = rest.partition("/")
-            if sub:
-                return Path(client.download_artifacts(run_id, _inside_run(model, sub), str(dst)))
-            return _run_model_dir(client, run_id, dst)
-    except ModelError:
-        raise
-    except Exception as exc:  # MlflowException (unknown run/model/alias), store errors
-        raise ModelError(f"cannot load model {model!r}: {exc}") from exc

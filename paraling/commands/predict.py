@@ -43,8 +43,8 @@ def main(argv: list[str]) -> int:
     """Entry point; returns 0 when at least one file was predicted, else 1."""
     a = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from paraling.model_fetch import fetch_model
     from paraling.predict import Predictor, predictions_frame, write_predictions
-    from paraling.runs import fetch_model
 
     with tempfile.TemporaryDirectory(prefix="paraling-predict-") as tmp:
         name = a.model.removeprefix("runs:/").split("/")[0]

@@ -19,9 +19,10 @@ from paraling.cli import main as cli_main
 from paraling.config import ParalingConfig
 from paraling.errors import EnsembleError
 from paraling.experiment import run_experiment
+from paraling.model_fetch import fetch_model
 from paraling.oof import load_oof
 from paraling.predict import Predictor
-from paraling.runs import fetch_model, find_runs, make_client
+from paraling.runs import find_runs, make_client
 
 
 def _cfg(csv: Path, root: Path, uri: str, experiment: str, **overrides: Any) -> Any:

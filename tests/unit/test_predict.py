@@ -271,7 +271,7 @@ def test_damaged_json_is_one_model_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sub", ["../../../../etc", "/etc", "model/../../x", "model/./.."])
 def test_runs_uri_paths_stay_inside_the_run(tmp_path: Path, sub: str) -> None:
-    from paraling.runs import fetch_model
+    from paraling.model_fetch import fetch_model
 
     with pytest.raises(ModelError, match="leaves the run's artifacts"):
         fetch_model(f"runs:/0123456789abcdef0123456789abcdef/{sub}", tmp_path / "dl")
