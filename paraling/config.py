@@ -67,6 +67,7 @@ class CorpusConfig:
     demo_seed: int = 0
     demo_snr_db: list[float] | None = None
     positive_labels: list[str] | None = None
+    negative_class: str | None = None  # the "no" side of the 2-class UAR (demo: No_Food); None = no 2-class UAR
 
 
 @dataclass

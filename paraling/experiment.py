@@ -44,7 +44,7 @@ from paraling.plots import plot_curves
 from paraling.predict import fold_state
 from paraling.pretrain import apply_transfer, resolve_source
 from paraling.progress import Progress
-from paraling.results import RunResult
+from paraling.results import RunResult, negative_class_index
 from paraling.runlock import hold_run_lock
 from paraling.runs import NAME_TAG
 from paraling.summary import print_summary
@@ -234,6 +234,7 @@ def run_experiment(
     configure_determinism(device, bool(cfg.trainer.deterministic))
     progress = Progress(cfg.progress)
     data = prepare_data(cfg, progress)
+    negative_class_index(cfg.corpus, list(data.classes))  # a wrong corpus.negative_class fails before training
     data.bank.to(device)  # on a GPU: features, window index and gathers on the device when they fit
     manifest = data.manifest
     reproduce = "paraling train " + " ".join(overrides or [])
@@ -337,7 +338,7 @@ def _tracked_run(
         scored = orig & (folds_arr >= 0)
         keep = np.flatnonzero(orig)
         split = np.array(["test" if (u.split or "").lower() == "test" else "cv" for u in manifest])
-        neg = data.classes.index("No_Food") if "No_Food" in data.classes else None
+        neg = negative_class_index(cfg.corpus, list(data.classes))
         method = cfg.aggregation.method
         metrics = summarize(
             data.y_utt[scored],

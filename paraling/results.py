@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from paraling.oof import OOFScores
 
-__all__ = ["RunResult"]
+__all__ = ["RunResult", "negative_class_index"]
 
 
 @dataclass
@@ -30,3 +30,22 @@ class RunResult:
     fold_uars: dict[int, float] = field(default_factory=dict)
     seconds: float = 0.0
     histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+
+def negative_class_index(cfg_corpus: object, classes: list[str]) -> int | None:
+    """Index of ``corpus.negative_class`` among ``classes`` (``None`` when the key is unset).
+
+    Raises:
+        ConfigError: The key names a class the corpus does not have.
+    """
+    from paraling.errors import ConfigError
+
+    name = getattr(cfg_corpus, "negative_class", None)
+    if name is None:
+        return None
+    if name not in classes:
+        raise ConfigError(
+            f"corpus.negative_class={name!r} is not a class of this corpus (classes: {classes}); set it to one of "
+            "them, or to null for no 2-class UAR"
+        )
+    return classes.index(name)

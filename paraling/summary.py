@@ -37,7 +37,8 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
     if all(f"uar_{a}" in m for a in AGGREGATIONS):  # CNN runs only
         lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
     if "uar_binary" in m:
-        lines.append(f"  2-class (food vs No_Food) UAR: {m['uar_binary']:.3f}")
+        neg = cfg.corpus.negative_class
+        lines.append(f"  2-class (the rest vs {neg}) UAR: {m['uar_binary']:.3f}")
     lines.append(f"  time: {result.seconds:.0f} s")
     if result.run_id:
         from paraling.tracking import resolve_tracking_uri

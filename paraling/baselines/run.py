@@ -9,7 +9,7 @@ fold the estimator of :mod:`paraling.baselines.models` is fitted on the training
 grouped by speaker inside the training fold) and scores the fold's held-out utterances.
 
 The MLflow run carries the same metrics (:func:`paraling.metrics.summarize`: ``uar``, ``uar_fold<k>``,
-``uar_fold_mean``/``std``, ``uar_binary`` when there is a ``No_Food`` class, ...), the same ``oof/scores.npz``
+``uar_fold_mean``/``std``, ``uar_binary`` with ``corpus.negative_class``, ...), the same ``oof/scores.npz``
 (:mod:`paraling.oof`, without window arrays) and the tags ``paraling.model_type`` (``svm``, ``rf``, ``dnn``, ``lr``)
 and ``paraling.features``, so baselines enter ``paraling ensemble`` and ``paraling report`` like CNN runs.
 Augmentation (``augment=pitch``) applies to the CNN only and is ignored here with a warning.
@@ -40,7 +40,7 @@ from paraling.data.splits import FoldPlan, assign_folds, plan_folds
 from paraling.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.oof import OOFScores, save_oof
 from paraling.progress import Progress
-from paraling.results import RunResult
+from paraling.results import RunResult, negative_class_index
 from paraling.runs import NAME_TAG
 from paraling.tracking import RunTracker, flatten
 
@@ -184,7 +184,7 @@ def run_baseline(
             log.info("%s fold %d: UAR %.3f", name, plan.fold, fuar)
         folds_arr = np.array([u.fold if u.fold is not None else -1 for u in manifest], dtype=np.int64)
         scored = folds_arr >= 0
-        neg = classes.index("No_Food") if "No_Food" in classes else None
+        neg = negative_class_index(cfg.corpus, list(classes))
         metrics = summarize(
             y[scored], proba[scored].argmax(1), folds_arr[scored], speakers[scored], n_cls, negative_class=neg
         )

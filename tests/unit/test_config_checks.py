@@ -50,3 +50,20 @@ def test_a_batch_that_cannot_fit_is_refused_before_training(compose_cfg) -> None
     check_training_memory(default, 24 * 2**30, "this machine's CPU")
     with pytest.raises(ResourceError, match=r"windows.width=100000.*GiB free. Fix: lower windows.width"):
         check_training_memory(huge, 24 * 2**30, "this machine's CPU")
+
+
+def test_negative_class_gives_the_two_class_uar(tiny_cfg, mlflow_uri: str, compose_cfg) -> None:
+    from paraling.experiment import run_experiment
+
+    assert compose_cfg([]).corpus.negative_class == "No_Food"  # the demo corpus's
+    assert compose_cfg(["corpus=csv", "corpus.path=x.csv"]).corpus.negative_class is None
+    from paraling.metrics import uar
+
+    res = run_experiment(tiny_cfg("corpus.negative_class=noise"))
+    oof, neg = res.oof, list(res.oof.classes).index("noise")
+    s = oof.fold >= 0
+    binary = uar((oof.y[s] == neg).astype(int), (oof.proba[s].argmax(1) == neg).astype(int), 2)
+    assert res.metrics["uar_binary"] == pytest.approx(binary)  # noise vs the rest, from the same predictions
+    assert "uar_binary" not in run_experiment(tiny_cfg()).metrics
+    with pytest.raises(ConfigError, match=r"corpus.negative_class='No_Food' is not a class of this corpus"):
+        run_experiment(tiny_cfg("corpus.negative_class=No_Food"))
