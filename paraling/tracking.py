@@ -293,10 +293,8 @@ class RunTracker:
         """Set several tags (values masked for secrets)."""
         if not self.enabled:
             return
-        from mlflow.entities import RunTag
-
         with self._store("setting tags"):
-            self.client.log_batch(self.run_id, tags=[RunTag(k, mask_secrets(str(v))[:5000]) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[_tag(k, v) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a local file or folder into the run's artifacts, one file at a time.
