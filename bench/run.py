@@ -2,7 +2,7 @@
 
 import sys
 
-from paraling.commands.bench import main
+from paraling.cli.bench import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -109,7 +109,8 @@ class AugmentConfig:
 
 @dataclass
 class BaselineConfig:
-    """Utterance-level models selected by ``model.name`` (``svm``, ``rf``, ``dnn``, ``lr``); see paraling.baselines.
+    """Utterance-level models selected by ``model.name`` (``svm``, ``rf``, ``dnn``, ``lr``); see
+    paraling.pipeline.baselines.
 
     ``features``: ``compare`` (openSMILE ComParE_2016 functionals), ``logmel`` (mean/std of the log-mel bands) or
     ``embeddings`` (per-utterance CNN embeddings of the fold's model in run ``embedding_run``).

@@ -9,8 +9,8 @@
   ``token``, ``api_key``, ``access_key``), as in query strings (``?password=...&sslpassword=...``), Hydra overrides
   and environment assignments,
 
-with ``***``. Everything paraling writes passes through it: :class:`~paraling.tracking.RunTracker` (tags, params,
-text artifacts), Optuna user attributes, printed summaries, ``paraling: error:`` lines and log records
+with ``***``. Everything paraling writes passes through it: :class:`~paraling.tracking.tracker.RunTracker` (tags,
+params, text artifacts), Optuna user attributes, printed summaries, ``paraling: error:`` lines and log records
 (:func:`install_log_masking`).
 """
 

@@ -59,7 +59,7 @@ else
 fi
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db"
 t0=$(date +%s)
-if "$PY" -m paraling.cli train "${demo_args[@]}" corpus.path="$work/demo" cache_dir="$work/cache" progress=never hydra.run.dir="$work/hydra" \
+if "$PY" -m paraling.cli.main.main train "${demo_args[@]}" corpus.path="$work/demo" cache_dir="$work/cache" progress=never hydra.run.dir="$work/hydra" \
     >"$out/demo.log" 2>&1; then
   "$PY" - "$out/demo.json" "$(( $(date +%s) - t0 ))" "${demo_args[*]}" >>"$summary" 2>&1 <<'EOF'
 import json, sys
@@ -71,7 +71,7 @@ run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time D
 classes = json.loads(run.data.params["data.classes"])
 out = {
     "args": args, "status": run.info.status, "uar": run.data.metrics["uar"], "chance": 1 / len(classes),
-    "training_seconds": run.data.metrics["seconds"], "wall_seconds": wall, "device": run.data.tags["paraling.device"],
+    "training_seconds": run.data.metrics["seconds"], "wall_seconds": wall, "device": run.data.tags["paraling.training.loop.device"],
     "windows_per_s_fold0": run.data.metrics.get("fold0_windows_per_s"),
 }
 json.dump(out, open(path, "w"), indent=2)
@@ -88,7 +88,7 @@ fi
 
 # 4. the GPU bench
 if [ "$cuda" = 1 ]; then
-  if "$PY" -m paraling.cli bench --device cuda --quick --json "$out/bench-cuda.json" >"$out/bench-cuda.log" 2>&1; then
+  if "$PY" -m paraling.cli.main.main bench --device cuda --quick --json "$out/bench-cuda.json" >"$out/bench-cuda.log" 2>&1; then
     say "bench --device cuda --quick:"
     grep -E '^\(|^total' "$out/bench-cuda.log" | tee -a "$summary"
   else

@@ -21,7 +21,7 @@ import soundfile as sf
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from paraling.oof import OOFScores
+    from paraling.scoring.oof import OOFScores
 
 SR = 16000
 
@@ -98,7 +98,7 @@ def make_oof(seed: int, noise: float = 0.6, n: int = 60) -> OOFScores:
     The true class gets ``1 - noise`` extra probability, so runs of different ``seed`` are aligned, informative and
     disagree on some utterances.
     """
-    from paraling.oof import OOFScores
+    from paraling.scoring.oof import OOFScores
 
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 3
@@ -130,8 +130,8 @@ def log_oof_run(
     """
     import tempfile
 
-    from paraling.oof import save_oof
-    from paraling.tracking import RunTracker
+    from paraling.scoring.oof import save_oof
+    from paraling.tracking.tracker import RunTracker
 
     tracker = RunTracker(experiment, None, name, None, {"paraling.name": name, **(tags or {})})
     with tempfile.TemporaryDirectory() as tmp:

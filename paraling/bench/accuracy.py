@@ -20,7 +20,7 @@ def fast_path_uar(
     demo_dir: str = "data/bench-demo",
 ) -> dict[str, float]:
     """Train the same folds and seeds twice (fp32 NCHW vs bf16 channels-last) and compare out-of-fold UAR."""
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     out = {}
     for name, precision, cl in (("fp32", "fp32", False), ("fast", "bf16", True)):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from paraling.data.windows import WindowBank
 from paraling.models.cnn import WindowCNN
-from paraling.windows import WindowBank
 
 __all__ = [
     "Figure",

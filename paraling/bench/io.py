@@ -35,12 +35,12 @@ def feature_speed(n_files: int, seconds: float = 3.0) -> dict[str, float]:
 
     ``cold`` extracts every file into the per-file cache. ``entries`` loads them all again through a fresh
     :class:`~paraling.features.FeatureStore` (digest memo + memory-mapped ``.npy`` per file). ``packed`` is what
-    :func:`paraling.dataset.prepare_data` does on a re-run: ``stat`` every audio file, open the corpus's pack and read
-    every frame of it. The pack's one-off build is timed separately and not counted in ``cold``.
+    :func:`paraling.pipeline.dataset.prepare_data` does on a re-run: ``stat`` every audio file, open the corpus's pack
+    and read every frame of it. The pack's one-off build is timed separately and not counted in ``cold``.
     """
+    from paraling.data.windows import fill_frames, plan_layout
     from paraling.features import FeatureStore, LogMelSpec
     from paraling.features.packed import PackStore, file_signatures
-    from paraling.windows import fill_frames, plan_layout
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_wavs(Path(tmp) / "wav", n_files, seconds)
@@ -99,7 +99,7 @@ def sweep_overhead(epochs: int = 10, folds: int = 5, trial_seconds: float = 60.0
     from optuna.storages.journal import JournalFileBackend
 
     from paraling.config import compose as compose_config
-    from paraling.tracking import RunTracker, flatten
+    from paraling.tracking.tracker import RunTracker, flatten
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +140,7 @@ _PROBE = """
 import json, resource, sys, threading, time
 from omegaconf import OmegaConf
 from paraling.config import ParalingConfig
-from paraling.experiment import run_experiment
+from paraling.pipeline.experiment import run_experiment
 
 peak_anon = [0]
 def sample():  # anonymous memory cannot be dropped by the kernel: it is what must fit in RAM
@@ -165,8 +165,8 @@ def _window_copy_mb(seconds: float) -> float:
     from omegaconf import OmegaConf
 
     from paraling.config import ParalingConfig
+    from paraling.data.windows import count_windows
     from paraling.features.logmel import LogMelSpec
-    from paraling.windows import count_windows
 
     cfg = OmegaConf.structured(ParalingConfig())
     spec = LogMelSpec.from_config(cfg.features)

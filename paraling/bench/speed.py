@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from paraling.bench.common import paper_cnn, synthetic_bank
 from paraling.config import TrainerConfig
-from paraling.device import synchronize, to_numpy
-from paraling.training import fit, predict_windows
-from paraling.windows import WindowBank
+from paraling.data.windows import WindowBank
+from paraling.training.device import synchronize, to_numpy
+from paraling.training.loop import fit, predict_windows
 
 __all__ = ["NaiveWindows", "fast_infer", "fast_train", "naive_infer", "naive_model", "naive_train"]
 
@@ -90,7 +90,7 @@ def fast_train(
     capture: str = "auto",
     model: torch.nn.Module | None = None,
 ) -> float:
-    """Windows/s of :func:`paraling.training.fit` (one epoch of ``n_windows`` windows, no validation).
+    """Windows/s of :func:`paraling.training.loop.fit` (one epoch of ``n_windows`` windows, no validation).
 
     ``bank`` must already be where it is meant to be (``bank.to(device)``); ``model`` defaults to :func:`paper_cnn`.
     """
@@ -142,7 +142,8 @@ def fast_infer(
     channels_last: bool = True,
     device: torch.device | None = None,
 ) -> float:
-    """Windows/s of :func:`paraling.training.predict_windows` (``bank`` already placed with ``bank.to(device)``)."""
+    """Windows/s of :func:`paraling.training.loop.predict_windows` (``bank`` already placed with
+    ``bank.to(device)``)."""
     device = device or torch.device("cpu")
     model = paper_cnn(bank.n_mels, bank.width).to(device)
     if channels_last:

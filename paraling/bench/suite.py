@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from paraling.bench.common import Figure, matmul_peak_gflops, paper_cnn, train_flops_split
-from paraling.malloc import keep_freed_memory
 from paraling.models.native import bf16_hardware, cpu_model
+from paraling.training.malloc import keep_freed_memory
 
 __all__ = ["run_suite"]
 
@@ -45,7 +45,7 @@ def run_suite(
 
     p = QUICK if quick else FULL
     if precision == "auto":  # what training uses by default on this machine
-        from paraling.training import resolve_device, resolve_precision
+        from paraling.training.loop import resolve_device, resolve_precision
 
         precision = "bf16" if resolve_precision("auto", resolve_device("cpu")) is not None else "fp32"
     keep_freed_memory()  # for the naive references too: the ratios then measure the training loop, not malloc
@@ -256,7 +256,7 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 def log_to_mlflow(result: dict[str, Any], uri: str | None = None) -> str | None:
     """Log the headline numbers as metrics of an MLflow run in experiment ``paraling-bench``."""
-    from paraling.tracking import RunTracker
+    from paraling.tracking.tracker import RunTracker
 
     tracker = RunTracker("paraling-bench", uri, "bench-quick" if result["quick"] else "bench-full")
     with tracker.running():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from paraling.errors import EnsembleError
-from paraling.oof import OOFScores
+from paraling.scoring.oof import OOFScores
 
 __all__ = ["check_aligned", "stack_oof"]
 
@@ -22,7 +22,7 @@ def check_aligned(scores: Sequence[OOFScores], names: Sequence[str]) -> None:
     """Raise unless all runs share the first run's ``utt_ids``, ``classes``, ``y``, ``fold`` and ``split``.
 
     Compare runs in the same utterance order (:meth:`OOFScores.sorted`; files written by
-    :func:`paraling.oof.save_oof` already are).
+    :func:`paraling.scoring.oof.save_oof` already are).
 
     Args:
         scores: Out-of-fold scores of each run.

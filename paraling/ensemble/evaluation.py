@@ -15,7 +15,7 @@ import numpy as np
 from paraling.ensemble._validation import Metric, check_labels, check_stack
 from paraling.ensemble.selectors import GreedyEnsemble
 from paraling.errors import EnsembleError
-from paraling.metrics import uar
+from paraling.scoring.metrics import uar
 
 __all__ = ["EnsembleReport", "evaluate_selection", "nested_cv_uar"]
 

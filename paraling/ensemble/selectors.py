@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from paraling.ensemble._validation import Metric, check_int, check_labels, check_stack
 from paraling.ensemble.combiners import check_combiner, combine, decide, decision_terms
 from paraling.errors import ConfigError, EnsembleError
-from paraling.metrics import uar
+from paraling.scoring.metrics import uar
 
 __all__ = ["METHODS", "GreedyEnsemble", "TopKEnsemble", "make_selector"]
 

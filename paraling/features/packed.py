@@ -5,8 +5,8 @@ loads 10,000 of them pays a digest lookup, an ``open`` and a ``mmap`` per file a
 tensor in RAM. A *pack* is that tensor written to disk once: ``<cache_dir>/packed/<key>/`` holds
 
 - ``data.npy`` ``(total_frames, n_mels)`` float32 and ``energy.npy`` ``(total_frames,)`` float32, laid out by
-  :func:`paraling.windows.plan_layout` / :func:`paraling.windows.fill_frames` (padding, short-utterance policy and
-  per-utterance normalisation already applied);
+  :func:`paraling.data.windows.plan_layout` / :func:`paraling.data.windows.fill_frames` (padding, short-utterance
+  policy and per-utterance normalisation already applied);
 - ``index.npz``: rows per utterance, kept flags, and each audio file's (size, mtime, inode) signature;
 - ``meta.json``: the key's inputs, utterance ids and the utterances skipped as undecodable (written last).
 

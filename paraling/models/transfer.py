@@ -9,8 +9,8 @@
   count belongs to the source task; layers missing from the source or of another shape are skipped with a warning.
 
 Layers not copied keep the target's He initialisation. Where the source model comes from (a tracked run, a
-registered model, a pre-training run trained on demand) is :mod:`paraling.pretrain`'s business: this module knows
-nothing of MLflow or Hydra.
+registered model, a pre-training run trained on demand) is :mod:`paraling.pipeline.pretrain`'s business: this module
+knows nothing of MLflow or Hydra.
 """
 
 from __future__ import annotations

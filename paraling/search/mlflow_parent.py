@@ -38,7 +38,7 @@ class SweepTracking:
     """
 
     def __init__(self, uri: str, experiment: str, study_name: str) -> None:
-        from paraling.tracking_store import mlflow_client
+        from paraling.tracking.store import mlflow_client
 
         self.uri, self.experiment, self.study_name = uri, experiment, study_name
         self.client = mlflow_client(uri)
@@ -61,7 +61,7 @@ class SweepTracking:
             TrackingError: The tracking store cannot be reached.
         """
         from paraling.search.storage import describe_storage
-        from paraling.tracking import RunTracker
+        from paraling.tracking.tracker import RunTracker
 
         run_id = study.user_attrs.get(PARENT_ATTR)
         if run_id:
@@ -80,7 +80,7 @@ class SweepTracking:
             else:
                 from mlflow.entities import RunTag
 
-                from paraling.tracking import owner_tags as _owner_tags
+                from paraling.tracking.tracker import owner_tags as _owner_tags
 
                 # this process owns the run now (so paraling's reaper of dead owners leaves it alone), then RUNNING
                 self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _owner_tags().items()])
@@ -132,7 +132,7 @@ class SweepTracking:
         Returns:
             The child run id.
         """
-        from paraling.tracking import RunTracker
+        from paraling.tracking.tracker import RunTracker
 
         state = frozen.state.name
         runs = self._children(parent_run_id, f"tags.`paraling.sweep.trial` = '{frozen.number}'")
@@ -288,7 +288,7 @@ def _plots(study: Any, folder: Path) -> list[Path]:
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
 
-    from paraling.plots import save_figure  # switches pyplot to the Agg backend
+    from paraling.tracking.plots import save_figure  # switches pyplot to the Agg backend
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     jobs: list[tuple[str, Any, int]] = [

@@ -159,7 +159,7 @@ def prepare_study(spec: StudySpec, url: str, base_overrides: list[str], base_cfg
         base_cfg: The composed base configuration (its ``tracking`` node locates the parent run).
         command: The command line (parent run's ``paraling.reproduce`` tag).
     """
-    from paraling.tracking import resolve_tracking_uri
+    from paraling.tracking.tracker import resolve_tracking_uri
 
     tracking = None
     uri = None

@@ -71,7 +71,7 @@ class TrialOutcome:
 
 
 class TrialReporter:
-    """A :class:`paraling.training.Reporter` that reports ``prune_on`` to Optuna and raises ``Pruned``.
+    """A :class:`paraling.training.loop.Reporter` that reports ``prune_on`` to Optuna and raises ``Pruned``.
 
     The step is ``fold * epochs + epoch``, monotone over the folds of a cross-validation, so the pruner compares
     trials at the same fold and epoch.
@@ -145,7 +145,7 @@ def execute_trial(
     """
     from optuna.trial import TrialState
 
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
     from paraling.search.recovery import retry_trial
 
     spec = ctx.spec

@@ -46,7 +46,7 @@ def test_a_bank_left_in_host_memory_copies_its_batches_over() -> None:
 
 
 def test_auto_precision_follows_the_gpus_capability() -> None:
-    from paraling.device import resolve_precision
+    from paraling.training.device import resolve_precision
 
     major, _ = torch.cuda.get_device_capability()
     assert resolve_precision("auto", torch.device("cuda")) == (torch.bfloat16 if major >= 8 else None)
@@ -55,7 +55,7 @@ def test_auto_precision_follows_the_gpus_capability() -> None:
 def _fit(capture: str, seed: int = 0, epochs: int = 2):
     from paraling.config import TrainerConfig
     from paraling.models.cnn import WindowCNN
-    from paraling.training import fit
+    from paraling.training.loop import fit
 
     bank, labels = _bank(16, 200)
     bank.to("cuda")
@@ -84,16 +84,16 @@ def test_the_captured_step_trains_like_the_eager_one() -> None:
 def test_experiment_on_the_gpu_end_to_end(tiny_cfg, mlflow_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     res = run_experiment(tiny_cfg("device=cuda", "trainer.epochs=3"))
     run = MlflowClient(mlflow_uri).get_run(res.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["paraling.device"].startswith("cuda")
+    assert run.info.status == "FINISHED" and run.data.tags["paraling.training.device"].startswith("cuda")
     assert np.isfinite(res.uar) and res.oof.windows["window_start"].min() >= 0
 
 
 def test_two_seeded_gpu_runs_give_the_same_metrics(tiny_cfg, mlflow_uri: str) -> None:
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     a = run_experiment(tiny_cfg("device=cuda", "trainer.epochs=2", "seed=3"))
     b = run_experiment(tiny_cfg("device=cuda", "trainer.epochs=2", "seed=3"))
@@ -102,7 +102,7 @@ def test_two_seeded_gpu_runs_give_the_same_metrics(tiny_cfg, mlflow_uri: str) ->
 
 
 def test_resume_on_the_gpu(tiny_cfg, mlflow_uri: str, caplog: pytest.LogCaptureFixture) -> None:
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     class KilledError(Exception):
         pass
@@ -116,7 +116,7 @@ def test_resume_on_the_gpu(tiny_cfg, mlflow_uri: str, caplog: pytest.LogCaptureF
     with pytest.raises(KilledError):
         run_experiment(cfg, reporter=StopAtEpoch1())
     assert any(Path(cfg.cache_dir, "checkpoints").rglob("fold0.pt"))
-    with caplog.at_level(logging.INFO, logger="paraling.training"):
+    with caplog.at_level(logging.INFO, logger="paraling.training.loop"):
         res = run_experiment(cfg)
     assert "resumed from" in caplog.text and "unusable checkpoint" not in caplog.text
     assert len(res.histories[0]) == 3

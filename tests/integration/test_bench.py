@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paraling.commands.bench import main
+from paraling.cli.bench import main
 
 
 @pytest.mark.slow
@@ -36,8 +36,8 @@ def test_memory_reference_is_one_copy_of_the_real_windows() -> None:
     import numpy as np
 
     from paraling.bench.io import _window_copy_mb
+    from paraling.data.windows import WindowBank
     from paraling.features.logmel import LogMelSpec, extract_logmel
-    from paraling.windows import WindowBank
 
     wave = np.random.default_rng(0).uniform(-0.1, 0.1, 48000)
     feats, energy = extract_logmel(wave, LogMelSpec())

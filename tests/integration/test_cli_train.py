@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from paraling.oof import load_oof
+from paraling.scoring.oof import load_oof
 
 TINY = [
     "trainer.epochs=2",
@@ -26,7 +26,7 @@ TINY = [
 def _run(args: list[str], cwd: Path, uri: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PARALING_TEST": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "paraling.cli", *args],
+        [sys.executable, "-m", "paraling.cli.main", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from paraling.config import ParalingConfig
-from paraling.experiment import run_experiment
+from paraling.pipeline.experiment import run_experiment
 
 
 def _cfg(csv: Path, cache: Path, seed: int) -> object:

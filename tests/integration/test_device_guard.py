@@ -96,7 +96,7 @@ def assert_refuses_host_conversion(t: torch.Tensor) -> None:
 
 def _install_device_standin(monkeypatch: pytest.MonkeyPatch) -> list:
     """From now on every window bank holds its frames, energies and window starts "on the device"."""
-    from paraling import windows
+    from paraling.data import windows
 
     real_setup = windows.WindowBank._setup
     made: list = []
@@ -115,7 +115,7 @@ def _install_device_standin(monkeypatch: pytest.MonkeyPatch) -> list:
 def test_experiment_with_the_bank_on_a_device_matches_a_plain_run(
     tiny_cfg, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     cfg = tiny_cfg("trainer.epochs=2")
     plain = run_experiment(cfg)
@@ -131,7 +131,7 @@ def test_experiment_with_the_bank_on_a_device_matches_a_plain_run(
 def test_resume_from_a_checkpoint_saved_on_a_device(
     tiny_cfg, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     class KilledError(Exception):
         pass
@@ -146,7 +146,7 @@ def test_resume_from_a_checkpoint_saved_on_a_device(
     with pytest.raises(KilledError):
         run_experiment(cfg, reporter=StopAtEpoch1())
     assert any(Path(cfg.cache_dir, "checkpoints").rglob("fold0.pt"))
-    with caplog.at_level(logging.INFO, logger="paraling.training"):
+    with caplog.at_level(logging.INFO, logger="paraling.training.loop"):
         res = run_experiment(cfg)
     assert "resumed from" in caplog.text and "unusable checkpoint" not in caplog.text
     assert len(res.histories[0]) == 3 and np.isfinite(res.uar)

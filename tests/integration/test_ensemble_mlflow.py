@@ -14,15 +14,15 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
-from paraling.assembly import assemble_ensemble
-from paraling.cli import main as cli_main
+from paraling.cli.main import main as cli_main
 from paraling.config import ParalingConfig
+from paraling.ensemble.assembly import assemble_ensemble
 from paraling.errors import EnsembleError
-from paraling.experiment import run_experiment
-from paraling.model_fetch import fetch_model
-from paraling.oof import load_oof
-from paraling.predict import Predictor
-from paraling.runs import find_runs, make_client
+from paraling.pipeline.experiment import run_experiment
+from paraling.scoring.oof import load_oof
+from paraling.serving.predict import Predictor
+from paraling.tracking.model_fetch import fetch_model
+from paraling.tracking.runs import find_runs, make_client
 
 
 def _cfg(csv: Path, root: Path, uri: str, experiment: str, **overrides: Any) -> Any:

@@ -30,7 +30,7 @@ def test_experiment_composes_and_validates(name: str, compose_cfg) -> None:
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in NEEDS_PRETRAINING and e != "pretrain_langid"])
 def test_experiment_runs_on_a_tiny_corpus(name: str, tone_corpus: Path, tmp_path: Path, mlflow_uri: str, compose_cfg):
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     tiny = [
         f"experiment={name}",
@@ -53,7 +53,7 @@ def test_experiment_runs_on_a_tiny_corpus(name: str, tone_corpus: Path, tmp_path
 
 def test_pretraining_experiment_runs_on_its_own_corpus(tmp_path: Path, mlflow_uri: str, compose_cfg) -> None:
     from paraling.data.recipes.langid import prepare_langid
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     langid = prepare_langid(tmp_path / "langid", n_speakers=4, utts_per_language=2)
     cfg = compose_cfg(
@@ -73,6 +73,6 @@ def test_pretraining_experiment_runs_on_its_own_corpus(tmp_path: Path, mlflow_ur
 
 @pytest.mark.parametrize("name", STUDIES)
 def test_shipped_study_checks_against_the_config(name: str) -> None:
-    from paraling.commands.sweep import main as sweep_main
+    from paraling.cli.sweep import main as sweep_main
 
     assert sweep_main([name, "--check"]) == 0

@@ -16,7 +16,7 @@ from paraling.data.audio import load_audio
 from paraling.data.recipes.csv import prepare_csv
 from paraling.data.recipes.folders import prepare_folders
 from paraling.errors import AudioError, CorpusError
-from paraling.experiment import run_experiment
+from paraling.pipeline.experiment import run_experiment
 
 _spec = importlib.util.spec_from_file_location("hostile_corpus", Path(__file__).parents[1] / "hostile_corpus.py")
 assert _spec and _spec.loader
@@ -87,7 +87,7 @@ def test_pipeline_runs_through_the_hostile_corpus(
     n_good = 5 * 2 * 2
     expected = n_good + sum(1 for c, b in hostile.BEHAVIOUR.items() if b == "ok" and c != "non_utf8_name")
     assert len(result.oof.utt_ids) == expected
-    from paraling.metrics import uar
+    from paraling.scoring.metrics import uar
 
     scored = result.oof.fold >= 0  # the headline UAR is exactly the out-of-fold scores' UAR
     assert result.uar == uar(result.oof.y[scored], result.oof.proba[scored].argmax(1), len(result.oof.classes))

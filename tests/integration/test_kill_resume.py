@@ -26,7 +26,7 @@ def _cmd(csv: Path, cache: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "paraling.cli",
+        "paraling.cli.main",
         "train",
         "corpus=csv",
         f"corpus.path={csv}",

@@ -61,7 +61,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
 def test_tracking_server_killed_mid_run_keeps_the_training(tone_corpus: Path, tmp_path: Path, mlflow_servers) -> None:
     url, server = mlflow_servers.start(tmp_path)
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "paraling.cli", "train", *_tiny(tone_corpus, cache, epochs=8)]
+    args = [sys.executable, "-m", "paraling.cli.main", "train", *_tiny(tone_corpus, cache, epochs=8)]
     run = subprocess.Popen(
         [*args, f"tracking.uri={url}"],
         cwd=tmp_path,
@@ -99,7 +99,7 @@ def test_unreachable_postgresql_storage_is_one_line(tone_corpus: Path, tmp_path:
         [
             sys.executable,
             "-m",
-            "paraling.cli",
+            "paraling.cli.main",
             "sweep",
             str(study),
             "--storage",
@@ -120,7 +120,7 @@ def test_processes_creating_one_fresh_sqlite_store_at_once(tmp_path: Path) -> No
     code = textwrap.dedent(
         """
         import sys
-        from paraling.tracking import RunTracker
+        from paraling.tracking.tracker import RunTracker
         t = RunTracker("race", sys.argv[1], "r")
         with t.running():
             t.log_metrics({"x": 1.0})
@@ -141,7 +141,7 @@ def test_processes_creating_one_fresh_sqlite_store_at_once(tmp_path: Path) -> No
 def test_disk_full_while_writing_a_checkpoint(
     tiny_cfg, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     def full_disk(obj, f, *a, **k):  # what torch raises when the write comes up short
         Path(f).write_bytes(b"PK\x03\x04 half")

@@ -12,14 +12,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from paraling.errors import TrainingError
-from paraling.runlock import hold_run_lock
+from paraling.training.runlock import hold_run_lock
 
 
 def _args(csv: Path, cache: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "paraling.cli",
+        "paraling.cli.main",
         "train",
         "corpus=csv",
         f"corpus.path={csv}",

@@ -19,7 +19,12 @@ def _paraling(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"  # the unreachable server below fails fast
     return subprocess.run(
-        [sys.executable, "-m", "paraling.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "paraling.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -29,7 +29,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from paraling.commands.sweep import main as sweep_main
+from paraling.cli.sweep import main as sweep_main
 from paraling.errors import SearchError
 from paraling.search import SweepOptions, load_study_spec, run_sweep
 from paraling.search.recovery import WORKER_ATTR
@@ -220,7 +220,7 @@ def test_sigkilled_worker_trial_fails_is_retried_and_nothing_stays_running(
     cmd = [
         sys.executable,
         "-m",
-        "paraling.cli",
+        "paraling.cli.main",
         "sweep",
         str(path),
         "--workers",
@@ -395,7 +395,7 @@ def test_hydra_sweeper_plugin_gives_the_same_structure(
     cmd = [
         sys.executable,
         "-m",
-        "paraling.cli",
+        "paraling.cli.main",
         "train",
         "-m",
         "hydra/sweeper=paraling_optuna",

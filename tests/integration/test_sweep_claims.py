@@ -64,7 +64,14 @@ def test_sigterm_fails_and_requeues_the_trial_kills_the_runs_and_exits_130(
 ) -> None:
     path = _study(tmp_path, "term", space={"windows.width": [11, 13]}, sampler={"name": "grid"})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "paraling.cli", "sweep", str(path), *_tiny(tone_corpus, tmp_path / "c", epochs=400)],
+        [
+            sys.executable,
+            "-m",
+            "paraling.cli.main",
+            "sweep",
+            str(path),
+            *_tiny(tone_corpus, tmp_path / "c", epochs=400),
+        ],
         cwd=tmp_path,
         env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri},
         stdout=subprocess.PIPE,
@@ -163,7 +170,7 @@ def test_grid_with_two_workers_runs_each_point_once(tone_corpus: Path, tmp_path:
 
 
 def test_timeout_and_check(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
-    from paraling.commands.sweep import main as sweep_main
+    from paraling.cli.sweep import main as sweep_main
     from paraling.errors import ConfigError, SearchError
 
     path = _study(
@@ -191,7 +198,7 @@ def test_dashboard_serves_the_study_on_loopback(tone_corpus: Path, tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "paraling.cli",
+            "paraling.cli.main",
             "sweep",
             str(path),
             "--dashboard",
@@ -228,7 +235,7 @@ def test_dashboard_serves_the_study_on_loopback(tone_corpus: Path, tmp_path: Pat
 def test_cuda_out_of_memory_is_a_failed_trial_and_the_sweep_goes_on(
     tone_corpus: Path, tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from paraling import experiment
+    from paraling.pipeline import experiment
 
     real = experiment.run_experiment
 
@@ -250,7 +257,7 @@ def test_warnings_for_a_class_only_in_a_test_fold_and_a_speaker_in_both_splits(
 ) -> None:
     import csv
 
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     csv_path = make_corpus(tmp_path / "c", n_speakers=4)
     with open(csv_path) as fh:

@@ -59,7 +59,7 @@ def test_a_sweep_stopped_during_its_last_trial_resumes(
     )
     opts = SweepOptions(overrides=_tiny(tone_corpus, tmp_path / "cache"))
     if how == "ctrl-c":
-        from paraling import experiment
+        from paraling.pipeline import experiment
 
         def interrupted(*a: Any, **k: Any) -> Any:
             raise KeyboardInterrupt

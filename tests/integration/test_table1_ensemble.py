@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paraling.cli import main
+from paraling.cli.main import main
 from paraling.ensemble import combine, stack_oof
-from paraling.metrics import uar
-from paraling.oof import OOFScores, load_oof
-from paraling.report import build_table
-from paraling.runs import make_client
+from paraling.pipeline.report import build_table
+from paraling.scoring.metrics import uar
+from paraling.scoring.oof import OOFScores, load_oof
+from paraling.tracking.runs import make_client
 
 MEMBERS = ["net0", "net2", "net3", "net5"]
 ENSEMBLE = ["ensemble", "--experiment", "table1", "--method", "all", "--combiner", "harmonic", "--name", "ensemble"]

@@ -56,7 +56,7 @@ def test_a_users_config_folder_is_added_the_hydra_way(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "paraling.cli",
+            "paraling.cli.main",
             "train",
             "--config-dir",
             str(tmp_path),

@@ -53,11 +53,11 @@ def test_a_batch_that_cannot_fit_is_refused_before_training(compose_cfg) -> None
 
 
 def test_negative_class_gives_the_two_class_uar(tiny_cfg, mlflow_uri: str, compose_cfg) -> None:
-    from paraling.experiment import run_experiment
+    from paraling.pipeline.experiment import run_experiment
 
     assert compose_cfg([]).corpus.negative_class == "No_Food"  # the demo corpus's
     assert compose_cfg(["corpus=csv", "corpus.path=x.csv"]).corpus.negative_class is None
-    from paraling.metrics import uar
+    from paraling.scoring.metrics import uar
 
     res = run_experiment(tiny_cfg("corpus.negative_class=noise"))
     oof, neg = res.oof, list(res.oof.classes).index("noise")

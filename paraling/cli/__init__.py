@@ -1,0 +1,1 @@
+"""Thin command-line entry points (``paraling ...``); nothing in paraling imports this package."""

@@ -1,0 +1,65 @@
+"""``paraling predict``: labels and class probabilities of audio files, optionally with explanations.
+
+Example::
+
+    paraling predict --model models:/eating@champion a.wav b.flac --out preds.csv --explain why/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``paraling predict``."""
+    p = argparse.ArgumentParser(
+        prog="paraling predict",
+        description="Label audio files with a trained paraling model. Unreadable files are reported in the "
+        "output (column 'error'); the exit status is 1 only when no file could be predicted.",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="run id, runs:/<id>, models:/<name>@<alias>, models:/<name>/<version>, or a local folder",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any rate, mono or multi-channel)")
+    p.add_argument("--out", help="write .csv or .json (default: CSV on stdout)")
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="write the Figure-3 view per file (PNG) and segments.json with indicative segments",
+    )
+    p.add_argument("--tracking-uri", help="MLflow tracking/registry URI for run ids and models:/ URIs")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns 0 when at least one file was predicted, else 1."""
+    a = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from paraling.serving.predict import Predictor, predictions_frame, write_predictions
+    from paraling.tracking.model_fetch import fetch_model
+
+    with tempfile.TemporaryDirectory(prefix="paraling-predict-") as tmp:
+        name = a.model.removeprefix("runs:/").split("/")[0]
+        predictor = Predictor.load(fetch_model(a.model, tmp, a.tracking_uri), a.device, name)
+        preds = predictor.predict(a.files, details=bool(a.explain))
+    write_predictions(predictions_frame(preds, predictor.classes), a.out)
+    failed = [p for p in preds if p.error]
+    for p in failed:
+        print(f"paraling: cannot predict {p.path}: {p.error}", file=sys.stderr)
+    if a.explain:
+        from paraling.serving.explain import explain_predictions
+
+        for row in explain_predictions(predictor, preds, a.explain):
+            segs = ", ".join(f"{s['start']:.2f}-{s['end']:.2f}s" for s in row.get("segments", []))
+            if "label" in row:
+                print(f"{row['path']}: {row['label']}; most indicative: {segs or 'none'}", file=sys.stderr)
+    print(f"paraling: predicted {len(preds) - len(failed)} of {len(preds)} file(s)", file=sys.stderr)
+    return 0 if len(failed) < len(preds) else 1

@@ -1,1 +1,0 @@
-"""Thin CLI sub-commands; each module exposes ``main(argv) -> int``."""

@@ -1,0 +1,1 @@
+"""From window posteriors to numbers: voting estimators, their saved state, metrics, out-of-fold scores."""

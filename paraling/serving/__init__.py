@@ -1,0 +1,1 @@
+"""Using trained models: prediction on new audio, ensemble bundles, prediction tables, explanations."""

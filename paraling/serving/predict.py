@@ -1,0 +1,387 @@
+"""Prediction on new audio with trained CNNs: one ``paraling train`` run or a weighted ensemble of them.
+
+A *member* is what one ``paraling train`` run logs under ``model/``: ``spec.json`` (classes, feature, window,
+model and aggregation config) and per fold ``fold<k>.safetensors`` (CNN weights) plus ``fold<k>.json`` (the
+voting estimator fitted on that fold's validation speakers and, with ``features.normalize=global``, the fold's
+feature mean/std). Each fold's CNN with its own fitted vote is a complete classifier (exactly what scored
+that fold's utterances out-of-fold), so a member's utterance probabilities are the mean over its folds of
+``vote_k(cnn_k(windows))``.
+
+A *bundle* is a folder with ``bundle.json`` (classes, combiner, members with integer weights) and one member
+folder per run under ``members/``; an ensemble combines its members' utterance probabilities with
+:func:`paraling.ensemble.combine`. :class:`Predictor` loads a bundle, a member folder, or an MLflow pyfunc
+folder that holds a bundle (see :mod:`paraling.tracking.registry`); everything is read from JSON and safetensors (no
+pickle).
+
+Audio goes through :func:`paraling.data.audio.load_audio` and :func:`paraling.features.extract_logmel` exactly
+as in training (mono mix-down, resampling to the feature rate). A file that cannot be decoded or is too short
+for a member's windows yields a row with ``error`` set; the rest of the batch is predicted.
+
+Example:
+    >>> p = Predictor.load("mlruns-download/model")  # doctest: +SKIP
+    >>> rows = p.predict(["a.wav", "b.wav"])  # doctest: +SKIP
+    >>> predictions_frame(rows, p.classes)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from paraling.data.audio import load_audio
+from paraling.data.windows import WindowBank
+from paraling.ensemble import COMBINERS, combine
+from paraling.errors import ModelError, ParalingError
+from paraling.features import LogMelSpec, extract_logmel
+from paraling.models.cnn import WindowCNN, build_model
+from paraling.scoring.aggregation import Aggregator, make_aggregator
+from paraling.scoring.aggregation_state import aggregator_from_state, aggregator_state, fold_file, fold_state
+from paraling.serving.prediction_table import predictions_frame, write_predictions
+from paraling.training.device import to_numpy
+from paraling.training.loop import predict_windows, resolve_device
+
+__all__ = [
+    "BUNDLE_FILE",
+    "CNNMember",
+    "FilePrediction",
+    "MemberDetail",
+    "Predictor",
+    "aggregator_from_state",
+    "aggregator_state",
+    "fold_state",
+    "predictions_frame",
+    "write_predictions",
+]
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FILE = "bundle.json"
+BUNDLE_FORMAT = "paraling-bundle/1"
+
+
+# --- one member: the fold CNNs of a training run ------------------------------------------------------------
+
+
+@dataclass
+class _Fold:
+    fold: int
+    model: WindowCNN
+    aggregator: Aggregator
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+
+
+@dataclass
+class MemberDetail:
+    """Per-window view of one file under one member (for ``--explain``).
+
+    Attributes:
+        feats: Log-mel features as extracted (before normalisation), shape ``(frames, n_mels)``.
+        starts: First frame of each window, shape ``(n_windows,)``.
+        window_proba: Class posteriors averaged over the fold CNNs, shape ``(n_windows, n_classes)``.
+        vote_weight: Vote weight averaged over folds (Ridge weights of the weighted vote; 1 for majority, the
+            posterior of the window's argmax for mean votes), shape ``(n_windows,)``.
+        contribution: Each window's average contribution to each class's vote,
+            shape ``(n_windows, n_classes)``.
+        embedding: The first fold CNN's last hidden layer per window, shape ``(n_windows, embed_dim)``.
+        proba: The member's utterance probabilities, shape ``(n_classes,)``.
+    """
+
+    feats: np.ndarray
+    starts: np.ndarray
+    window_proba: np.ndarray
+    vote_weight: np.ndarray
+    contribution: np.ndarray
+    embedding: np.ndarray
+    proba: np.ndarray
+
+
+class CNNMember:
+    """The fold CNNs and fitted votes of one ``paraling train`` run, loaded from its ``model/`` folder.
+
+    Args:
+        name: Run id or folder name, used in messages.
+        spec: Contents of ``spec.json``.
+        folds: Loaded fold models.
+    """
+
+    def __init__(self, name: str, spec: dict[str, Any], folds: list[_Fold]) -> None:
+        self.name, self.spec, self.folds = name, spec, folds
+        self.classes: list[str] = list(spec["classes"])
+        self.feature_spec = LogMelSpec.from_config(SimpleNamespace(**spec["features"]))
+        self.normalize = str(spec["features"].get("normalize", "utterance"))
+        win = spec["windows"]
+        self.width, self.shift = int(win["width"]), int(win["shift"])
+        self.short_policy = str(win.get("short_policy", "pad"))
+        self.method = str(spec.get("aggregation", {}).get("method", "weighted"))
+        # the precision and layout the run's out-of-fold scores were computed with (fp32 for older runs)
+        self.dtype = torch.bfloat16 if spec.get("precision") == "bf16" else None
+        self.channels_last = bool(spec.get("channels_last", False))
+
+    @classmethod
+    def load(cls, directory: str | Path, name: str | None = None) -> CNNMember:
+        """Load ``spec.json`` and every ``fold<k>`` of a run's ``model/`` folder.
+
+        Raises:
+            ModelError: Missing files, a non-CNN spec, weights that do not fit the spec, or a weighted vote /
+                global normalisation whose fitted state was not saved (runs logged before paraling saved it).
+        """
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        name = name or d.name
+        spec_file = d / "spec.json"
+        if not spec_file.is_file():
+            raise ModelError(f"{d}: no spec.json; point at a paraling run's model/ folder, a bundle or a run")
+        try:
+            spec = json.loads(spec_file.read_text())
+            _ = (spec["classes"], spec["n_mels"], spec["windows"]["width"], spec["model"], spec["features"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{spec_file}: not a valid paraling spec ({exc!r}); re-log the run's model") from None
+        if spec.get("model", {}).get("name", "cnn") != "cnn":
+            raise ModelError(f"member {name}: model {spec['model'].get('name')!r} cannot predict from audio")
+        method = spec.get("aggregation", {}).get("method", "weighted")
+        n_classes = len(spec["classes"])
+        folds = []
+        for k in spec.get("folds", []):
+            weights, state_file = d / f"fold{k}.safetensors", d / f"fold{k}.json"
+            if not weights.is_file():
+                raise ModelError(f"member {name}: {weights.name} is missing from {d}")
+            model = build_model(
+                SimpleNamespace(**spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]), n_classes
+            )
+            try:
+                model.load_state_dict(load_file(str(weights)))
+            except (RuntimeError, OSError) as exc:
+                raise ModelError(f"member {name}: {weights.name} does not fit its spec.json ({exc})") from exc
+            model.eval()
+            mean = std = None
+            if state_file.is_file():
+                agg, mean, std = fold_file(state_file, int(spec["n_mels"]))
+            elif method != "weighted":
+                agg = make_aggregator(method)
+                agg.n_classes_ = n_classes
+            else:
+                raise ModelError(
+                    f"member {name}: the fitted weighted vote of fold {k} was not saved "
+                    f"({state_file.name} missing); re-run the experiment with this paraling "
+                    "version"
+                )
+            if spec["features"].get("normalize") == "global" and mean is None:
+                raise ModelError(
+                    f"member {name}: fold {k} uses features.normalize=global but its statistics "
+                    "were not saved; re-run the experiment with this paraling version"
+                )
+            folds.append(_Fold(int(k), model, agg, mean, std))
+        if not folds:
+            raise ModelError(f"member {name}: spec.json lists no folds")
+        return cls(name, spec, folds)
+
+    def window_times(self, starts: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end seconds of windows beginning at frames ``starts`` (clipped to ``duration``)."""
+        s = self.feature_spec
+        hop, win = s.frame_shift_ms / 1000.0, s.frame_length_ms / 1000.0
+        begin = np.asarray(starts, dtype=np.float64) * hop
+        end = (np.asarray(starts, dtype=np.float64) + self.width - 1) * hop + win
+        return np.minimum(begin, duration), np.minimum(end, duration)
+
+    def too_short(self, n_frames: int) -> str | None:
+        """Why a file of ``n_frames`` frames cannot be scored by this member, or ``None``."""
+        if n_frames >= self.width or self.short_policy == "pad":
+            return None
+        return (
+            f"{n_frames} frames is shorter than the {self.width}-frame window of member {self.name} "
+            f"(windows.short_policy={self.short_policy})"
+        )
+
+    def analyse(
+        self, feats: Sequence[np.ndarray], energies: Sequence[np.ndarray], device: torch.device, details: bool = False
+    ) -> tuple[np.ndarray, list[MemberDetail]]:
+        """Utterance probabilities of files (and optionally their per-window view).
+
+        Args:
+            feats: Per file, log-mel features ``(frames, n_mels)`` of :attr:`feature_spec`.
+            energies: Per file, frame log energy ``(frames,)``.
+            device: Where the CNNs run.
+            details: Also return a :class:`MemberDetail` per file.
+
+        Returns:
+            ``(proba (n_files, n_classes), details)``.
+        """
+        n, n_cls = len(feats), len(self.classes)
+        bank = WindowBank(list(feats), list(energies), self.width, self.shift, "pad", self.normalize)
+        idx = torch.arange(bank.n_windows)
+        utt = to_numpy(bank.utt)
+        energy = bank.window_energy()
+        proba = np.zeros((n, n_cls))
+        wp = np.zeros((bank.n_windows, n_cls))
+        weight = np.zeros(bank.n_windows)
+        contrib = np.zeros((bank.n_windows, n_cls))
+        emb0: np.ndarray | None = None
+        for i, f in enumerate(self.folds):
+            f.model.to(device)
+            bank.mean, bank.std = f.mean, f.std
+            p, emb = predict_windows(
+                f.model, bank, idx, 2048, device, self.dtype, self.channels_last, embeddings=details and i == 0
+            )
+            emb0 = emb if emb is not None else emb0
+            proba += f.aggregator.predict_proba(p, utt, energy, n_groups=n)
+            if details:
+                w = self._vote_weight(f.aggregator, p, energy)
+                wp += p
+                weight += w
+                if self.method in ("mean", "logmean"):
+                    contrib += p  # every class receives the window's posterior
+                else:
+                    contrib[np.arange(len(p)), p.argmax(1)] += w  # a vote for the window's argmax
+        proba /= len(self.folds)
+        out: list[MemberDetail] = []
+        if details:
+            k = len(self.folds)
+            rel = to_numpy(bank.starts) - bank.offsets[utt]
+            for j in range(n):
+                m = utt == j
+                emb = emb0[m] if emb0 is not None else np.zeros((int(m.sum()), 0))
+                out.append(
+                    MemberDetail(np.asarray(feats[j]), rel[m], wp[m] / k, weight[m] / k, contrib[m] / k, emb, proba[j])
+                )
+        return proba, out
+
+    def _vote_weight(self, agg: Aggregator, p: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        if hasattr(agg, "weights_for"):
+            return agg.weights_for(p, energy if getattr(agg, "use_energy", False) else None)
+        if self.method == "majority":
+            return np.ones(len(p))
+        return p.max(axis=1)
+
+
+# --- predictor over a bundle --------------------------------------------------------------------------------
+
+
+@dataclass
+class FilePrediction:
+    """One file's ``label`` and ``proba`` (``(n_classes,)``), or ``error`` when it could not be scored."""
+
+    path: str
+    label: str | None = None
+    proba: np.ndarray | None = None
+    error: str | None = None
+    duration: float = 0.0
+    details: dict[str, MemberDetail] = field(default_factory=dict)
+
+
+def _find_bundle(path: Path) -> Path:
+    for cand in (path, path / "artifacts" / "bundle", path / "bundle"):
+        if (cand / BUNDLE_FILE).is_file() or (cand / "spec.json").is_file():
+            return cand
+    raise ModelError(f"{path}: not a paraling model (no {BUNDLE_FILE}, spec.json or pyfunc artifacts/bundle)")
+
+
+class Predictor:
+    """Members, their integer weights and the combiner: everything needed to label audio files.
+
+    Args:
+        members: Loaded CNN members (same classes in the same order).
+        weights: Integer weight per member.
+        combiner: One of :data:`paraling.ensemble.COMBINERS`.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``...
+    """
+
+    def __init__(
+        self,
+        members: Sequence[CNNMember],
+        weights: Sequence[int] | None = None,
+        combiner: str = "mean",
+        device: str = "cpu",
+    ) -> None:
+        if not members:
+            raise ModelError("a predictor needs at least one member")
+        if combiner not in COMBINERS:
+            raise ModelError(f"unknown combiner {combiner!r}; choose one of {', '.join(COMBINERS)}")
+        self.members = list(members)
+        self.weights = np.asarray(weights if weights is not None else [1] * len(members), dtype=np.float64)
+        self.combiner = combiner
+        self.classes = self.members[0].classes
+        for m in self.members[1:]:
+            if m.classes != self.classes:
+                raise ModelError(
+                    f"members {self.members[0].name} and {m.name} have different classes: {self.classes} vs {m.classes}"
+                )
+        self.device = resolve_device(device)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", name: str | None = None) -> Predictor:
+        """Load a bundle folder, a run's ``model/`` folder, or a pyfunc model folder holding a bundle.
+
+        Args:
+            path: The folder.
+            device: Where the CNNs run.
+            name: Name of a single member (e.g. its run id); default the folder name.
+        """
+        d = _find_bundle(Path(path))
+        if not (d / BUNDLE_FILE).is_file():
+            return cls([CNNMember.load(d, name)], [1], "mean", device)
+        info = json.loads((d / BUNDLE_FILE).read_text())
+        if info.get("format") != BUNDLE_FORMAT:
+            raise ModelError(f"{d / BUNDLE_FILE}: unknown format {info.get('format')!r} (expected {BUNDLE_FORMAT})")
+        members = [CNNMember.load(d / m["dir"], m["run_id"]) for m in info["members"]]
+        return cls(members, [m["weight"] for m in info["members"]], info["combiner"], device)
+
+    def predict(self, paths: Sequence[str | Path], details: bool = False, chunk: int = 64) -> list[FilePrediction]:
+        """Label files; unreadable or too-short files get ``error`` and do not stop the batch.
+
+        Args:
+            paths: Audio files.
+            details: Keep each member's per-window view (:class:`MemberDetail`) for explanations.
+            chunk: Files decoded and scored together.
+
+        Returns:
+            One :class:`FilePrediction` per path, in order.
+        """
+        out: list[FilePrediction] = []
+        for lo in range(0, len(paths), chunk):
+            out.extend(self._predict_chunk([str(p) for p in paths[lo : lo + chunk]], details))
+        return out
+
+    def _predict_chunk(self, paths: list[str], details: bool) -> list[FilePrediction]:
+        preds = [FilePrediction(p) for p in paths]
+        feats: dict[LogMelSpec, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        for spec in dict.fromkeys(m.feature_spec for m in self.members):
+            feats[spec] = {}
+            for i, pr in enumerate(preds):
+                if pr.error:
+                    continue
+                try:
+                    wave = load_audio(pr.path, spec.sample_rate)
+                    feats[spec][i] = extract_logmel(wave, spec)
+                    pr.duration = len(wave) / spec.sample_rate
+                except (ParalingError, OSError, ValueError, RuntimeError) as exc:
+                    pr.error = str(exc)
+        for m in self.members:
+            for i, (f, _) in feats[m.feature_spec].items():
+                why = m.too_short(len(f))
+                if why and not preds[i].error:
+                    preds[i].error = why
+        ok = [i for i, pr in enumerate(preds) if not pr.error]
+        if not ok:
+            return preds
+        stack = np.zeros((len(self.members), len(ok), len(self.classes)))
+        with torch.no_grad():
+            for j, m in enumerate(self.members):
+                fe = feats[m.feature_spec]
+                stack[j], det = m.analyse([fe[i][0] for i in ok], [fe[i][1] for i in ok], self.device, details)
+                for i, dt in zip(ok, det, strict=False):
+                    preds[i].details[m.name] = dt
+        final = combine(stack, self.weights, self.combiner)
+        for i, row in zip(ok, final, strict=True):
+            preds[i].proba = row
+            preds[i].label = self.classes[int(row.argmax())]
+        return preds

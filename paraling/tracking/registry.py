@@ -1,0 +1,138 @@
+"""paraling models in the MLflow model registry.
+
+A registered model is defined by code (MLflow "models from code", nothing is pickled); its only artifact is a
+paraling bundle (:func:`paraling.serving.bundle.save_bundle`): the members' CNN weights (safetensors), ``spec.json``
+(feature, window, model config), fitted votes (JSON) and the combiner. Input: a DataFrame with a ``path`` column of
+audio files; output: ``path``, ``label``, ``error`` and ``proba_<class>`` columns. Ensembles are assembled, logged
+and registered by :func:`paraling.ensemble.assembly.assemble_ensemble`.
+
+Example:
+    >>> import mlflow
+    >>> mlflow.pyfunc.load_model("models:/eating@champion").predict(df)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from paraling.errors import ModelError, TrackingError
+from paraling.serving.predict import Predictor, predictions_frame
+from paraling.tracking.tracker import RunTracker
+
+__all__ = ["ParalingModel", "log_pyfunc", "register_model"]
+
+log = logging.getLogger(__name__)
+
+_ENTRY = '''"""MLflow models-from-code entry point of a paraling model (see paraling.tracking.registry)."""
+from mlflow.models import set_model
+
+from paraling.tracking.registry import ParalingModel
+
+set_model(ParalingModel())
+'''
+
+
+class ParalingModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc over a paraling bundle: audio file paths in, labels and class probabilities out."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the bundle artifact (JSON + safetensors)."""
+        self.predictor = Predictor.load(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Label the files in ``model_input["path"]``; unreadable files get an ``error``, NaN probabilities.
+
+        Args:
+            context: MLflow context (unused after :meth:`load_context`).
+            model_input: DataFrame with a ``path`` column (strings).
+            params: Unused.
+
+        Returns:
+            DataFrame with ``path``, ``label``, ``error`` and ``proba_<class>`` per class.
+        """
+        if isinstance(model_input, pd.DataFrame):
+            if "path" not in model_input.columns:
+                raise ModelError(f"input needs a 'path' column, got columns {list(model_input.columns)}")
+            paths = [str(p) for p in model_input["path"]]
+        else:
+            paths = [str(p) for p in np.ravel(np.asarray(model_input, dtype=object))]
+        return predictions_frame(self.predictor.predict(paths), self.predictor.classes)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in (
+        "mlflow",
+        "torch",
+        "torchaudio",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "soundfile",
+        "safetensors",
+        "pandas",
+        "omegaconf",
+    ):
+        try:
+            out.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            out.append(pkg)
+    return out
+
+
+def log_pyfunc(tracker: RunTracker, bundle: Path, tmp: Path, artifact_path: str = "model") -> None:
+    """Save ``bundle`` as a models-from-code pyfunc; upload it into the tracker's run at ``artifact_path``."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    entry = tmp / "paraling_model.py"
+    entry.write_text(_ENTRY)
+    out = tmp / "pyfunc"
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "path")]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example.*")
+        mlflow.pyfunc.save_model(
+            str(out),
+            python_model=str(entry),
+            artifacts={"bundle": str(bundle)},
+            signature=signature,
+            pip_requirements=_requirements(),
+        )
+    tracker.log_artifact(out, artifact_path)
+
+
+def register_model(
+    client: Any,
+    run_id: str,
+    name: str,
+    alias: str | None = "champion",
+    artifact_path: str = "model",
+    description: str = "",
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name``; point ``alias`` at it.
+
+    Returns:
+        The new version number.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if "ALREADY_EXISTS" not in str(exc.error_code):
+            raise TrackingError(f"cannot create registered model {name!r}: {exc}") from exc
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+    mv = client.create_model_version(name, source, run_id=run_id, description=description, tags=tags)
+    if alias:
+        client.set_registered_model_alias(name, alias, mv.version)
+    return str(mv.version)
