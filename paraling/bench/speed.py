@@ -13,7 +13,7 @@ from paraling.bench.common import paper_cnn, synthetic_bank
 from paraling.config import TrainerConfig
 from paraling.data.windows import WindowBank
 from paraling.training.device import synchronize, to_numpy
-from paraling.training.loop import fit, predict_windows
+from paraling.training.loop import FitOptions, fit, predict_windows
 
 __all__ = ["NaiveWindows", "fast_infer", "fast_train", "naive_infer", "naive_model", "naive_train"]
 
@@ -112,8 +112,8 @@ def fast_train(
     # warm-up: one untimed epoch of the same size, so that one-time costs (oneDNN primitives and allocations for
     # each batch shape, the epoch's last partial batch included, CUDA context and kernels, compilation) are not in
     # the timed one, as in a long run
-    fit(model, bank, idx, y, None, cfg, device=device)
-    res = fit(model, bank, idx, y, None, cfg, device=device)
+    fit(model, bank, idx, y, None, cfg, FitOptions(device=device))
+    res = fit(model, bank, idx, y, None, cfg, FitOptions(device=device))
     return res.windows_per_second
 
 

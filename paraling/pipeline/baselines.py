@@ -18,34 +18,27 @@ Augmentation (``augment=pitch``) applies to the CNN only and is ignored here wit
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import logging
-import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from paraling.data.manifest import Manifest
 from paraling.data.recipes import load_corpus
-from paraling.data.splits import FoldPlan, assign_folds, plan_folds
+from paraling.data.splits import FoldPlan, assign_folds
 from paraling.features.functionals import utterance_features
 from paraling.models.baselines import make_estimator
-from paraling.pipeline.results import RunResult, negative_class_index
+from paraling.pipeline.cv import CVData, FoldOutput, run_cv, seed_everything
+from paraling.pipeline.results import RunResult
 from paraling.progress import Progress
-from paraling.scoring.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
-from paraling.scoring.oof import OOFScores, save_oof
-from paraling.tracking.runs import NAME_TAG
-from paraling.tracking.tracker import RunTracker, flatten
+from paraling.tracking.tracker import RunTracker
 
-__all__ = ["FoldData", "prepare_folds", "run_baseline"]
+__all__ = ["BaselineRunner", "FoldData", "prepare_folds", "run_baseline"]
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +82,65 @@ def _fold_proba(est: Any, X_test: np.ndarray, test_utt: np.ndarray | None, n_tes
     return np.divide(out, counts, out=np.full_like(out, 1.0 / n_cls), where=counts > 0)
 
 
-def _fold_metrics(est: Any, fold: int) -> dict[str, float]:
+def _fold_metrics(est: Any) -> dict[str, float]:
     out = {}
     if hasattr(est, "C_"):
-        out[f"fold{fold}_C"] = float(est.C_)
+        out["C"] = float(est.C_)
     if hasattr(est, "best_epoch_"):
-        out[f"fold{fold}_best_epoch"] = float(est.best_epoch_)
+        out["best_epoch"] = float(est.best_epoch_)
     return out
+
+
+class BaselineRunner:
+    """Cross-validates the utterance-level model ``cfg.model.name`` on the CNN's speaker folds.
+
+    Args:
+        cfg: Validated configuration with ``model.name`` in ``svm``, ``rf``, ``dnn``, ``lr``.
+        progress: Progress bars.
+    """
+
+    methods = ("utterance",)
+    primary = "utterance"
+    embedding_dim = 0
+
+    def __init__(self, cfg: DictConfig, progress: Progress) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.name, self.kind = str(cfg.model.name), str(cfg.model.baseline.features)
+        self.provider: Callable[[FoldPlan], FoldData] | None = None
+
+    def prepare(self) -> CVData:
+        """Corpus with folds and the feature vectors (or a CNN run's embeddings, fold by fold)."""
+        manifest, classes, y = prepare_folds(self.cfg)
+        speakers = np.array([u.speaker for u in manifest])
+        tags = {"paraling.training.device": "cpu", "paraling.model_type": self.name, "paraling.features": self.kind}
+        if self.kind == "embeddings":
+            from paraling.pipeline.embeddings_lr import CNNEmbeddings
+
+            emb = CNNEmbeddings(self.cfg, manifest, classes)
+            self.provider = emb.fold
+            tags["paraling.embedding_run"] = str(emb.run_id)
+        else:
+            bar = self.progress.bar(len(manifest), f"{self.kind} features")
+            X, ok = utterance_features(self.kind, [u.path for u in manifest], self.cfg, bar.update)
+            bar.close()
+            if not ok.all():  # undecodable files, skipped as the CNN skips them (corpus.on_bad_file=skip)
+                log.warning("%d utterance(s) could not be decoded and were skipped", int((~ok).sum()))
+                manifest = Manifest([u for u, k in zip(manifest, ok, strict=True) if k], manifest.source)
+                X, y, speakers = X[ok], y[ok], speakers[ok]
+            self.provider = _static_provider(X, y, speakers)
+        self.y, self.n_cls = y, len(classes)
+        return CVData(manifest, classes, y, tags=tags)
+
+    def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
+        """Fit the estimator on the fold's training speakers; score its test utterances."""
+        assert self.provider is not None, "prepare() first"
+        X_tr, y_tr, g_tr, X_te, te_utt = self.provider(plan)
+        est = _fit(make_estimator(self.name, self.cfg.model.baseline, int(self.cfg.seed) + plan.fold), X_tr, y_tr, g_tr)
+        proba = _fold_proba(est, X_te, te_utt, len(plan.test), self.n_cls)
+        return FoldOutput(scores={"utterance": proba.astype(np.float32)}, metrics=_fold_metrics(est))
+
+    def log_model(self, tracker: RunTracker, tmp: Path) -> None:
+        """Baselines log no model folder (``paraling predict`` serves CNNs)."""
 
 
 def run_baseline(
@@ -104,7 +149,7 @@ def run_baseline(
     parent_run_id: str | None = None,
     overrides: list[str] | None = None,
     tags: dict[str, str] | None = None,
-) -> Any:
+) -> RunResult:
     """Cross-validate the baseline ``cfg.model.name`` and track it as one MLflow run.
 
     Args:
@@ -117,93 +162,14 @@ def run_baseline(
     Returns:
         A :class:`paraling.pipeline.results.RunResult`.
     """
-
     t0 = time.perf_counter()
-    seed = int(cfg.seed)
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    name, b = str(cfg.model.name), cfg.model.baseline
-    kind = str(b.features)
+    seed_everything(int(cfg.seed))
     if cfg.augment.name != "none":
         log.warning(
-            "augment=%s is ignored by the %s baseline (augmentation applies to the CNN)", cfg.augment.name, name
+            "augment=%s is ignored by the %s baseline (augmentation applies to the CNN)",
+            cfg.augment.name,
+            cfg.model.name,
         )
-    manifest, classes, y = prepare_folds(cfg)
-    speakers = np.array([u.speaker for u in manifest])
-    progress = Progress(cfg.progress)
-    extra_tags: dict[str, str] = {}
-    if kind == "embeddings":
-        from paraling.pipeline.embeddings_lr import CNNEmbeddings
-
-        emb = CNNEmbeddings(cfg, manifest, classes)
-        provider: Callable[[FoldPlan], FoldData] = emb.fold
-        extra_tags["paraling.embedding_run"] = emb.run_id
-    else:
-        bar = progress.bar(len(manifest), f"{kind} features")
-        X, ok = utterance_features(kind, [u.path for u in manifest], cfg, bar.update)
-        bar.close()
-        if not ok.all():  # undecodable files, skipped as the CNN skips them (corpus.on_bad_file=skip)
-            log.warning("%d utterance(s) could not be decoded and were skipped", int((~ok).sum()))
-            manifest = Manifest([u for u, k in zip(manifest, ok, strict=True) if k], manifest.source)
-            X, y, speakers = X[ok], y[ok], speakers[ok]
-        provider = _static_provider(X, y, speakers)
-    all_tags = {
-        NAME_TAG: cfg.name,
-        "paraling.reproduce": ("paraling train " + " ".join(overrides or [])).strip(),
-        "paraling.manifest_digest": manifest.digest(),
-        "paraling.corpus": cfg.corpus.name,
-        "paraling.seed": str(seed),
-        "paraling.training.device": "cpu",
-        "paraling.model_type": name,
-        "paraling.features": kind,
-        **extra_tags,
-        **(tags or {}),
-        **dict(cfg.tracking.tags),
-    }
-    tracker = RunTracker.from_config(cfg, parent_run_id, all_tags)
-    n_cls = len(classes)
-    with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        params.update(
-            {
-                "data.n_utterances": len(manifest),
-                "data.n_speakers": len(manifest.speakers),
-                "data.classes": json.dumps(classes),
-            }
-        )
-        tracker.log_params(params)
-        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        proba = np.full((len(manifest), n_cls), 1.0 / n_cls, np.float32)
-        for plan in plan_folds(manifest):
-            X_tr, y_tr, g_tr, X_te, te_utt = provider(plan)
-            est = _fit(make_estimator(name, b, seed + plan.fold), X_tr, y_tr, g_tr)
-            proba[plan.test] = _fold_proba(est, X_te, te_utt, len(plan.test), n_cls)
-            fuar = uar(y[plan.test], proba[plan.test].argmax(1), n_cls)
-            tracker.log_metrics({f"fold{plan.fold}_uar": fuar, **_fold_metrics(est, plan.fold)})
-            log.info("%s fold %d: UAR %.3f", name, plan.fold, fuar)
-        folds_arr = np.array([u.fold if u.fold is not None else -1 for u in manifest], dtype=np.int64)
-        scored = folds_arr >= 0
-        neg = negative_class_index(cfg.corpus, list(classes))
-        metrics = summarize(
-            y[scored], proba[scored].argmax(1), folds_arr[scored], speakers[scored], n_cls, negative_class=neg
-        )
-        metrics["seconds"] = time.perf_counter() - t0
-        tracker.log_metrics(metrics)
-        split = np.array(["test" if (u.split or "").lower() == "test" else "cv" for u in manifest])
-        oof = OOFScores(np.array([u.id for u in manifest]), np.array(classes), y, folds_arr, split, speakers, proba)
-        save_oof(oof, tmp / "oof" / "scores.npz")
-        tracker.log_artifact(tmp / "oof", "oof")
-        cm = confusion_matrix(y[scored], proba[scored].argmax(1), n_cls)
-        plot_confusion_matrix(cm, classes, tmp / "plots" / "confusion_matrix.png")
-        tracker.log_artifact(tmp / "plots", "plots")
-        manifest.write(tmp / "data" / "manifest.jsonl")
-        tracker.log_artifact(tmp / "data", "data")
-        tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
-    fold_uars = {
-        int(k[len("uar_fold") :]): v
-        for k, v in metrics.items()
-        if k.startswith("uar_fold") and k[len("uar_fold") :].isdigit()
-    }
-    return RunResult(float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars, time.perf_counter() - t0, {})
+    runner = BaselineRunner(cfg, Progress(cfg.progress))
+    data = runner.prepare()
+    return run_cv(cfg, runner, data, parent_run_id=parent_run_id, overrides=overrides, tags=tags, t0=t0)

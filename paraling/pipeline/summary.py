@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
+from paraling.scoring.aggregation import METHODS
 from paraling.secrets import mask_secrets
 
 if TYPE_CHECKING:
     from paraling.pipeline.results import RunResult
 
 __all__ = ["print_summary"]
-
-AGGREGATIONS = ("majority", "mean", "logmean", "weighted")
 
 
 def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> None:
@@ -34,8 +33,8 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
         f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "
         f"+/- {m['uar_fold_std']:.3f}"
     )
-    if all(f"uar_{a}" in m for a in AGGREGATIONS):  # CNN runs only
-        lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in AGGREGATIONS))
+    if all(f"uar_{a}" in m for a in METHODS):  # CNN runs only
+        lines.append("  by aggregation: " + ", ".join(f"{a} {m[f'uar_{a}']:.3f}" for a in METHODS))
     if "uar_binary" in m:
         neg = cfg.corpus.negative_class
         lines.append(f"  2-class (the rest vs {neg}) UAR: {m['uar_binary']:.3f}")

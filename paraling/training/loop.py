@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from paraling.training.steps import make_step, prepare_batch
 
 __all__ = [
     "EvalSet",
+    "FitOptions",
     "FitResult",
     "NullReporter",
     "Reporter",
@@ -189,6 +190,33 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         ) from None
 
 
+@dataclass
+class FitOptions:
+    """How :func:`fit` runs, beyond the ``trainer`` config.
+
+    Attributes:
+        reporter: Receives per-epoch metrics; may raise ``Pruned``.
+        fold: Fold number (passed to the reporter; seeds the shuffling with ``seed``).
+        seed: Seed for the shuffling.
+        device: Torch device (default: CPU).
+        checkpoint: When given, the state after every epoch is saved there and training resumes from it.
+        progress: Called after each epoch with ``(epoch, metrics)`` (progress bars).
+        frozen: Names of layers kept frozen for the first ``freeze_epochs`` epochs (transfer learning).
+        freeze_epochs: See ``frozen``.
+        lr_start: Overrides ``cfg.lr_start`` (reduced start rate for transfer runs).
+    """
+
+    reporter: Reporter | None = None
+    fold: int = 0
+    seed: int = 0
+    device: torch.device | None = None
+    checkpoint: Path | None = None
+    progress: Callable[[int, dict[str, float]], None] | None = None
+    frozen: Sequence[str] = ()
+    freeze_epochs: int = 0
+    lr_start: float | None = None
+
+
 def fit(
     model: nn.Module,
     bank: WindowBank,
@@ -196,15 +224,7 @@ def fit(
     train_y: torch.Tensor,
     val: EvalSet | None,
     cfg: Any,
-    reporter: Reporter | None = None,
-    fold: int = 0,
-    seed: int = 0,
-    device: torch.device | None = None,
-    checkpoint: Path | None = None,
-    progress: Callable[[int, dict[str, float]], None] | None = None,
-    frozen: list[str] | None = None,
-    freeze_epochs: int = 0,
-    lr_start: float | None = None,
+    options: FitOptions | None = None,
 ) -> FitResult:
     """Train ``model`` on windows ``train_idx`` of ``bank`` (labels ``train_y``), selecting on ``val``.
 
@@ -215,15 +235,7 @@ def fit(
         train_y: ``(n,)`` class per training window.
         val: Validation windows of held-out speakers, or ``None`` (then the last epoch is kept).
         cfg: A ``trainer`` config node (epochs, batch_size, lr_start/lr_end, momentum_start/end, nesterov, ...).
-        reporter: Receives per-epoch metrics; may raise ``Pruned``.
-        fold: Fold number (passed to the reporter).
-        seed: Seed for initial shuffling.
-        device: Torch device.
-        checkpoint: When given, the state after every epoch is saved there and training resumes from it.
-        progress: Called after each epoch with ``(epoch, metrics)`` (progress bars).
-        frozen: Names of layers kept frozen for the first ``freeze_epochs`` epochs (transfer learning).
-        freeze_epochs: See ``frozen``.
-        lr_start: Overrides ``cfg.lr_start`` (reduced start rate for transfer runs).
+        options: Reporter, fold, seed, device, checkpoint, progress callback and freezing (:class:`FitOptions`).
 
     Returns:
         A :class:`FitResult`; ``model`` holds the selected weights afterwards.
@@ -231,8 +243,10 @@ def fit(
     Raises:
         TrainingError: The loss became NaN/Inf (names the epoch and suggests a lower learning rate).
     """
-    reporter = reporter or NullReporter()
-    device = device or torch.device("cpu")
+    o = options or FitOptions()
+    reporter, fold, seed, checkpoint, progress = o.reporter or NullReporter(), o.fold, o.seed, o.checkpoint, o.progress
+    frozen, freeze_epochs, lr_start = list(o.frozen), o.freeze_epochs, o.lr_start
+    device = o.device or torch.device("cpu")
     if device.type == "cpu":
         keep_freed_memory()
     dtype = resolve_precision(cfg.precision, device)

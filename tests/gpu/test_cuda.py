@@ -55,7 +55,7 @@ def test_auto_precision_follows_the_gpus_capability() -> None:
 def _fit(capture: str, seed: int = 0, epochs: int = 2):
     from paraling.config import TrainerConfig
     from paraling.models.cnn import WindowCNN
-    from paraling.training.loop import fit
+    from paraling.training.loop import FitOptions, fit
 
     bank, labels = _bank(16, 200)
     bank.to("cuda")
@@ -66,7 +66,7 @@ def _fit(capture: str, seed: int = 0, epochs: int = 2):
     )
     idx = torch.arange(bank.n_windows)
     y = torch.from_numpy(labels[bank.utt.cpu().numpy()])
-    res = fit(model, bank, idx, y, None, cfg, device=torch.device("cuda"), seed=seed)
+    res = fit(model, bank, idx, y, None, cfg, FitOptions(device=torch.device("cuda"), seed=seed))
     return res, {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 

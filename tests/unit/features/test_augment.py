@@ -12,6 +12,7 @@ import pytest
 from omegaconf import DictConfig
 
 import paraling.features.augment.pitch as pitch
+import paraling.pipeline.cnn as cnn
 import paraling.pipeline.experiment as experiment
 from paraling.data.manifest import Manifest, Utterance
 from paraling.data.splits import plan_folds
@@ -107,7 +108,7 @@ def test_augmented_copies_never_reach_validation_or_test(
 ) -> None:
     """End to end through run_experiment: checked by utterance id and by a hash of every window's features."""
     captured: dict = {"eval": []}
-    real_prepare, real_eval = experiment.prepare_data, experiment._eval_set
+    real_prepare, real_eval = cnn.prepare_data, cnn.eval_set
 
     def prepare(cfg, progress=None):
         captured["data"] = real_prepare(cfg, progress)
@@ -117,8 +118,8 @@ def test_augmented_copies_never_reach_validation_or_test(
         captured["eval"].append(np.asarray(rows).copy())
         return real_eval(bank, rows, y_utt)
 
-    monkeypatch.setattr(experiment, "prepare_data", prepare)
-    monkeypatch.setattr(experiment, "_eval_set", eval_set)
+    monkeypatch.setattr(cnn, "prepare_data", prepare)
+    monkeypatch.setattr(cnn, "eval_set", eval_set)
     cfg = tiny_cfg("tracking=none", "augment=pitch")
     result = experiment.run_experiment(cfg)
     data = captured["data"]

@@ -13,7 +13,7 @@ from paraling.config import TrainerConfig
 from paraling.data.windows import WindowBank
 from paraling.errors import Pruned, TrainingError
 from paraling.models.cnn import WindowCNN
-from paraling.training.loop import EvalSet, fit, linear_schedule, predict_windows
+from paraling.training.loop import EvalSet, FitOptions, fit, linear_schedule, predict_windows
 
 
 def test_linear_schedule() -> None:
@@ -62,7 +62,7 @@ def test_learns_separable_problem_and_reports() -> None:
         def on_epoch_end(self, fold: int, epoch: int, metrics: dict) -> None:
             seen.append((fold, epoch, metrics))
 
-    res = fit(_model(), bank, tr, ytr, val, _cfg(), R(), fold=3)
+    res = fit(_model(), bank, tr, ytr, val, _cfg(), FitOptions(reporter=R(), fold=3))
     assert [e for _, e, _ in seen] == [0, 1, 2, 3] and all(f == 3 for f, _, _ in seen)
     assert res.best_val_uar == 1.0
     assert seen[0][2]["lr"] == 0.02 and seen[-1][2]["momentum"] == pytest.approx(0.999)
@@ -82,7 +82,7 @@ def test_checkpoint_resume_continues(tmp_path: Path) -> None:
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), bank, tr, ytr, val, _cfg(), Stop(), checkpoint=ck)
+        fit(_model(), bank, tr, ytr, val, _cfg(), FitOptions(reporter=Stop(), checkpoint=ck))
     assert ck.exists()
     epochs.clear()
 
@@ -90,7 +90,7 @@ def test_checkpoint_resume_continues(tmp_path: Path) -> None:
         def on_epoch_end(self, fold: int, epoch: int, metrics: dict) -> None:
             epochs.append(epoch)
 
-    res = fit(_model(), bank, tr, ytr, val, _cfg(), Rec(), checkpoint=ck)
+    res = fit(_model(), bank, tr, ytr, val, _cfg(), FitOptions(reporter=Rec(), checkpoint=ck))
     # the checkpoint is written after the reporter has the epoch's metrics: an interrupted epoch 1 is redone, so a
     # kill can duplicate an epoch's metrics but never lose them
     assert epochs == [1, 2, 3] and len(res.history) == 4
@@ -113,7 +113,7 @@ def test_pruned_propagates() -> None:
             raise Pruned("pruned at epoch 0")
 
     with pytest.raises(Pruned):
-        fit(_model(), bank, tr, ytr, val, _cfg(), P())
+        fit(_model(), bank, tr, ytr, val, _cfg(), FitOptions(reporter=P()))
 
 
 def test_predict_windows_proba_and_embeddings() -> None:

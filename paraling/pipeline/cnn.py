@@ -1,0 +1,185 @@
+"""The CNN as a :class:`~paraling.pipeline.cv.FoldRunner`: windows in, voted utterance scores out.
+
+Per fold the CNN trains on the training speakers, selects its epoch on held-out speakers of the training fold, fits
+the voting estimators on those held-out speakers' windows, and scores the fold's test utterances with every voting
+method (the configured one is the run's headline and is saved with the model so that ``paraling predict`` votes
+alike).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from paraling.data.splits import FoldPlan, split_validation_speakers
+from paraling.models.cnn import build_model
+from paraling.pipeline.cv import CVData, FoldOutput, WindowScores
+from paraling.pipeline.dataset import PreparedData, eval_set, prepare_data
+from paraling.pipeline.pretrain import apply_transfer
+from paraling.pipeline.results import negative_class_index
+from paraling.progress import Progress
+from paraling.scoring.aggregation import METHODS, make_aggregator
+from paraling.serving.predict import fold_state
+from paraling.tracking.artifacts import log_model
+from paraling.tracking.tracker import RunTracker
+from paraling.training.device import eval_batch_size, resolve_precision, to_numpy
+from paraling.training.loop import FitOptions, Reporter, fit, predict_windows
+
+__all__ = ["CNNRunner"]
+
+log = logging.getLogger(__name__)
+
+
+class CNNRunner:
+    """Cross-validates the configured :class:`~paraling.models.cnn.WindowCNN`.
+
+    Args:
+        cfg: Validated configuration (``model.name == "cnn"``).
+        device: Where to train.
+        progress: Progress bars.
+        reporter: Receives every fold's per-epoch metrics (a search's pruning); may raise ``Pruned``.
+        checkpoints: Folder of per-fold checkpoints (resume), or ``None``.
+        pretrain: Runs a pre-training experiment on demand (transfer learning; see :mod:`paraling.pipeline.pretrain`).
+    """
+
+    methods = METHODS
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        device: torch.device,
+        progress: Progress,
+        reporter: Reporter | None,
+        checkpoints: Path | None,
+        pretrain: Callable[..., Any],
+    ) -> None:
+        self.cfg, self.device, self.progress, self.reporter = cfg, device, progress, reporter
+        self.checkpoints, self.pretrain = checkpoints, pretrain
+        self.primary = str(cfg.aggregation.method)
+        self.embedding_dim = int(cfg.model.fc_sizes[-1]) if len(cfg.model.fc_sizes) else 0
+        self.data: PreparedData | None = None
+        self.models: dict[int, torch.nn.Module] = {}
+        self.states: dict[int, dict[str, Any]] = {}
+
+    def prepare(self) -> CVData:
+        """Manifest with folds, (augmentation,) cached features and the window bank, placed on the device."""
+        data = prepare_data(self.cfg, self.progress)
+        negative_class_index(self.cfg.corpus, list(data.classes))  # a wrong corpus.negative_class fails here
+        data.bank.to(self.device)  # on a GPU: features, window index and gathers on the device when they fit
+        self.data = data
+        return CVData(
+            data.manifest,
+            list(data.classes),
+            data.y_utt,
+            params={"data.n_windows": data.bank.n_windows},
+            tags={"paraling.training.device": str(self.device), "paraling.model_type": "cnn"},
+        )
+
+    def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
+        """Train one fold; score its test utterances with every voting method."""
+        assert self.data is not None, "prepare() first"
+        cfg, data, device = self.cfg, self.data, self.device
+        bank, manifest, y_utt = data.bank, data.manifest, data.y_utt
+        train_rows = plan.train
+        speakers = np.array([manifest[i].speaker for i in train_rows])
+        is_aug = np.array([manifest[i].augmented_from is not None for i in train_rows])
+        val_mask = split_validation_speakers(
+            speakers, y_utt[train_rows], float(cfg.trainer.val_speaker_fraction), int(cfg.seed) + plan.fold
+        )
+        fit_rows, val_rows = train_rows[~val_mask], train_rows[val_mask & ~is_aug]
+        if cfg.features.normalize == "global":
+            m = np.zeros(bank.n_utts, dtype=bool)
+            m[fit_rows] = True
+            bank.set_global_norm(m)
+        unseen = sorted(set(y_utt[plan.test].tolist()) - set(y_utt[fit_rows].tolist()))
+        if unseen:
+            log.warning(
+                "fold %d: class(es) %s occur in the test speakers but not in training; the CNN cannot predict "
+                "them in this fold (they still count in UAR)",
+                plan.fold,
+                [data.classes[c] for c in unseen],
+            )
+        train_set = eval_set(bank, fit_rows, y_utt)
+        val_set = eval_set(bank, val_rows, y_utt)
+        test_set = eval_set(bank, plan.test, y_utt)
+        model = build_model(cfg.model, bank.n_mels, bank.width, len(data.classes))
+        frozen: list[str] = []
+        lr_start = None
+        if cfg.transfer.source:
+            frozen = apply_transfer(model, cfg.transfer, cfg, run=self.pretrain)
+            lr_start = cfg.transfer.lr_start
+        bar = self.progress.bar(int(cfg.trainer.epochs), f"fold {plan.fold}")
+
+        def on_epoch(epoch: int, m: dict[str, float]) -> None:
+            bar.update(1, **{k: m[k] for k in ("train_loss", "val_uar") if k in m})
+            log.info("fold %d epoch %d: %s", plan.fold, epoch, " ".join(f"{k}={v:.4g}" for k, v in m.items()))
+
+        result = fit(
+            model,
+            bank,
+            train_set.idx,
+            train_set.y,
+            val_set,
+            cfg.trainer,
+            FitOptions(
+                reporter=_Tracked(log_epoch, self.reporter),
+                fold=plan.fold,
+                seed=int(cfg.seed),
+                device=device,
+                checkpoint=self.checkpoints / f"fold{plan.fold}.pt" if self.checkpoints is not None else None,
+                progress=on_epoch,
+                frozen=frozen,
+                freeze_epochs=int(cfg.transfer.freeze_epochs),
+                lr_start=lr_start,
+            ),
+        )
+        bar.close()
+        dtype = resolve_precision(cfg.trainer.precision, device)
+        cl = bool(cfg.trainer.channels_last)
+        ebs = eval_batch_size(cfg.trainer, device)
+        p_val, _ = predict_windows(model, bank, val_set.idx, ebs, device, dtype, cl)
+        groups = {"groups": test_set.utt, "n_groups": test_set.n_utts}
+        p_test, emb_utt = predict_windows(model, bank, test_set.idx, ebs, device, dtype, cl, embeddings=True, **groups)
+        energy = bank.window_energy()
+        e_val, e_test = energy[to_numpy(val_set.idx)], energy[to_numpy(test_set.idx)]
+        scores = {}
+        for method in METHODS:
+            params: dict[str, Any] = {}
+            if method == "weighted":
+                params = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
+            agg = make_aggregator(method, **params).fit(p_val, to_numpy(val_set.y), val_set.utt, e_val)
+            scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
+            if method == self.primary:
+                self.states[plan.fold] = fold_state(method, agg, bank.mean, bank.std)
+        self.models[plan.fold] = model.cpu()
+        starts = to_numpy(bank.starts[test_set.idx]) - bank.offsets[plan.test][test_set.utt]
+        return FoldOutput(
+            scores=scores,
+            metrics={"best_epoch": result.best_epoch, "windows_per_s": result.windows_per_second},
+            embeddings=emb_utt,
+            windows=WindowScores(p_test, test_set.utt, starts),
+            history=result.history,
+        )
+
+    def log_model(self, tracker: RunTracker, tmp: Path) -> None:
+        """The model folder: every fold's weights and voting state (:mod:`paraling.tracking.artifacts`)."""
+        assert self.data is not None, "prepare() first"
+        log_model(tracker, self.models, self.data, self.cfg, tmp, self.states)
+
+
+class _Tracked:
+    """Per-epoch metrics to the run (``log_epoch``) and then to the caller's reporter, which may prune."""
+
+    def __init__(self, log_epoch: Callable[[int, dict[str, float]], None], inner: Reporter | None) -> None:
+        self.log_epoch, self.inner = log_epoch, inner
+
+    def on_epoch_end(self, fold: int, epoch: int, metrics: dict[str, float]) -> None:
+        self.log_epoch(epoch, metrics)
+        if self.inner is not None:
+            self.inner.on_epoch_end(fold, epoch, metrics)
