@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.splits import FoldPlan, split_validation_speakers
 from paraling.models.cnn import build_model
 from paraling.pipeline.cv import CVData, FoldOutput, WindowScores
 from paraling.pipeline.dataset import PreparedData, eval_set, prepare_data
-from paraling.pipeline.pretrain import apply_transfer
+from paraling.pipeline.pretrain import TransferSource, apply_transfer
 from paraling.pipeline.results import negative_class_index
 from paraling.progress import Progress
 from paraling.scoring.aggregation import METHODS, make_aggregator
-from paraling.serving.predict import fold_state
-from paraling.tracking.artifacts import log_model
+from paraling.scoring.aggregation_state import fold_state
+from paraling.tracking.model_dir import ModelSpec, save_model_dir
 from paraling.tracking.tracker import RunTracker
 from paraling.training.device import eval_batch_size, resolve_precision, to_numpy
 from paraling.training.loop import FitOptions, Reporter, fit, predict_windows
@@ -45,7 +45,7 @@ class CNNRunner:
         progress: Progress bars.
         reporter: Receives every fold's per-epoch metrics (a search's pruning); may raise ``Pruned``.
         checkpoints: Folder of per-fold checkpoints (resume), or ``None``.
-        pretrain: Runs a pre-training experiment on demand (transfer learning; see :mod:`paraling.pipeline.pretrain`).
+        source: The transfer source (:func:`paraling.pipeline.pretrain.load_transfer_source`), or ``None``.
     """
 
     methods = METHODS
@@ -57,10 +57,10 @@ class CNNRunner:
         progress: Progress,
         reporter: Reporter | None,
         checkpoints: Path | None,
-        pretrain: Callable[..., Any],
+        source: TransferSource | None = None,
     ) -> None:
         self.cfg, self.device, self.progress, self.reporter = cfg, device, progress, reporter
-        self.checkpoints, self.pretrain = checkpoints, pretrain
+        self.checkpoints, self.source = checkpoints, source
         self.primary = str(cfg.aggregation.method)
         self.embedding_dim = int(cfg.model.fc_sizes[-1]) if len(cfg.model.fc_sizes) else 0
         self.data: PreparedData | None = None
@@ -111,8 +111,8 @@ class CNNRunner:
         model = build_model(cfg.model, bank.n_mels, bank.width, len(data.classes))
         frozen: list[str] = []
         lr_start = None
-        if cfg.transfer.source:
-            frozen = apply_transfer(model, cfg.transfer, cfg, run=self.pretrain)
+        if self.source is not None:
+            frozen = apply_transfer(model, cfg, self.source)
             lr_start = cfg.transfer.lr_start
         bar = self.progress.bar(int(cfg.trainer.epochs), f"fold {plan.fold}")
 
@@ -168,9 +168,30 @@ class CNNRunner:
         )
 
     def log_model(self, tracker: RunTracker, tmp: Path) -> None:
-        """The model folder: every fold's weights and voting state (:mod:`paraling.tracking.artifacts`)."""
+        """``model/``: every fold's weights and voting state, and the spec (:mod:`paraling.tracking.model_dir`)."""
         assert self.data is not None, "prepare() first"
-        log_model(tracker, self.models, self.data, self.cfg, tmp, self.states)
+        cfg = self.cfg
+        spec = ModelSpec(
+            classes=list(self.data.classes),
+            n_mels=self.data.bank.n_mels,
+            features=_plain(cfg.features),
+            windows=_plain(cfg.windows),
+            model=_plain(cfg.model),
+            aggregation=_plain(cfg.aggregation),
+            folds=sorted(self.models),
+            layer_names=list(next(iter(self.models.values())).layer_names) if self.models else [],
+            # how the out-of-fold scores were computed, so that `paraling predict` reproduces them
+            precision="bf16" if resolve_precision(str(cfg.trainer.precision), self.device) else "fp32",
+            channels_last=bool(cfg.trainer.channels_last),
+        )
+        weights = {k: m.state_dict() for k, m in self.models.items()}
+        tracker.log_artifact(save_model_dir(tmp / "model", spec, weights, self.states), "model")
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    out = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
 
 
 class _Tracked:

@@ -24,7 +24,7 @@ from paraling.data.manifest import Manifest
 from paraling.pipeline.cnn import CNNRunner
 from paraling.pipeline.cv import run_cv, seed_everything
 from paraling.pipeline.dataset import PreparedData, prepare_data
-from paraling.pipeline.pretrain import resolve_source
+from paraling.pipeline.pretrain import SOURCE_TAG, load_transfer_source
 from paraling.pipeline.results import RunResult
 from paraling.pipeline.summary import print_summary
 from paraling.progress import Progress
@@ -73,8 +73,10 @@ def run_experiment(
 
         return run_baseline(cfg, parent_run_id=parent_run_id, overrides=overrides, tags=tags)
     tags = dict(tags or {})
-    if cfg.transfer.source:  # resolve (or pre-train) the source before this run starts and before seeding
-        tags = {"paraling.transfer.source_run_id": resolve_source(cfg, run=run_experiment), **tags}
+    source = None
+    if cfg.transfer.source:  # resolve (or pre-train) and load the source before this run starts and before seeding
+        source = load_transfer_source(cfg, run=run_experiment)
+        tags = {SOURCE_TAG: source.run_id, **tags}
     t0 = time.perf_counter()
     seed_everything(int(cfg.seed))
     if cfg.trainer.threads:
@@ -84,7 +86,7 @@ def run_experiment(
     configure_determinism(device, bool(cfg.trainer.deterministic))
     progress = Progress(cfg.progress)
     resume = bool(cfg.trainer.checkpoint)
-    runner = CNNRunner(cfg, device, progress, reporter, None, pretrain=run_experiment)
+    runner = CNNRunner(cfg, device, progress, reporter, None, source)
     data = runner.prepare()
     ckpt_dir = _checkpoint_dir(cfg, data.manifest)
     if resume:

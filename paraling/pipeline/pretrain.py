@@ -33,6 +33,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,12 @@ __all__ = [
     "ROLE_TAG",
     "SOURCE_TAG",
     "Runner",
+    "TransferSource",
     "apply_transfer",
     "ensure_pretrained",
     "find_pretrained",
     "load_source",
+    "load_transfer_source",
     "pretrain_config",
     "pretrain_hash",
     "resolve_source",
@@ -70,8 +73,6 @@ _NOT_HASHED = ("tracking", "progress", "device", "cache_dir")
 _NOT_HASHED_TRAINER = ("threads", "eval_batch_size", "eval_batch_size_gpu", "checkpoint", "capture")
 #: ``run(cfg, overrides=..., tags=...)`` -> a result with ``run_id``: the experiment runner, passed in by the caller
 Runner = Callable[..., Any]
-_resolved: dict[tuple[str, str], str] = {}
-_sources: dict[tuple[str, str, int | None], tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
 
 
 def _client(uri: str | None) -> Any:
@@ -106,9 +107,6 @@ def resolve_source(cfg: DictConfig, run: Runner | None = None) -> str:
     if not source:
         raise TransferError("transfer.source is empty; pass a run id, models:/name@alias or pretrain")
     uri = _uri(cfg)
-    key = (uri, source if source != "pretrain" else f"pretrain:{pretrain_hash(pretrain_config(cfg))}")
-    if key in _resolved:
-        return _resolved[key]
     if source == "pretrain":
         if run is None:
             raise TransferError("transfer.source=pretrain: the pre-training run must be resolved by the runner first")
@@ -124,7 +122,6 @@ def resolve_source(cfg: DictConfig, run: Runner | None = None) -> str:
                 f"transfer.source={source!r}: no MLflow run with that id in {uri} ({type(exc).__name__}); pass the "
                 "run id of a finished `paraling train` run, models:/name@alias, or pretrain"
             ) from exc
-    _resolved[key] = run_id
     return run_id
 
 
@@ -302,7 +299,7 @@ def ensure_pretrained(cfg: DictConfig, run: Runner) -> str:
 def load_source(
     run_id: str, fold: int | None = None, uri: str | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Download ``model/spec.json`` and one fold's weights from a run.
+    """Download the model spec and one fold's weights from a run (:mod:`paraling.tracking.model_dir`).
 
     Args:
         run_id: Source run.
@@ -310,57 +307,81 @@ def load_source(
         uri: Tracking URI (``None`` = ``$MLFLOW_TRACKING_URI`` or the default store).
 
     Returns:
-        ``(spec, state_dict)``.
+        ``(spec, state_dict)``; ``spec`` is the :class:`~paraling.tracking.model_dir.ModelSpec` as a dict, with the
+        chosen ``fold``.
 
     Raises:
-        TransferError: The run has no logged model or not that fold.
+        TransferError: The run has no logged model, an unreadable one, or not that fold.
     """
-    key = (str(uri), run_id, fold)
-    if key in _sources:
-        return _sources[key]
     from safetensors.torch import load_file
+
+    from paraling.errors import ModelError
+    from paraling.tracking.model_dir import SPEC_FILE, read_spec, weights_name
 
     client = _client(uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            spec_file = client.download_artifacts(run_id, "model/spec.json", tmp)
+            spec_file = client.download_artifacts(run_id, f"model/{SPEC_FILE}", tmp)
         except Exception as exc:
             raise TransferError(
-                f"run {run_id} has no model/spec.json artifact ({type(exc).__name__}); the source must be a "
+                f"run {run_id} has no model/{SPEC_FILE} artifact ({type(exc).__name__}); the source must be a "
                 "`paraling train` run with tracking.log_model=true"
             ) from exc
-        spec = json.loads(Path(spec_file).read_text())
-        folds = [int(f) for f in spec.get("folds", [])]
-        k = min(folds) if fold is None and folds else fold
-        if k is None or k not in folds:
-            raise TransferError(f"run {run_id} logged models for folds {folds}, but transfer.source_fold={fold}")
         try:
-            state = load_file(client.download_artifacts(run_id, f"model/fold{k}.safetensors", tmp))
+            spec = read_spec(spec_file)
+        except ModelError as exc:
+            raise TransferError(f"run {run_id}: {exc}") from None
+        k = min(spec.folds) if fold is None and spec.folds else fold
+        if k is None or k not in spec.folds:
+            raise TransferError(f"run {run_id} logged models for folds {spec.folds}, but transfer.source_fold={fold}")
+        try:
+            state = load_file(client.download_artifacts(run_id, f"model/{weights_name(k)}", tmp))
         except Exception as exc:
-            raise TransferError(f"run {run_id}: cannot read model/fold{k}.safetensors ({exc})") from exc
-    spec["fold"] = k
-    _sources[key] = (spec, state)
-    return spec, state
+            raise TransferError(f"run {run_id}: cannot read model/{weights_name(k)} ({exc})") from exc
+    return {**spec.to_dict(), "fold": k}, state
 
 
-def apply_transfer(model: torch.nn.Module, transfer_cfg: Any, cfg: DictConfig, run: Runner | None = None) -> list[str]:
-    """Copy the configured layers of the source model into ``model`` (built fresh, He-initialised).
+@dataclass(frozen=True)
+class TransferSource:
+    """The source model of a transfer, loaded once per run.
+
+    Attributes:
+        run_id: The source run.
+        spec: Its model spec (with the chosen ``fold``).
+        state: That fold's weights.
+    """
+
+    run_id: str
+    spec: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+
+def load_transfer_source(cfg: DictConfig, run: Runner | None = None) -> TransferSource:
+    """Resolve ``cfg.transfer.source`` (pre-training first when needed) and load its ``transfer.source_fold``.
+
+    Raises:
+        TransferError: See :func:`resolve_source` and :func:`load_source`.
+    """
+    run_id = resolve_source(cfg, run)
+    fold = OmegaConf.select(cfg, "transfer.source_fold", default=None)
+    spec, state = load_source(run_id, None if fold is None else int(fold), _uri(cfg))
+    return TransferSource(run_id, spec, state)
+
+
+def apply_transfer(model: torch.nn.Module, cfg: DictConfig, source: TransferSource) -> list[str]:
+    """Copy the layers ``cfg.transfer.layers`` selects from ``source`` into ``model`` (built fresh, He-initialised).
 
     Args:
         model: A :class:`~paraling.models.cnn.WindowCNN` for the target task.
-        transfer_cfg: The ``transfer`` config node.
-        cfg: The whole target config (tracking store, pre-training).
-        run: The experiment runner (for ``transfer.source=pretrain``).
+        cfg: The whole target config.
+        source: What :func:`load_transfer_source` loaded.
 
     Returns:
         The names of the copied layers.
 
     Raises:
-        TransferError: See :func:`resolve_source`, :func:`load_source` and
-            :func:`paraling.models.transfer.transfer_layers`.
+        TransferError: See :func:`paraling.models.transfer.transfer_layers`.
     """
-    run_id = resolve_source(cfg, run)
-    fold = OmegaConf.select(cfg, "transfer.source_fold", default=None)
-    spec, state = load_source(run_id, None if fold is None else int(fold), _uri(cfg))
     features = OmegaConf.to_container(cfg.features, resolve=True)
-    return transfer_layers(model, {**spec, "run_id": run_id}, state, transfer_cfg.layers, features)  # type: ignore[arg-type]
+    spec = {**source.spec, "run_id": source.run_id}
+    return transfer_layers(model, spec, source.state, cfg.transfer.layers, features)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from paraling.serving.predict import BUNDLE_FILE, BUNDLE_FORMAT, Predictor
+from paraling.tracking.model_dir import SPEC_FILE, read_spec
 
 __all__ = ["save_bundle"]
 
@@ -34,8 +35,7 @@ def save_bundle(
     for run_id, name, folder, weight in members:
         sub = Path("members") / run_id
         shutil.copytree(folder, dst / sub)
-        spec = json.loads((dst / sub / "spec.json").read_text())
-        classes = classes or spec["classes"]
+        classes = classes or read_spec(dst / sub / SPEC_FILE).classes
         entries.append({"run_id": run_id, "name": name, "weight": int(weight), "dir": sub.as_posix()})
     info = {"format": BUNDLE_FORMAT, "classes": classes, "combiner": combiner, "members": entries, "info": extra or {}}
     (dst / BUNDLE_FILE).write_text(json.dumps(info, indent=2))

@@ -43,8 +43,9 @@ from paraling.errors import ModelError, ParalingError
 from paraling.features import LogMelSpec, extract_logmel
 from paraling.models.cnn import WindowCNN, build_model
 from paraling.scoring.aggregation import Aggregator, make_aggregator
-from paraling.scoring.aggregation_state import aggregator_from_state, aggregator_state, fold_file, fold_state
+from paraling.scoring.aggregation_state import fold_file
 from paraling.serving.prediction_table import predictions_frame, write_predictions
+from paraling.tracking.model_dir import SPEC_FILE, ModelDir, state_name, weights_name
 from paraling.training.device import to_numpy
 from paraling.training.loop import predict_windows, resolve_device
 
@@ -54,9 +55,6 @@ __all__ = [
     "FilePrediction",
     "MemberDetail",
     "Predictor",
-    "aggregator_from_state",
-    "aggregator_state",
-    "fold_state",
     "predictions_frame",
     "write_predictions",
 ]
@@ -128,62 +126,49 @@ class CNNMember:
 
     @classmethod
     def load(cls, directory: str | Path, name: str | None = None) -> CNNMember:
-        """Load ``spec.json`` and every ``fold<k>`` of a run's ``model/`` folder.
+        """Load a run's ``model/`` folder (:class:`~paraling.tracking.model_dir.ModelDir`): spec and every fold.
 
         Raises:
             ModelError: Missing files, a non-CNN spec, weights that do not fit the spec, or a weighted vote /
                 global normalisation whose fitted state was not saved (runs logged before paraling saved it).
         """
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        name = name or d.name
-        spec_file = d / "spec.json"
-        if not spec_file.is_file():
-            raise ModelError(f"{d}: no spec.json; point at a paraling run's model/ folder, a bundle or a run")
-        try:
-            spec = json.loads(spec_file.read_text())
-            _ = (spec["classes"], spec["n_mels"], spec["windows"]["width"], spec["model"], spec["features"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{spec_file}: not a valid paraling spec ({exc!r}); re-log the run's model") from None
-        if spec.get("model", {}).get("name", "cnn") != "cnn":
-            raise ModelError(f"member {name}: model {spec['model'].get('name')!r} cannot predict from audio")
-        method = spec.get("aggregation", {}).get("method", "weighted")
-        n_classes = len(spec["classes"])
+        folder = ModelDir.load(directory)
+        spec = folder.spec
+        name = name or folder.path.name
+        if not spec.is_cnn:
+            raise ModelError(f"member {name}: model {spec.model.get('name')!r} cannot predict from audio")
         folds = []
-        for k in spec.get("folds", []):
-            weights, state_file = d / f"fold{k}.safetensors", d / f"fold{k}.json"
-            if not weights.is_file():
-                raise ModelError(f"member {name}: {weights.name} is missing from {d}")
+        for k in spec.folds:
+            state = folder.weights(k)
             model = build_model(
-                SimpleNamespace(**spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]), n_classes
+                SimpleNamespace(**spec.model), spec.n_mels, int(spec.windows["width"]), len(spec.classes)
             )
             try:
-                model.load_state_dict(load_file(str(weights)))
-            except (RuntimeError, OSError) as exc:
-                raise ModelError(f"member {name}: {weights.name} does not fit its spec.json ({exc})") from exc
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ModelError(f"member {name}: {weights_name(k)} does not fit its {SPEC_FILE} ({exc})") from exc
             model.eval()
             mean = std = None
-            if state_file.is_file():
-                agg, mean, std = fold_file(state_file, int(spec["n_mels"]))
-            elif method != "weighted":
-                agg = make_aggregator(method)
-                agg.n_classes_ = n_classes
+            state_file = folder.state_path(k)
+            if state_file is not None:
+                agg, mean, std = fold_file(state_file, spec.n_mels)
+            elif spec.method != "weighted":
+                agg = make_aggregator(spec.method)
+                agg.n_classes_ = len(spec.classes)
             else:
                 raise ModelError(
-                    f"member {name}: the fitted weighted vote of fold {k} was not saved "
-                    f"({state_file.name} missing); re-run the experiment with this paraling "
-                    "version"
+                    f"member {name}: the fitted weighted vote of fold {k} was not saved ({state_name(k)} missing); "
+                    "re-run the experiment with this paraling version"
                 )
-            if spec["features"].get("normalize") == "global" and mean is None:
+            if spec.features.get("normalize") == "global" and mean is None:
                 raise ModelError(
                     f"member {name}: fold {k} uses features.normalize=global but its statistics "
                     "were not saved; re-run the experiment with this paraling version"
                 )
             folds.append(_Fold(int(k), model, agg, mean, std))
         if not folds:
-            raise ModelError(f"member {name}: spec.json lists no folds")
-        return cls(name, spec, folds)
+            raise ModelError(f"member {name}: {SPEC_FILE} lists no folds")
+        return cls(name, spec.to_dict(), folds)
 
     def window_times(self, starts: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
         """Start and end seconds of windows beginning at frames ``starts`` (clipped to ``duration``)."""
@@ -280,7 +265,7 @@ class FilePrediction:
 
 def _find_bundle(path: Path) -> Path:
     for cand in (path, path / "artifacts" / "bundle", path / "bundle"):
-        if (cand / BUNDLE_FILE).is_file() or (cand / "spec.json").is_file():
+        if (cand / BUNDLE_FILE).is_file() or (cand / SPEC_FILE).is_file():
             return cand
     raise ModelError(f"{path}: not a paraling model (no {BUNDLE_FILE}, spec.json or pyfunc artifacts/bundle)")
 

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paraling.errors import EnsembleError, TrackingError
+from paraling.errors import EnsembleError, ModelError, TrackingError
 from paraling.scoring.oof import OOFScores, load_oof
 from paraling.secrets import mask_secrets
+from paraling.tracking.model_dir import SPEC_FILE, missing_files, read_spec
 
 __all__ = [
     "MEMBERS_TAG",
@@ -119,19 +120,16 @@ def artifact_files(client: Any, run_id: str, path: str) -> set[str]:
 
 def _model_status(client: Any, run_id: str) -> str:
     """Empty string when the run's ``model/`` can be scored from audio, else the reason."""
-    files = artifact_files(client, run_id, "model")
-    if "model/spec.json" not in files:
-        return "no model/spec.json (not a CNN run, e.g. a baseline on utterance features)"
+    files = {f.removeprefix("model/") for f in artifact_files(client, run_id, "model")}
+    if SPEC_FILE not in files:
+        return f"no model/{SPEC_FILE} (not a CNN run, e.g. a baseline on utterance features)"
     with tempfile.TemporaryDirectory() as tmp:
-        spec = json.loads(Path(client.download_artifacts(run_id, "model/spec.json", tmp)).read_text())
-    if spec.get("model", {}).get("name", "cnn") != "cnn":
-        return f"model {spec['model'].get('name')!r} is not a CNN"
-    for k in spec.get("folds", []):
-        if f"model/fold{k}.safetensors" not in files:
-            return f"model/fold{k}.safetensors missing"
-        if f"model/fold{k}.json" not in files:
-            return f"model/fold{k}.json (fitted vote) missing: logged before paraling saved it; re-run it"
-    return ""
+        try:
+            spec = read_spec(client.download_artifacts(run_id, f"model/{SPEC_FILE}", tmp))
+        except ModelError as exc:
+            return str(exc)
+    missing = missing_files(spec, files)
+    return f"model/{missing}" if missing.startswith("fold") else missing
 
 
 def _as_tracked(client: Any, run: Any, check_model: bool) -> TrackedRun | None:

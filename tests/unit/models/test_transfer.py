@@ -17,7 +17,7 @@ from paraling.errors import TransferError
 from paraling.models.cnn import WindowCNN, build_model
 from paraling.models.transfer import copy_layers, select_layers
 from paraling.pipeline.experiment import run_experiment
-from paraling.pipeline.pretrain import apply_transfer, load_source
+from paraling.pipeline.pretrain import apply_transfer, load_source, load_transfer_source
 
 LAYERS = ["conv1", "conv2", "conv3", "fc1", "out"]
 
@@ -25,12 +25,6 @@ LAYERS = ["conv1", "conv2", "conv3", "fc1", "out"]
 def _weights(run_id: str, fold: int) -> dict[str, torch.Tensor]:
     with tempfile.TemporaryDirectory() as tmp:
         return load_file(MlflowClient().download_artifacts(run_id, f"model/fold{fold}.safetensors", tmp))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> None:
-    pretrain._resolved.clear()
-    pretrain._sources.clear()
 
 
 def test_select_layers() -> None:
@@ -88,7 +82,7 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(mlflow_uri: str, tiny_cf
     cfg = tiny_cfg(f"transfer.source={source.run_id}", "transfer.layers=[conv1,conv2,conv3]")
     spec, _ = load_source(source.run_id)
     model = build_model(cfg.model, spec["n_mels"], int(cfg.windows.width), 3)
-    assert apply_transfer(model, cfg.transfer, cfg) == ["conv1", "conv2", "conv3"]
+    assert apply_transfer(model, cfg, load_transfer_source(cfg)) == ["conv1", "conv2", "conv3"]
     for name in ("conv1", "conv2", "conv3"):
         assert torch.equal(getattr(model, name).weight.detach(), src[f"{name}.weight"])
         assert torch.equal(getattr(model, name).bias.detach(), src[f"{name}.bias"])
@@ -116,7 +110,7 @@ def test_transfer_copies_conv_layers_from_a_tracked_run(mlflow_uri: str, tiny_cf
     # naive transfer copies the FC layers too, but never the output layer
     cfg = tiny_cfg(f"transfer.source={source.run_id}", "transfer.layers=all", "transfer.source_fold=1")
     model = build_model(cfg.model, spec["n_mels"], int(cfg.windows.width), 3)
-    assert apply_transfer(model, cfg.transfer, cfg) == ["conv1", "conv2", "conv3", "fc1"]
+    assert apply_transfer(model, cfg, load_transfer_source(cfg)) == ["conv1", "conv2", "conv3", "fc1"]
     src1 = _weights(source.run_id, 1)
     assert torch.equal(model.fc1.weight.detach(), src1["fc1.weight"])
     assert not torch.equal(model.out.weight.detach(), src1["out.weight"])
@@ -132,7 +126,6 @@ def test_pretrain_source_is_trained_once_then_reused(
 ) -> None:
     pre = f'transfer.pretrain_overrides=["experiment=pretrain_langid","corpus=csv","corpus.path={tone_corpus}"]'
     first = run_experiment(tiny_cfg("transfer=conv", pre, "name=net5"))
-    pretrain._resolved.clear()  # as in a new process: found through its tag, not the in-process memo
     second = run_experiment(tiny_cfg("transfer=naive", pre, "name=net4"))
     client = MlflowClient()
     experiment = client.get_experiment_by_name("pretrain")
@@ -146,7 +139,6 @@ def test_pretrain_source_is_trained_once_then_reused(
     assert params["model.channels"] == "[8, 8, 8]" and params["trainer.epochs"] == "1"
     assert params["corpus.path"] == str(tone_corpus)
     # a different source config (dotted override) means a different pre-training run
-    pretrain._resolved.clear()
     pre2 = pre[:-1] + ',"trainer.epochs=2"]'
     run_experiment(tiny_cfg("transfer=conv", pre2, "name=net5b"))
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])

@@ -16,15 +16,10 @@ from paraling.ensemble import combine
 from paraling.errors import ModelError
 from paraling.models.cnn import WindowCNN
 from paraling.scoring.aggregation import METHODS, make_aggregator
+from paraling.scoring.aggregation_state import aggregator_from_state, aggregator_state, fold_state
 from paraling.serving.bundle import save_bundle
 from paraling.serving.explain import indicative_segments
-from paraling.serving.predict import (
-    Predictor,
-    aggregator_from_state,
-    aggregator_state,
-    fold_state,
-    predictions_frame,
-)
+from paraling.serving.predict import Predictor, predictions_frame
 
 CLASSES = ["high", "low", "noise"]
 MODEL = {
