@@ -63,11 +63,33 @@ class TrialCounts:
         return self.complete + self.pruned + self.failed
 
 
+def _optuna_retry() -> Any:
+    """Optuna's retry callback class (``RetryHeartbeatStaleTrialCallback``), its experimental-API warnings quieted."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    class _Retry(RetryHeartbeatStaleTrialCallback):
+        def __init__(self, max_retry: int | None = None) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                super().__init__(max_retry=max_retry)
+
+        @staticmethod
+        def retry_history(trial: Any) -> list[int]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return list(RetryHeartbeatStaleTrialCallback.retry_history(trial))
+
+    return _Retry
+
+
 def count_trials(trials: list[Any]) -> TrialCounts:
     """Count states; a FAIL trial that was queued again (dead worker, Ctrl-C) counts as ``retried``, not ``failed``."""
     from optuna.trial import TrialState
 
-    superseded = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    superseded = {n for t in trials for n in _optuna_retry().retry_history(t)}
     c = TrialCounts()
     for t in trials:
         if t.state == TrialState.COMPLETE:
@@ -194,26 +216,19 @@ def retry_trial(study: Any, frozen: Any, max_retry: int | None = 1) -> bool:
     Returns:
         Whether a retry was queued.
     """
-    import optuna
+    import copy
 
-    history = list(frozen.system_attrs.get("retry_history", []))
     dead = int(frozen.system_attrs.get(DEAD_RETRIES_ATTR, 0))
     if max_retry is not None and dead + 1 > max_retry:
         return False
-    system_attrs = {k: v for k, v in frozen.system_attrs.items() if k not in (WORKER_ATTR, HEARTBEAT_ATTR)}
-    system_attrs.setdefault("failed_trial", frozen.number)
-    system_attrs["retry_history"] = [*history, frozen.number]
-    system_attrs[DEAD_RETRIES_ATTR] = dead + (max_retry is not None)
-    user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in ("fail_reason", "mlflow_run_id")}
-    study.add_trial(
-        optuna.create_trial(
-            state=optuna.trial.TrialState.WAITING,
-            params=frozen.params,
-            distributions=frozen.distributions,
-            user_attrs=user_attrs,
-            system_attrs=system_attrs,
-        )
-    )
+    again = copy.copy(frozen)  # what the retry inherits: not the dead worker's liveness, reason or MLflow run
+    again.system_attrs = {
+        **{k: v for k, v in frozen.system_attrs.items() if k not in (WORKER_ATTR, HEARTBEAT_ATTR)},
+        DEAD_RETRIES_ATTR: dead + (max_retry is not None),
+    }
+    again.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in ("fail_reason", "mlflow_run_id")}
+    # Optuna's own retry queues it (and writes its failed_trial / retry_history); the limit is paraling's, above
+    _optuna_retry()(max_retry=None)(study, again)
     return True
 
 
