@@ -95,15 +95,15 @@ def train_flops_split(model: torch.nn.Module, n_mels: int = 40, width: int = 11)
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.randn(64, 1, n_mels, width)
-    native = getattr(model, "native", None)
-    if native is not None:
-        model.native = False  # type: ignore[assignment]
+    kernels = getattr(model, "kernels", None)
+    if kernels is not None:
+        model.kernels = "reference"  # type: ignore[assignment]
     try:
         with FlopCounterMode(display=False) as counter:
             model(x).sum().backward()
     finally:
-        if native is not None:
-            model.native = native  # type: ignore[assignment]
+        if kernels is not None:
+            model.kernels = kernels  # type: ignore[assignment]
     model.zero_grad(set_to_none=True)
     split = {"conv": 0.0, "matmul": 0.0}
     for op, n in counter.get_flop_counts().get("Global", {}).items():

@@ -39,7 +39,7 @@ class NaiveWindows(Dataset):
 def naive_model(n_mels: int, width: int) -> torch.nn.Module:
     """The reference loops' model: the same CNN and weights, on plain torch ops (no fused masks, no native kernel)."""
     model = paper_cnn(n_mels, width)
-    model.fused = model.native = False
+    model.kernels = "plain"
     return model
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from paraling.bench.common import Figure, matmul_peak_gflops, paper_cnn, train_flops_split
-from paraling.models.native import bf16_hardware, cpu_model
+from paraling.ops.cpu import bf16_hardware, cpu_model
 from paraling.training.malloc import keep_freed_memory
 
 __all__ = ["run_suite"]

@@ -13,10 +13,7 @@ import torch
 from torch import nn
 
 from paraling.errors import ModelError
-from paraling.models.conv_block import conv_block_applies, conv_pool_block
-from paraling.models.first_block import first_block
-from paraling.models.fused import pool_relu_dropout, relu_dropout
-from paraling.models.native import load_library
+from paraling.ops import Kernels, conv_block, relu_dropout, same_padding, select_kernels
 
 __all__ = ["WindowCNN", "build_model"]
 
@@ -57,20 +54,19 @@ class WindowCNN(nn.Module):
         if n_classes < 2:
             raise ModelError(f"a classifier needs at least 2 classes, got n_classes={n_classes}")
         self.n_mels, self.width, self.n_classes = n_mels, width, n_classes
-        self.fused = True  # fused pool/ReLU/dropout with byte masks (models/fused.py); False = plain torch ops
-        self.native = True  # native CPU kernels where they apply (models/first_block.py, models/native_pool.py)
+        #: Which ops run the blocks (:mod:`paraling.ops.block`): ``auto`` = native CPU kernels where they apply,
+        #: ``reference`` = torch ops with fused byte-mask dropout, ``plain`` = the textbook torch modules.
+        self.kernels: Kernels = "auto"
         self.conv_names: list[str] = []
         self.fc_names: list[str] = []
         self._pools: list[tuple[int, int]] = []
-        self._pads: list[tuple[int, int, int, int] | None] = []  # explicit padding (even kernels; torch path)
-        self._in_pads: list[tuple[int, int, int, int]] = []  # the whole padding, explicit (native path)
+        self._pads = []  # each convolution's "same" padding (paraling.ops.Border)
         self._drops = nn.ModuleList()
         h, w, c_in = n_mels, width, 1
         for i, (c, k, p) in enumerate(zip(channels, kernel_sizes, dropout_conv, strict=True), 1):
-            # "same" padding; even kernels pad one more on the right/bottom, done explicitly in forward
-            conv = nn.Conv2d(c_in, c, kernel_size=k, padding=k // 2 if k % 2 else 0)
-            self._pads.append(None if k % 2 else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
-            self._in_pads.append((k // 2,) * 4 if k % 2 else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
+            # "same" padding, applied by the ops (an even kernel pads one more on the right/bottom)
+            conv = nn.Conv2d(c_in, c, kernel_size=k)
+            self._pads.append(same_padding(k))
             name = f"conv{i}"
             self.add_module(name, conv)
             self.conv_names.append(name)
@@ -104,56 +100,22 @@ class WindowCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the embedding), ``(batch, embed_dim)``."""
-        native = self.fused and self.native and x.device.type == "cpu" and load_library() is not None
-        x = self._native_blocks(x) if native else self._torch_blocks(x)
+        kernels = select_kernels(self.kernels, x)
+        padded = False  # whether x already carries the next convolution's padding (written by a native kernel)
+        next_pads = [*self._pads[1:], same_padding(1)]
+        for name, pad, out_pad, pool, drop in zip(
+            self.conv_names, self._pads, next_pads, self._pools, self._drops, strict=True
+        ):
+            x, padded = conv_block(
+                x, getattr(self, name), pad, pool, drop, self.training, kernels=kernels, padded=padded, out_pad=out_pad
+            )
         x = torch.flatten(x, 1)
         # The fully connected layers always run in float32, also under bf16 autocast: they are ~15% of a step, and
         # in bfloat16 they cost UAR (docs/performance.md, (g)), while bf16 convolutions did not.
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             for name in self.fc_names:
-                h = getattr(self, name)(x)
-                if self.fused:
-                    x = relu_dropout(h, self._fc_drop.p, self.training, native=self.native)
-                else:
-                    x = self._fc_drop(torch.relu(h))
-        return x
-
-    def _native_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv blocks on the native kernels: each writes the next convolution's padding around its output."""
-        padded = False  # whether x already carries the next convolution's padding
-        next_pads = [*self._in_pads[1:], None]
-        blocks = zip(self.conv_names, self._in_pads, next_pads, self._pools, self._drops, strict=True)
-        for name, pad, out_pad, pool, drop in blocks:
-            conv: nn.Conv2d = getattr(self, name)
-            if name == "conv1":
-                out = first_block(x, conv, (pad[2], pad[0]), pool, drop.p, self.training, out_pad)
-                if out is not None:
-                    x, padded = out, True
-                    continue
-            if not padded and any(pad):
-                x = torch.nn.functional.pad(x, pad)
-            if conv_block_applies(x, conv, pool):
-                x = conv_pool_block(x, conv, pool, drop.p, self.training, out_pad)
-            else:
-                x = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride)
-                x = pool_relu_dropout(x, pool, drop.p, self.training, bias=conv.bias, out_pad=out_pad)
-            padded = True
-        return x
-
-    def _torch_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv blocks on torch ops (fused masks unless ``fused`` is off)."""
-        for name, pad, (ph, pw), drop in zip(self.conv_names, self._pads, self._pools, self._drops, strict=True):
-            conv: nn.Conv2d = getattr(self, name)
-            if pad is not None:
-                x = torch.nn.functional.pad(x, pad)
-            if self.fused:
-                x = pool_relu_dropout(conv(x), (ph, pw), drop.p, self.training, native=False)
-            else:
-                x = conv(x)
-                if ph > 1 or pw > 1:
-                    x = torch.nn.functional.max_pool2d(x, (ph, pw))
-                x = drop(torch.relu(x))
+                x = relu_dropout(getattr(self, name)(x), self._fc_drop, self.training, kernels)
         return x
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:

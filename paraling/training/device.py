@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paraling.models.native import bf16_hardware
+from paraling.ops.cpu import bf16_hardware
 
 __all__ = [
     "available_memory",

@@ -251,8 +251,8 @@ def fit(
         keep_freed_memory()
     dtype = resolve_precision(cfg.precision, device)
     channels_last = bool(cfg.channels_last)
-    if hasattr(model, "native"):
-        model.native = bool(getattr(cfg, "native", True))
+    if hasattr(model, "kernels"):  # trainer.native=false: the ops' torch reference everywhere
+        model.kernels = "auto" if bool(getattr(cfg, "native", True)) else "reference"
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -26,7 +26,7 @@ def test_bench_quick_subset_writes_json(tmp_path: Path, monkeypatch: pytest.Monk
         assert isinstance(res[key], float) and res[key] > 0
     assert {f["name"][:3] for f in res["figures"]} == {"(a)", "(b)", "(c)", "(d)", "(e)"}
     # which peak (b) is read against depends on how the CPU computes bf16: the JSON says so
-    from paraling.models.native import bf16_hardware, cpu_model
+    from paraling.ops.cpu import bf16_hardware, cpu_model
 
     assert res["cpu"] == cpu_model() and res["bf16_hardware"] == bf16_hardware()
 
@@ -57,7 +57,7 @@ def test_flop_split_matches_the_layer_arithmetic() -> None:
     assert split["matmul"] == 3 * fc_forward
     assert split["conv"] == 2 * conv_forward[0] + 3 * (conv_forward[1] + conv_forward[2])
     assert train_flops_per_window(model) == split["conv"] + split["matmul"]
-    assert model.native  # restored after counting
+    assert model.kernels == "auto"  # restored after counting
 
 
 def test_memory_headline_is_the_printed_anonymous_slope(monkeypatch: pytest.MonkeyPatch) -> None:

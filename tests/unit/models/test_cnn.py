@@ -6,6 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import paraling.models.cnn as cnn
 from paraling.config import ModelConfig
 from paraling.errors import ModelError
 from paraling.models.cnn import WindowCNN, build_model
@@ -48,18 +49,27 @@ def test_bad_architecture() -> None:
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_fc_layers_stay_float32_under_bf16_autocast(native: bool) -> None:
+def test_fc_layers_stay_float32_under_bf16_autocast(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Convolutions follow autocast; the FC layers and the output layer run in float32 (they cost UAR in bf16)."""
     torch.manual_seed(0)
     m = WindowCNN(16, 11, 3, [8, 8], [3, 2], [0.0, 0.0], [12], 0.0)
-    m.native = native
+    m.kernels = "auto" if native else "reference"
     x = torch.randn(5, 1, 16, 11)
     seen: dict[str, torch.dtype] = {}
-    for name in ("conv2", "fc1", "out"):  # (the native path calls conv2's weights directly: no hook)
+    for name in ("fc1", "out"):  # (the ops call the convolutions' weights directly: no module hook there)
         getattr(m, name).register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, out.dtype))
+    blocks: list[torch.dtype] = []
+    real_block = cnn.conv_block
+
+    def block(*args: object, **kwargs: object) -> tuple[torch.Tensor, bool]:
+        out = real_block(*args, **kwargs)
+        blocks.append(out[0].dtype)
+        return out
+
+    monkeypatch.setattr(cnn, "conv_block", block)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = m(x)
-    expected = {"fc1": torch.float32, "out": torch.float32}
-    assert seen == (expected if native else {**expected, "conv2": torch.bfloat16})
+    assert seen == {"fc1": torch.float32, "out": torch.float32}
+    assert blocks == [torch.bfloat16, torch.bfloat16]  # both conv blocks computed (and wrote) bfloat16
     assert logits.dtype == torch.float32
     torch.testing.assert_close(logits, m(x), rtol=0.05, atol=0.05)  # close to the all-fp32 forward

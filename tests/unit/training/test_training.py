@@ -140,24 +140,24 @@ def test_bf16_channels_last_path_runs() -> None:
 
 def test_native_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """trainer.native=false trains on torch ops only; true goes through the native first block."""
-    from paraling.models import cnn, native
+    from paraling.ops import block, build
 
-    if native.load_library() is None:
+    if build.load_library() is None:
         pytest.skip("no C compiler: the native kernels cannot be built here")
     calls = []
 
-    def spy(*args: object, **kwargs: object) -> object:
+    def spy(*args: object, **kwargs: object) -> bool:
         calls.append(1)
-        return None  # "does not apply": the model falls back to torch ops
+        return False  # "does not apply": the block goes on to the next kernel
 
-    monkeypatch.setattr(cnn, "first_block", spy)
+    monkeypatch.setattr(block, "first_block_applies", spy)
     bank, y = _problem()
     idx, yw, _ = _sets(bank, y)
     model = _model()
     fit(model, bank, idx, yw, None, _cfg(native=False))
-    assert not calls and model.native is False
+    assert not calls and model.kernels == "reference"
     fit(model, bank, idx, yw, None, _cfg(native=True))
-    assert calls and model.native is True
+    assert calls and model.kernels == "auto"
 
 
 @pytest.mark.parametrize(
@@ -170,9 +170,9 @@ def test_native_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> Non
     ],
 )
 def test_bf16_hardware_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str], kind: str) -> None:
-    from paraling.models import native
+    from paraling.ops import cpu
     from paraling.training import device
 
-    monkeypatch.setattr(native, "cpu_flags", lambda: frozenset(flags))
-    assert native.bf16_hardware() == kind
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    assert cpu.bf16_hardware() == kind
     assert device.cpu_has_native_bf16() is (kind != "none")

@@ -1,6 +1,6 @@
 /* First CNN block on one input channel: conv (kh x kw, "same") -> max-pool -> + bias -> ReLU -> dropout, fused.
  *
- * Built and loaded by paraling/models/native.py (cc -O3 -march=native -fopenmp, called through ctypes).
+ * Built and loaded by paraling/ops/build.py (cc -O3 -march=native -fopenmp, called through ctypes).
  * With a single input channel the convolution does kh*kw multiply-adds per output value, so torch's kernels for this
  * block (oneDNN conv, max-pool with int64 indices, the gradient's zero-filled scatter, the masks) move far more
  * memory than they compute. Here each pooled output is computed from its ph*pw candidate positions in registers

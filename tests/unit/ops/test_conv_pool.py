@@ -7,13 +7,26 @@ import copy
 import pytest
 import torch
 
-from paraling.models import native
 from paraling.models.cnn import WindowCNN
-from paraling.models.conv_block import conv_block_applies, conv_pool_block
+from paraling.ops import Border, build
+from paraling.ops.conv_pool import conv_pool_applies, native_conv_pool
 
 pytestmark = pytest.mark.skipif(
-    native.load_library() is None, reason="no C compiler: the native kernels cannot be built here"
+    build.load_library() is None, reason="no C compiler: the native kernels cannot be built here"
 )
+
+
+def conv_pool_block(
+    x: torch.Tensor,
+    conv: torch.nn.Conv2d,
+    pool: tuple[int, int],
+    p: float,
+    training: bool,
+    out_pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> torch.Tensor:
+    """The kernel, with the border given in ``torch.nn.functional.pad``'s order (as the reference pads)."""
+    left, right, top, bottom = out_pad
+    return native_conv_pool(x, conv, pool, p, training, Border(top, bottom, left, right))
 
 
 def _inputs(n: int, cin: int, cout: int, k: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.nn.Conv2d]:
@@ -52,7 +65,7 @@ def test_matches_torch_ops(
 ) -> None:
     """Output and the input, weight and bias gradients equal conv -> max-pool -> +bias -> ReLU (fp32)."""
     x, conv = _inputs(9, cin, cout, k, h, w)
-    assert conv_block_applies(x, conv, pool)
+    assert conv_pool_applies(x, conv, pool)
     ref_conv = copy.deepcopy(conv)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ref = _reference(xa, ref_conv, pool, out_pad)
@@ -142,7 +155,7 @@ def test_whole_cnn_matches_torch_path(kernels: list[int], channels: list[int]) -
     for name in model.conv_names:
         torch.nn.init.normal_(getattr(model, name).bias, 0.0, 0.3)
     ref = copy.deepcopy(model)
-    ref.native = False
+    ref.kernels = "reference"
     x = torch.randn(23, 1, 40, 11)
     a, b = model(x), ref(x)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
@@ -159,7 +172,7 @@ def test_input_gradient_of_the_whole_cnn() -> None:
     torch.manual_seed(1)
     model = WindowCNN(40, 11, 4, [32, 64, 128], [3, 2, 2], [0.1, 0.2, 0.3], [50], 0.5).eval()
     ref = copy.deepcopy(model)
-    ref.native = False
+    ref.kernels = "reference"
     x = torch.randn(6, 1, 40, 11)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     model(a)[:, 2].sum().backward()
@@ -171,9 +184,9 @@ def test_input_gradient_of_the_whole_cnn() -> None:
 def test_what_it_leaves_to_torch() -> None:
     """Strides, dilation, groups, float64 and maps smaller than the pool go to torch ops."""
     x, conv = _inputs(2, 8, 8, 2, 9, 7)
-    assert conv_block_applies(x, conv, (2, 2))
-    assert not conv_block_applies(x.double(), conv, (2, 2))
-    assert not conv_block_applies(x, torch.nn.Conv2d(8, 8, 2, stride=2), (2, 2))
-    assert not conv_block_applies(x, torch.nn.Conv2d(8, 8, 2, dilation=2), (2, 2))
-    assert not conv_block_applies(x, torch.nn.Conv2d(8, 8, 2, groups=2), (2, 2))
-    assert not conv_block_applies(x[:, :, :2, :2], conv, (2, 2))  # a 1x1 conv output cannot be pooled 2x2
+    assert conv_pool_applies(x, conv, (2, 2))
+    assert not conv_pool_applies(x.double(), conv, (2, 2))
+    assert not conv_pool_applies(x, torch.nn.Conv2d(8, 8, 2, stride=2), (2, 2))
+    assert not conv_pool_applies(x, torch.nn.Conv2d(8, 8, 2, dilation=2), (2, 2))
+    assert not conv_pool_applies(x, torch.nn.Conv2d(8, 8, 2, groups=2), (2, 2))
+    assert not conv_pool_applies(x[:, :, :2, :2], conv, (2, 2))  # a 1x1 conv output cannot be pooled 2x2

@@ -5,13 +5,28 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paraling.models import native
-from paraling.models.fused import dropout_threshold, pool_relu_dropout
-from paraling.models.native_pool import native_pool_applies
+from paraling.ops import Border, build
+from paraling.ops.pool import native_pool, pool_applies
+from paraling.ops.random import dropout_threshold
+from paraling.ops.reference import pool_relu_dropout as reference
 
 pytestmark = pytest.mark.skipif(
-    native.load_library() is None, reason="no C compiler: the native kernels cannot be built here"
+    build.load_library() is None, reason="no C compiler: the native kernels cannot be built here"
 )
+
+
+def pool_relu_dropout(
+    x: torch.Tensor,
+    pool: tuple[int, int],
+    p: float,
+    training: bool,
+    bias: torch.Tensor | None = None,
+    border: Border = Border(),
+) -> torch.Tensor:
+    """The kernel where it applies (every map of these tests but the float64 one), else the torch reference."""
+    if pool_applies(x, pool):
+        return native_pool(x, pool, p, training, bias, border)
+    return reference(x, pool, p, training, bias, border)
 
 
 def _reference(x: torch.Tensor, pool: tuple[int, int], bias: torch.Tensor | None) -> torch.Tensor:
@@ -40,7 +55,7 @@ def test_matches_torch_ops(
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     bias = torch.randn(shape[1]) * 0.3 if with_bias else None
-    assert native_pool_applies(x, pool)
+    assert pool_applies(x, pool)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     ba = bias.clone().requires_grad_() if bias is not None else None
     bb = bias.clone().requires_grad_() if bias is not None else None
@@ -58,15 +73,15 @@ def test_matches_torch_ops(
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("out_pad", [(0, 1, 0, 1), (1, 2, 2, 0)])
-def test_output_padding_written_in_place(dtype: torch.dtype, out_pad: tuple[int, int, int, int]) -> None:
-    """With out_pad the kernel returns the padded map F.pad would give, and takes the padded map's gradient."""
+@pytest.mark.parametrize("border", [Border(0, 1, 0, 1), Border(2, 0, 1, 2)])
+def test_output_padding_written_in_place(dtype: torch.dtype, border: Border) -> None:
+    """With a border the kernel returns the padded map F.pad would give, and takes the padded map's gradient."""
     torch.manual_seed(2)
     x = torch.randn(4, 20, 9, 7).to(dtype)
     bias = torch.randn(20) * 0.3
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ref = torch.nn.functional.pad(_reference(a, (2, 2), bias), out_pad)
-    out = pool_relu_dropout(b, (2, 2), 0.0, True, bias=bias, out_pad=out_pad)
+    ref = torch.nn.functional.pad(_reference(a, (2, 2), bias), border.pad_args())
+    out = pool_relu_dropout(b, (2, 2), 0.0, True, bias=bias, border=border)
     assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     w = torch.randn(ref.shape).to(dtype)
@@ -110,8 +125,8 @@ def test_nan_passes_like_torch() -> None:
 
 
 def test_what_it_leaves_to_torch() -> None:
-    assert not native_pool_applies(torch.randn(2, 3, 4, 4, dtype=torch.float64), (2, 2))
-    assert not native_pool_applies(torch.randn(2, 3), (2, 2))
-    assert not native_pool_applies(torch.randn(2, 3, 1, 4), (2, 2))  # smaller than the pool
+    assert not pool_applies(torch.randn(2, 3, 4, 4, dtype=torch.float64), (2, 2))
+    assert not pool_applies(torch.randn(2, 3), (2, 2))
+    assert not pool_applies(torch.randn(2, 3, 1, 4), (2, 2))  # smaller than the pool
     out = pool_relu_dropout(torch.randn(2, 3, 4, 4, dtype=torch.float64), (2, 2), 0.0, False)
     assert out.dtype == torch.float64

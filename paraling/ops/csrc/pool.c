@@ -1,6 +1,6 @@
 /* max-pool -> (+ bias) -> ReLU -> dropout over channels-last float32 or bfloat16 maps, fused, one byte per output.
  *
- * The torch version of this block (models/fused.py) writes int64 pooling indices, a boolean mask, the masked output,
+ * The torch reference of this block (paraling/ops/reference.py) writes int64 pooling indices, a boolean mask, the masked output,
  * then scales it; its backward zero-fills the input gradient and scatters into it. Here the forward reads the input
  * once and writes the output plus one byte per value (the winning candidate, 255 when the ReLU or dropout zeroed it);
  * the backward writes every input-gradient value exactly once, so no zero-fill pass. The bias, when given, is the

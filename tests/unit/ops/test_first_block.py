@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from paraling.atomic import atomic_path
-from paraling.models import native
 from paraling.models.cnn import WindowCNN
-from paraling.models.first_block import first_block
-from paraling.models.fused import dropout_threshold
+from paraling.ops import Border
+from paraling.ops import build as native
+from paraling.ops.first_block import first_block_applies, native_first_block
+from paraling.ops.random import dropout_threshold, random_bytes
 
 requires_native = pytest.mark.skipif(
     native.load_library() is None, reason="no C compiler: the native kernels cannot be built here"
@@ -31,13 +32,31 @@ def fresh_library(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatc
     native.load_library.cache_clear()
 
 
+def first_block(
+    x: torch.Tensor,
+    conv: torch.nn.Conv2d,
+    pads: tuple[int, int],
+    pool: tuple[int, int],
+    p: float,
+    training: bool,
+    out_pad: tuple[int, int, int, int] | None = None,
+) -> torch.Tensor | None:
+    """The kernel on ``x``, or ``None`` where it leaves the block to torch; ``pads`` = (top, left), ``out_pad`` in
+    ``torch.nn.functional.pad``'s order (as the reference pads)."""
+    if native.load_library() is None or not first_block_applies(x, conv, pool):
+        return None
+    left, right, top, bottom = out_pad or (0, 0, 0, 0)
+    pad = Border(pads[0], 0, pads[1], 0)
+    return native_first_block(x, conv, pad, pool, p, training, Border(top, bottom, left, right))
+
+
 def _model(kernel: int, channels: int, width: int, pool: int = 2) -> WindowCNN:
     torch.manual_seed(0)
     return WindowCNN(16, width, 3, [channels, 8], [kernel, 2], [0.0, 0.0], [12], 0.0, pool_size=pool)
 
 
 def _forward_backward(model: WindowCNN, x: torch.Tensor, native_on: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    model.native = native_on
+    model.kernels = "auto" if native_on else "reference"
     model.zero_grad(set_to_none=True)
     out = model(x)
     (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
@@ -154,12 +173,12 @@ def test_frozen_layer_and_input_gradients() -> None:
 def test_random_bytes_uniform_seeded_and_thread_independent() -> None:
     like = torch.empty(1000, 257)
     torch.manual_seed(11)
-    a = native.random_bytes(like)
+    a = random_bytes(like)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         torch.manual_seed(11)
-        b = native.random_bytes(like)
+        b = random_bytes(like)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(a, b) and a.shape == like.shape
@@ -167,7 +186,7 @@ def test_random_bytes_uniform_seeded_and_thread_independent() -> None:
     expected = a.numel() / 256
     chi2 = ((counts - expected) ** 2 / expected).sum().item()
     assert chi2 < 400  # 255 degrees of freedom: mean 255, sd 22.6
-    assert not torch.equal(native.random_bytes(like), a)
+    assert not torch.equal(random_bytes(like), a)
 
 
 def test_disabled_by_environment(fresh_library: pytest.MonkeyPatch) -> None:
@@ -185,12 +204,12 @@ def test_failed_build_falls_back_with_a_warning(
 ) -> None:
     fresh_library.setenv("PARALING_NATIVE_DIR", str(tmp_path / "native"))
     fresh_library.setenv("CC", "false")
-    with caplog.at_level(logging.WARNING, logger="paraling.models.native"):
+    with caplog.at_level(logging.WARNING, logger="paraling.ops.build"):
         assert native.load_library() is None
     assert "native CPU kernels unavailable" in caplog.text
     assert not list((tmp_path / "native").glob("*"))  # no half-written library left behind
     torch.manual_seed(0)
-    y = native.random_bytes(torch.empty(10, 10))  # the torch generator still serves dropout masks
+    y = random_bytes(torch.empty(10, 10))  # the torch generator still serves dropout masks
     assert y.dtype == torch.uint8 and y.shape == (10, 10)
 
 

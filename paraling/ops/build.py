@@ -1,16 +1,11 @@
-"""Native CPU kernels (``csrc/*.c``): their build, loading, and the random bytes of dropout masks.
-
-The kernels are the fused first conv block (``models/first_block.py``), fused max-pool → bias → ReLU → dropout for
-the other blocks and the FC layers (``models/native_pool.py``), the sparse backward pass of the other conv blocks
-(``models/conv_block.py``), and a parallel random-byte generator for dropout masks: torch's ``random_`` draws from
-one Mersenne Twister serially, about 1 ms per 1.6 M bytes here, which was 2-3% of a training step for the four
-masks of the default CNN.
+"""Building and loading the native CPU kernels (``csrc/*.c``) as one shared library, safely.
 
 The library is compiled on first use with the system C compiler (``$CC``, else ``cc``; ``-O3 -march=native
 -fopenmp``) into ``$PARALING_NATIVE_DIR`` (default ``~/.cache/paraling/native``), keyed by the source, the compiler
 and the CPU, and loaded with ctypes; OpenMP resolves to the runtime torch already loaded, so both share one thread
-pool. Without a compiler, on a failed build, on CUDA, or with ``PARALING_NATIVE=0``, everything runs on torch ops
-with the same results up to float rounding (and a different random stream).
+pool. Only a library that is this user's own is loaded: its folder is private (0700, this user's), the file and its
+recorded SHA-256 are this user's and unwritable by others, and the hash matches. Without a compiler, on a failed
+build or with ``PARALING_NATIVE=0`` :func:`load_library` returns ``None`` and every op runs its torch reference.
 """
 
 from __future__ import annotations
@@ -20,7 +15,6 @@ import functools
 import hashlib
 import logging
 import os
-import platform
 import shutil
 import stat
 import subprocess
@@ -30,20 +24,9 @@ from pathlib import Path
 import torch
 
 from paraling.atomic import atomic_path
+from paraling.ops.cpu import cpu_signature
 
-__all__ = [
-    "MAX_KERNEL",
-    "MAX_POOL",
-    "TILE",
-    "bf16_hardware",
-    "cpu_flags",
-    "cpu_model",
-    "load_library",
-    "native_enabled",
-    "padded_channels",
-    "ptr",
-    "random_bytes",
-]
+__all__ = ["MAX_KERNEL", "MAX_POOL", "TILE", "library_name", "load_library", "native_enabled", "padded_channels", "ptr"]
 
 log = logging.getLogger(__name__)
 
@@ -62,50 +45,6 @@ def _cache_dir() -> Path:
         return Path(os.environ["PARALING_NATIVE_DIR"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "paraling" / "native"
-
-
-@functools.lru_cache(maxsize=1)
-def _cpuinfo() -> dict[str, str]:
-    """The first ``model name`` and ``flags`` entries of ``/proc/cpuinfo`` (empty where it cannot be read)."""
-    info: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "flags") and key not in info:
-                    info[key] = value.strip()
-                    if len(info) == 2:
-                        break
-    except OSError:
-        pass
-    return info
-
-
-def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags as the kernel reports them (empty off Linux)."""
-    return frozenset(_cpuinfo().get("flags", "").split())
-
-
-def cpu_model() -> str:
-    """This CPU's model name as the kernel reports it, else the platform's processor or machine name."""
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
-
-
-def bf16_hardware() -> str:
-    """How this CPU computes bfloat16: ``"amx"`` (AMX tiles), ``"avx512_bf16"`` (vector dot products) or ``"none"``.
-
-    The bf16 matmul peak differs by kind: several times the fp32 peak with AMX, about twice it with AVX512-BF16.
-    """
-    flags = cpu_flags()
-    if "amx_bf16" in flags:
-        return "amx"
-    return "avx512_bf16" if "avx512_bf16" in flags else "none"
-
-
-def _cpu_signature() -> str:
-    info = _cpuinfo()
-    return repr(sorted(info.items())) if info else cpu_model()
 
 
 def _build(cc: str, out: Path) -> None:
@@ -172,7 +111,7 @@ def library_name(cc: str) -> str:
     """File name of the library for this source, compiler (``cc --version``), flags and CPU."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
     sources = [p.read_text() for p in sorted(_SOURCES.glob("*.[ch]"))]
-    key = hashlib.sha256(b"\0".join(s.encode() for s in (*sources, version, " ".join(_FLAGS), _cpu_signature())))
+    key = hashlib.sha256(b"\0".join(s.encode() for s in (*sources, version, " ".join(_FLAGS), cpu_signature())))
     return f"paraling-{key.hexdigest()[:16]}.so"
 
 
@@ -256,21 +195,3 @@ def padded_channels(c: int) -> int:
 def ptr(t: torch.Tensor | None) -> int | None:
     """A tensor's data pointer for ctypes (``None`` for ``None``)."""
     return None if t is None else t.data_ptr()
-
-
-def random_bytes(like: torch.Tensor) -> torch.Tensor:
-    """Uniform random bytes shaped and laid out like ``like``, seeded from torch's default generator.
-
-    On the CPU with the native library: one 63-bit seed drawn from torch, then SplitMix64 in parallel. Otherwise
-    one 64-bit draw of torch's generator per eight bytes.
-    """
-    n = like.numel()
-    lib = load_library() if like.device.type == "cpu" else None
-    if lib is not None:
-        flat = torch.empty(n, dtype=torch.uint8)
-        seed = int(torch.empty((), dtype=torch.int64).random_())
-        lib.pl_random_bytes(flat.data_ptr(), n, seed, torch.get_num_threads())
-    else:
-        words = torch.empty((n + 7) // 8, dtype=torch.int64, device=like.device).random_(-(2**63), 2**63 - 1)
-        flat = words.view(torch.uint8)[:n]
-    return flat.as_strided(like.shape, like.stride())

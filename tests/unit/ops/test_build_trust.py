@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from paraling.models import native
+from paraling.ops import build as native
 
 CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="needs a C compiler to build the planted library")
@@ -58,7 +58,7 @@ def test_a_library_in_a_folder_others_can_write_is_not_loaded(
     _plant(shared / native.library_name(CC))
     shared.chmod(0o777)  # like a folder in /tmp another user made
     env.setenv("PARALING_NATIVE_DIR", str(shared))
-    with caplog.at_level(logging.WARNING, logger="paraling.models.native"):
+    with caplog.at_level(logging.WARNING, logger="paraling.ops.build"):
         lib = native.load_library()
     assert not (tmp_path / "marker").exists()
     assert "is not a private folder of this user" in caplog.text
@@ -75,7 +75,7 @@ def test_a_temp_folder_of_another_user_is_not_used(
     planted_dir.mkdir()
     _plant(planted_dir / native.library_name(CC))
     planted_dir.chmod(0o777)
-    with caplog.at_level(logging.WARNING, logger="paraling.models.native"):
+    with caplog.at_level(logging.WARNING, logger="paraling.ops.build"):
         lib = native.load_library()
     assert not (tmp_path / "marker").exists()
     assert lib is not None and hasattr(lib, "pl_conv_pool_backward")
@@ -97,7 +97,7 @@ def test_a_tampered_file_in_the_private_folder_is_rebuilt(
         digest = path.with_suffix(".sha256").read_text()
         _plant(path)
         path.with_suffix(".sha256").write_text(digest)  # the recorded hash is of the real build
-    with caplog.at_level(logging.WARNING, logger="paraling.models.native"):
+    with caplog.at_level(logging.WARNING, logger="paraling.ops.build"):
         lib = native.load_library()
     assert not (tmp_path / "marker").exists()
     assert "rebuilding it" in caplog.text
@@ -111,6 +111,6 @@ def test_a_library_without_the_kernels_falls_back_with_a_warning(
     d.mkdir(mode=0o700)
     env.setenv("PARALING_NATIVE_DIR", str(d))
     env.setattr(native, "_build", lambda cc, out: _plant(out))  # this user's own build, but of the wrong code
-    with caplog.at_level(logging.WARNING, logger="paraling.models.native"):
+    with caplog.at_level(logging.WARNING, logger="paraling.ops.build"):
         assert native.load_library() is None
     assert "native CPU kernels unavailable" in caplog.text and "pl_first_block_forward" in caplog.text
