@@ -196,6 +196,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a TCP port on 127.0.0.1 that nothing listens on (now)."""
+    return _free_port
+
+
+def _tiny_overrides(corpus: Path, cache: Path, epochs: int = 1, log_model: bool = True) -> list[str]:
+    return [
+        *([] if log_model else ["tracking.log_model=false"]),
+        "corpus=csv",
+        f"corpus.path={corpus}",
+        f"cache_dir={cache}",
+        f"trainer.epochs={epochs}",
+        "cv.folds=2",
+        "model.channels=[8,8,8]",
+        "model.fc_sizes=[16]",
+        "progress=never",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> Callable[..., list[str]]:
+    """``tiny_overrides(corpus, cache, epochs=1, log_model=True)``: overrides of a seconds-long run on a CSV corpus
+    (two folds, a small CNN, caches under ``cache``), for subprocesses and sweeps that take override lists."""
+    return _tiny_overrides
+
+
 class MlflowServers:
     """Starts ``mlflow server`` processes on 127.0.0.1 (SQLite backend and artifacts in a folder); stops them all."""
 

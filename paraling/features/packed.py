@@ -18,7 +18,6 @@ behind, and is opened read-only and memory-mapped: corpora larger than RAM work,
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -37,6 +36,7 @@ import numpy as np
 from paraling.atomic import default_mode
 from paraling.errors import FeatureError, ResourceError
 from paraling.features.store import check_free_space
+from paraling.filelock import acquire, is_free
 
 __all__ = ["Pack", "PackStore", "file_signatures"]
 
@@ -220,15 +220,13 @@ _NO_LEASE_GRACE_S = 3600.0  # a temporary folder without a lease file (a build f
 
 def _hold_lease(folder: Path) -> int:
     """Take the build lease of ``folder``: an exclusive ``flock`` on its ``.lease`` file; returns the descriptor."""
-    fd = os.open(folder / _LEASE, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+    return acquire(folder / _LEASE)
 
 
 def _lease_is_free(folder: Path) -> bool:
     """Whether no live process holds ``folder``'s build lease."""
     try:
-        fd = os.open(folder / _LEASE, os.O_RDWR)
+        return is_free(folder / _LEASE)
     except FileNotFoundError:
         try:
             return time.time() - folder.stat().st_mtime > _NO_LEASE_GRACE_S
@@ -236,10 +234,3 @@ def _lease_is_free(folder: Path) -> bool:
             return False
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True

@@ -41,6 +41,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from paraling.errors import TransferError
+from paraling.filelock import file_lock
 from paraling.models.transfer import transfer_layers
 
 __all__ = [
@@ -233,23 +234,6 @@ def find_pretrained(digest: str, uri: str | None = None) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive file lock (POSIX); a no-op where ``fcntl`` does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _ensure_corpus(pcfg: DictConfig) -> None:
     """Generate the embedded language-ID corpus when the pre-training config points at a missing one."""
     c = pcfg.corpus
@@ -277,7 +261,7 @@ def ensure_pretrained(cfg: DictConfig, run: Runner) -> str:
     if found:
         log.info("transfer: reusing pre-training run %s (config hash %s)", found, digest)
         return found
-    with _lock(Path(str(cfg.cache_dir)) / "locks" / f"pretrain-{digest}.lock"):
+    with file_lock(Path(str(cfg.cache_dir)) / "locks" / f"pretrain-{digest}.lock"):
         found = find_pretrained(digest, uri)  # another worker may have finished it while we waited
         if found:
             return found

@@ -8,12 +8,12 @@ It also makes study creation happen once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from paraling.filelock import file_lock
 from paraling.search.storage import is_rdb_url, sqlalchemy_url, unreachable
 
 __all__ = ["study_lock"]
@@ -63,10 +63,5 @@ def study_lock(url: str, study_name: str) -> Iterator[None]:
     if target is None:
         yield
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{target}.paraling.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(f"{target}.paraling.lock"):
+        yield

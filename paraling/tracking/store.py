@@ -9,12 +9,12 @@ an exclusive ``flock`` on ``<database>.paraling.lock``, so one process creates t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 from typing import Any
 
 from paraling.errors import TrackingError
+from paraling.filelock import acquire
 from paraling.secrets import mask_secrets
 
 __all__ = ["DEFAULT_TRACKING_URI", "artifact_root", "mlflow_client", "resolve_tracking_uri"]
@@ -63,9 +63,8 @@ def mlflow_client(uri: str | None = None, registry: bool = False) -> Any:
     if not uri.startswith("sqlite:///") or uri in _ready:
         return MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
     lock = Path(uri[len("sqlite:///") :] + ".paraling.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = acquire(lock)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
         client.search_experiments(max_results=1)  # creates or migrates the tables, under the lock
     except Exception as exc:  # sqlalchemy / MLflow errors: a corrupt or unwritable database

@@ -9,7 +9,6 @@ lock when the owner exits in any way (``kill -9`` included), so a crashed run is
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from paraling.errors import TrainingError
+from paraling.filelock import acquire
 
 __all__ = ["LOCK_FILE", "hold_run_lock"]
 
@@ -31,19 +31,17 @@ def hold_run_lock(folder: Path) -> Iterator[None]:
     Raises:
         TrainingError: Another live process holds it (the message names it and the fix).
     """
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _read_owner(fd)
-            raise TrainingError(
-                f"another paraling process ({owner}) is training this configuration right now (checkpoints in "
-                f"{folder}); wait for it to finish, or change the configuration (e.g. seed=..., name=...) to start a "
-                "separate run"
-            ) from None
+        fd = acquire(path, blocking=False)
+    except BlockingIOError:
+        owner = _read_owner(path)
+        raise TrainingError(
+            f"another paraling process ({owner}) is training this configuration right now (checkpoints in "
+            f"{folder}); wait for it to finish, or change the configuration (e.g. seed=..., name=...) to start a "
+            "separate run"
+        ) from None
+    try:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode())
         yield
@@ -51,9 +49,9 @@ def hold_run_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _read_owner(fd: int) -> str:
+def _read_owner(path: Path) -> str:
     try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        info = json.loads(path.read_bytes()[:4096] or b"{}")
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["since"])))
         return f"pid {info['pid']} on {info['host']}, since {since}"
     except (OSError, ValueError, KeyError, TypeError):

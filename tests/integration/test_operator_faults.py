@@ -7,11 +7,11 @@ store at once, and a disk that fills up while a checkpoint is written.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,29 +22,10 @@ from mlflow.tracking import MlflowClient
 from paraling.errors import ResourceError
 
 
-def _tiny(csv: Path, cache: Path, epochs: int = 1) -> list[str]:
-    return [
-        "corpus=csv",
-        f"corpus.path={csv}",
-        f"cache_dir={cache}",
-        f"trainer.epochs={epochs}",
-        "cv.folds=2",
-        "model.channels=[8,8,8]",
-        "model.fc_sizes=[16]",
-        "progress=never",
-    ]
-
-
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
     return env
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -58,10 +39,12 @@ def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
 
 @pytest.mark.service
 @pytest.mark.slow
-def test_tracking_server_killed_mid_run_keeps_the_training(tone_corpus: Path, tmp_path: Path, mlflow_servers) -> None:
+def test_tracking_server_killed_mid_run_keeps_the_training(
+    tone_corpus: Path, tmp_path: Path, mlflow_servers, tiny_overrides: Callable[..., list[str]]
+) -> None:
     url, server = mlflow_servers.start(tmp_path)
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "paraling.cli.main", "train", *_tiny(tone_corpus, cache, epochs=8)]
+    args = [sys.executable, "-m", "paraling.cli.main", "train", *tiny_overrides(tone_corpus, cache, epochs=8)]
     run = subprocess.Popen(
         [*args, f"tracking.uri={url}"],
         cwd=tmp_path,
@@ -91,10 +74,16 @@ def test_tracking_server_killed_mid_run_keeps_the_training(tone_corpus: Path, tm
     assert r.info.status == "FINISHED" and r.data.tags.get("paraling.resumed") == "true"
 
 
-def test_unreachable_postgresql_storage_is_one_line(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_unreachable_postgresql_storage_is_one_line(
+    tone_corpus: Path,
+    tmp_path: Path,
+    mlflow_uri: str,
+    tiny_overrides: Callable[..., list[str]],
+    free_port: Callable[[], int],
+) -> None:
     study = tmp_path / "s.yaml"
     study.write_text(yaml.safe_dump({"study_name": "s", "space": {"windows.width": [11, 13]}, "n_trials": 1}))
-    storage = f"postgresql://u:hunter2@127.0.0.1:{_closed_port()}/db"
+    storage = f"postgresql://u:hunter2@127.0.0.1:{free_port()}/db"
     proc = subprocess.run(
         [
             sys.executable,
@@ -104,7 +93,7 @@ def test_unreachable_postgresql_storage_is_one_line(tone_corpus: Path, tmp_path:
             str(study),
             "--storage",
             storage,
-            *_tiny(tone_corpus, tmp_path / "cache"),
+            *tiny_overrides(tone_corpus, tmp_path / "cache"),
         ],
         cwd=tmp_path,
         env={**_env(), "MLFLOW_TRACKING_URI": mlflow_uri},

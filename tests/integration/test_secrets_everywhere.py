@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,19 +29,6 @@ def _paraling(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _tiny(csv: Path, cache: Path) -> list[str]:
-    return [
-        "corpus=csv",
-        f"corpus.path={csv}",
-        f"cache_dir={cache}",
-        "trainer.epochs=1",
-        "cv.folds=2",
-        "model.channels=[8,8,8]",
-        "model.fc_sizes=[16]",
-        "progress=never",
-    ]
-
-
 def _files_with(folder: Path, needle: str) -> list[str]:
     hits = []
     for p in folder.rglob("*"):
@@ -50,11 +38,13 @@ def _files_with(folder: Path, needle: str) -> list[str]:
 
 
 @pytest.mark.service
-def test_a_planted_password_reaches_no_output(tone_corpus: Path, tmp_path: Path, mlflow_server: str) -> None:
+def test_a_planted_password_reaches_no_output(
+    tone_corpus: Path, tmp_path: Path, mlflow_server: str, tiny_overrides: Callable[..., list[str]]
+) -> None:
     uri = mlflow_server.replace("http://", f"http://alice:{SECRET}@")
     work = tmp_path / "work"
     work.mkdir()
-    tiny = _tiny(tone_corpus, tmp_path / "cache")
+    tiny = tiny_overrides(tone_corpus, tmp_path / "cache")
     train = _paraling("train", *tiny, f"tracking.uri={uri}", cwd=work)
     assert train.returncode == 0, train.stderr[-3000:]
     assert "alice:***@" in train.stdout  # the printed `mlflow ui` line, masked

@@ -14,12 +14,11 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,12 +264,6 @@ def test_sigkilled_worker_trial_fails_is_retried_and_nothing_stays_running(
     assert "killed by signal 9" in out and "starting a replacement" in out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pg_bindir() -> Path | None:
     """Folder of initdb/pg_ctl: Debian's /usr/lib/postgresql/<version>/bin (newest), else $PATH."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
@@ -296,7 +289,7 @@ def run_as_prefix(folder: Path) -> list[str]:
 
 
 @pytest.fixture()
-def postgres_url() -> Iterator[str]:
+def postgres_url(free_port: Callable[[], int]) -> Iterator[str]:
     """A fresh PostgreSQL cluster (trust auth, fsync off) on 127.0.0.1:<free port>; yields its URL."""
     bindir = pg_bindir()
     if bindir is None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,6 @@ from paraling.search.storage import make_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _tiny(corpus: Path, cache: Path, epochs: int = 1) -> list[str]:
-    return [
-        "corpus=csv",
-        f"corpus.path={corpus}",
-        "cv.folds=2",
-        "model.channels=[8,8,8]",
-        "model.fc_sizes=[16]",
-        "tracking.log_model=false",
-        f"cache_dir={cache}",
-        f"trainer.epochs={epochs}",
-        "progress=never",
-    ]
-
-
 def _study(folder: Path, name: str, **fields: Any) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"study_name": name, "pruner": "none", **fields}, sort_keys=False))
@@ -52,15 +38,12 @@ def _journal(path: Path) -> optuna.Study:
     return optuna.load_study(study_name=path.stem, storage=make_storage(str(path.parent / path.stem / "journal.log")))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_sigterm_fails_and_requeues_the_trial_kills_the_runs_and_exits_130(
-    tone_corpus: Path, tmp_path: Path, mlflow_uri: str
+    tone_corpus: Path,
+    tmp_path: Path,
+    mlflow_uri: str,
+    tiny_overrides: Callable[..., list[str]],
 ) -> None:
     path = _study(tmp_path, "term", space={"windows.width": [11, 13]}, sampler={"name": "grid"})
     proc = subprocess.Popen(
@@ -70,7 +53,7 @@ def test_sigterm_fails_and_requeues_the_trial_kills_the_runs_and_exits_130(
             "paraling.cli.main",
             "sweep",
             str(path),
-            *_tiny(tone_corpus, tmp_path / "c", epochs=400),
+            *tiny_overrides(tone_corpus, tmp_path / "c", epochs=400, log_model=False),
         ],
         cwd=tmp_path,
         env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri},
@@ -132,7 +115,10 @@ def test_hydra_sweep_syntax_maps_to_study_parameters() -> None:
 
 
 def test_sqlite_storage_uses_optuna_heartbeats_and_retries_a_stale_trial(
-    tone_corpus: Path, tmp_path: Path, mlflow_uri: str
+    tone_corpus: Path,
+    tmp_path: Path,
+    mlflow_uri: str,
+    tiny_overrides: Callable[..., list[str]],
 ) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     path = _study(
@@ -153,23 +139,30 @@ def test_sqlite_storage_uses_optuna_heartbeats_and_retries_a_stale_trial(
     spec.space.suggest(stale)
     storage.record_heartbeat(stale._trial_id)  # its worker beat once, then vanished (another host: no pid to check)
     time.sleep(3.5)
-    summary = run_sweep(spec, SweepOptions(overrides=_tiny(tone_corpus, tmp_path / "c")))
+    summary = run_sweep(spec, SweepOptions(overrides=tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)))
     assert summary.stopped == "complete" and summary.complete == 2, summary.format()
     trials = optuna.load_study(study_name="hb", storage=storage).trials
     assert trials[0].state == TrialState.FAIL
     assert [t.state for t in trials if t.system_attrs.get("failed_trial") == 0] == [TrialState.COMPLETE]
 
 
-def test_grid_with_two_workers_runs_each_point_once(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_grid_with_two_workers_runs_each_point_once(
+    tone_corpus: Path, tmp_path: Path, mlflow_uri: str, tiny_overrides: Callable[..., list[str]]
+) -> None:
     path = _study(tmp_path, "grid2", space={"windows.width": [11, 13, 15, 17]}, sampler={"name": "grid"})
-    summary = run_sweep(load_study_spec(path), SweepOptions(workers=2, overrides=_tiny(tone_corpus, tmp_path / "c")))
+    summary = run_sweep(
+        load_study_spec(path),
+        SweepOptions(workers=2, overrides=tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)),
+    )
     assert summary.complete == 4 and summary.stopped == "complete"
     trials = _journal(path).trials
     assert sorted(t.params["windows.width"] for t in trials) == [11, 13, 15, 17]
     assert all(t.system_attrs[WORKER_ATTR]["pid"] != os.getpid() for t in trials)  # ran in the two workers
 
 
-def test_timeout_and_check(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_timeout_and_check(
+    tone_corpus: Path, tmp_path: Path, mlflow_uri: str, tiny_overrides: Callable[..., list[str]]
+) -> None:
     from paraling.cli.sweep import main as sweep_main
     from paraling.errors import ConfigError, SearchError
 
@@ -180,20 +173,29 @@ def test_timeout_and_check(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -
         sampler={"name": "random"},
         n_trials=50,
     )
-    summary = run_sweep(load_study_spec(path), SweepOptions(timeout=1, overrides=_tiny(tone_corpus, tmp_path / "c")))
+    summary = run_sweep(
+        load_study_spec(path),
+        SweepOptions(timeout=1, overrides=tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)),
+    )
     assert summary.stopped == "timeout" and 1 <= summary.complete < 50
     n = len(_journal(path).trials)
-    assert sweep_main([str(path), "--check", *_tiny(tone_corpus, tmp_path / "c")]) == 0
+    assert sweep_main([str(path), "--check", *tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)]) == 0
     assert len(_journal(path).trials) == n  # --check ran nothing
     bad = _study(tmp_path, "bad", space={"model.no_such_key": [1, 2]}, sampler={"name": "grid"})
     with pytest.raises((ConfigError, SearchError), match="no_such_key"):
-        sweep_main([str(bad), "--check", *_tiny(tone_corpus, tmp_path / "c")])
+        sweep_main([str(bad), "--check", *tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)])
 
 
 @pytest.mark.slow
-def test_dashboard_serves_the_study_on_loopback(tone_corpus: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_dashboard_serves_the_study_on_loopback(
+    tone_corpus: Path,
+    tmp_path: Path,
+    mlflow_uri: str,
+    tiny_overrides: Callable[..., list[str]],
+    free_port: Callable[[], int],
+) -> None:
     path = _study(tmp_path, "dash", space={"windows.width": [11]}, sampler={"name": "grid"})
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -204,7 +206,7 @@ def test_dashboard_serves_the_study_on_loopback(tone_corpus: Path, tmp_path: Pat
             "--dashboard",
             "--dashboard-port",
             str(port),
-            *_tiny(tone_corpus, tmp_path / "c"),
+            *tiny_overrides(tone_corpus, tmp_path / "c", log_model=False),
         ],
         cwd=tmp_path,
         env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri},
@@ -233,7 +235,11 @@ def test_dashboard_serves_the_study_on_loopback(tone_corpus: Path, tmp_path: Pat
 
 
 def test_cuda_out_of_memory_is_a_failed_trial_and_the_sweep_goes_on(
-    tone_corpus: Path, tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+    tone_corpus: Path,
+    tmp_path: Path,
+    mlflow_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_overrides: Callable[..., list[str]],
 ) -> None:
     from paraling.pipeline import experiment
 
@@ -246,7 +252,9 @@ def test_cuda_out_of_memory_is_a_failed_trial_and_the_sweep_goes_on(
 
     monkeypatch.setattr(experiment, "run_experiment", oom_at_width_13)
     path = _study(tmp_path, "oom", space={"windows.width": [11, 13, 15]}, sampler={"name": "grid"})
-    summary = run_sweep(load_study_spec(path), SweepOptions(overrides=_tiny(tone_corpus, tmp_path / "c")))
+    summary = run_sweep(
+        load_study_spec(path), SweepOptions(overrides=tiny_overrides(tone_corpus, tmp_path / "c", log_model=False))
+    )
     assert (summary.complete, summary.failed, summary.stopped) == (2, 1, "complete")
     (failed,) = [t for t in _journal(path).trials if t.state == TrialState.FAIL]
     assert failed.params["windows.width"] == 13 and "OutOfMemoryError" in failed.user_attrs["fail_reason"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,6 @@ from paraling.search.recovery import WORKER_ATTR, worker_identity
 from paraling.search.storage import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _tiny(corpus: Path, cache: Path) -> list[str]:
-    return [
-        "corpus=csv",
-        f"corpus.path={corpus}",
-        "cv.folds=2",
-        "model.channels=[8,8,8]",
-        "model.fc_sizes=[16]",
-        "tracking.log_model=false",
-        f"cache_dir={cache}",
-        "trainer.epochs=1",
-    ]
 
 
 def _study_file(folder: Path, name: str, **fields: Any) -> Path:
@@ -52,12 +40,17 @@ def _dead_pid() -> int:
 
 @pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
 def test_a_sweep_stopped_during_its_last_trial_resumes(
-    how: str, tmp_path: Path, tone_corpus: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+    how: str,
+    tmp_path: Path,
+    tone_corpus: Path,
+    mlflow_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_overrides: Callable[..., list[str]],
 ) -> None:
     path = _study_file(
         tmp_path, "last", space={"windows.width": [11, 13]}, sampler={"name": "random", "seed": 0}, n_trials=1
     )
-    opts = SweepOptions(overrides=_tiny(tone_corpus, tmp_path / "cache"))
+    opts = SweepOptions(overrides=tiny_overrides(tone_corpus, tmp_path / "cache", log_model=False))
     if how == "ctrl-c":
         from paraling.pipeline import experiment
 
@@ -86,7 +79,9 @@ def test_a_sweep_stopped_during_its_last_trial_resumes(
     assert again.stopped == "complete" and len(_load(path).trials) == 2
 
 
-def test_a_resumed_study_does_not_repeat_its_parameter_sets(tmp_path: Path, tone_corpus: Path, mlflow_uri: str) -> None:
+def test_a_resumed_study_does_not_repeat_its_parameter_sets(
+    tmp_path: Path, tone_corpus: Path, mlflow_uri: str, tiny_overrides: Callable[..., list[str]]
+) -> None:
     path = _study_file(
         tmp_path,
         "reseed",
@@ -94,7 +89,7 @@ def test_a_resumed_study_does_not_repeat_its_parameter_sets(tmp_path: Path, tone
         sampler={"name": "random", "seed": 7},
         n_trials=2,
     )
-    overrides = _tiny(tone_corpus, tmp_path / "cache")
+    overrides = tiny_overrides(tone_corpus, tmp_path / "cache", log_model=False)
     run_sweep(load_study_spec(path), SweepOptions(overrides=overrides))
     run_sweep(load_study_spec(path), SweepOptions(overrides=overrides, n_trials=4))
     values = [t.params["model.dropout_fc"] for t in _load(path).trials]
