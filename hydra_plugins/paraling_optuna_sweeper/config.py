@@ -21,6 +21,8 @@ class ParalingOptunaSweeperConf:
         n_trials: Trials the study should hold (default: the file's).
         n_jobs: Trials handed to the launcher per batch (parallel launchers such as joblib run them together).
         timeout: Seconds after which no new batch starts.
+        gpus: GPUs the jobs of a batch are spread over, e.g. ``"0,1"`` (default: all visible; ``"none"``): job ``j``
+            of a batch runs with ``CUDA_VISIBLE_DEVICES`` set to GPU ``j mod len(gpus)``.
     """
 
     _target_: str = "hydra_plugins.paraling_optuna_sweeper.paraling_optuna_sweeper.ParalingOptunaSweeper"
@@ -30,6 +32,7 @@ class ParalingOptunaSweeperConf:
     n_trials: Optional[int] = None  # noqa: UP045
     n_jobs: int = 1
     timeout: Optional[float] = None  # noqa: UP045
+    gpus: Optional[str] = None  # noqa: UP045
 
 
 ConfigStore.instance().store(

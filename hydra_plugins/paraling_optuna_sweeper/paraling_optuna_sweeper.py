@@ -23,6 +23,7 @@ class ParalingOptunaSweeper(Sweeper):
         n_trials: Trials the study should hold (default: the study's).
         n_jobs: Trials per launcher batch.
         timeout: Seconds after which no new batch starts.
+        gpus: GPUs the jobs of a batch are spread over (``"0,1"``; default: all visible; ``"none"``).
     """
 
     def __init__(
@@ -33,9 +34,10 @@ class ParalingOptunaSweeper(Sweeper):
         n_trials: int | None = None,
         n_jobs: int = 1,
         timeout: float | None = None,
+        gpus: str | None = None,
     ) -> None:
         self.study, self.storage, self.study_name = study, storage, study_name
-        self.n_trials, self.n_jobs, self.timeout = n_trials, n_jobs, timeout
+        self.n_trials, self.n_jobs, self.timeout, self.gpus = n_trials, n_jobs, timeout, gpus
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher = None

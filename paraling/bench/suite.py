@@ -23,6 +23,7 @@ QUICK = {
     "feature_files": 60,
     "mem_sizes": (100, 1000),
     "uar": (10, 2, 3, 6_000),
+    "prune": (6, 12, 4_000),  # trials, demo speakers, windows per epoch
 }
 FULL = {
     "train_windows": 40_000,
@@ -30,6 +31,7 @@ FULL = {
     "feature_files": 300,
     "mem_sizes": (200, 2000),
     "uar": (30, 5, 8, None),
+    "prune": (None, 30, None),  # the demo study as shipped (12 trials) on the demo corpus
 }
 
 
@@ -240,6 +242,28 @@ def run_suite(
         )
         result["fast_path_uar_delta"] = ua["delta"]
         result["fast_path_uar"] = ua
+        log(_fmt(figures[-1]))
+    if "prune" not in skip:
+        from paraling.bench.sweep_efficiency import sweep_pruning
+
+        trials, spk, wpe = p["prune"]
+        sp = sweep_pruning(trials, spk, wpe)
+        figures.append(
+            Figure(
+                "(h) sweep epochs, pruned vs not",
+                sp["pruned_epochs"],
+                sp["unpruned_epochs"],
+                "epochs trained",
+                sp["epoch_fraction"],
+                "<= 0.50",
+                f"best {sp['pruned_best']:.3f} vs {sp['unpruned_best']:.3f} (delta {sp['best_delta']:+.3f}, fold std "
+                f"{sp['unpruned_fold_std']:.3f}); {sp['pruned_pruned']:.0f} of {sp['pruned_trials']:.0f} pruned; "
+                f"{sp['pruned_seconds']:.0f} s vs {sp['unpruned_seconds']:.0f} s",
+            )
+        )
+        result["sweep_pruned_epoch_fraction"] = sp["epoch_fraction"]
+        result["sweep_pruned_best_delta"] = sp["best_delta"]
+        result["sweep_pruning"] = sp
         log(_fmt(figures[-1]))
     result["figures"] = [asdict(f) for f in figures]
     result["seconds"] = time.perf_counter() - t_all

@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
         "the GPU, each against a reference measured on the same GPU",
     )
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "infer", "features", "sweep", "memory", "uar"])
+    figures = ["train", "infer", "features", "sweep", "memory", "uar", "prune"]
+    p.add_argument("--skip", nargs="*", default=[], choices=figures, help="figures to leave out")
     a = p.parse_args(argv)
     from paraling.bench.suite import log_to_mlflow, run_suite, write_json
 

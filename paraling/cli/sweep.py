@@ -1,4 +1,4 @@
-"""``paraling sweep sweeps/NAME.yaml [--n-trials N] [--workers N] [--storage URL] [--study-name S] [OVERRIDES...]``.
+"""``paraling sweep NAME [--n-trials N] [--workers N | --gpus 0,1 --trials-per-gpu K] [--storage URL] [OVERRIDES...]``.
 
 Runs or resumes the Optuna study of a study file; Hydra overrides after the file apply to every trial. See
 ``docs/sweeps.md``.
@@ -19,6 +19,7 @@ __all__ = ["main"]
 EPILOG = """examples:
   paraling sweep sweeps/demo.yaml corpus=csv corpus.path=data/tones/corpus.csv
   paraling sweep sweeps/demo.yaml --workers 2 --n-trials 20        (resumes: runs only the missing trials)
+  paraling sweep sweeps/demo.yaml --gpus 0,1,2,3 --trials-per-gpu 2   (8 workers, each confined to its GPU)
   paraling sweep sweeps/paper.yaml --storage postgresql://user:pw@db/optuna   (same command on every machine)
   paraling sweep sweeps/demo.yaml --check                           (validate the study file, run nothing)
 """
@@ -34,7 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study file (sweeps/NAME.yaml) or its NAME")
     p.add_argument("overrides", nargs="*", help="Hydra overrides applied to every trial (e.g. corpus=csv)")
     p.add_argument("--n-trials", type=int, default=None, help="trials the study should hold (default: the file's)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes on this machine (default: one per GPU x --trials-per-gpu; 1 without GPUs)",
+    )
+    p.add_argument(
+        "--gpus",
+        default=None,
+        help="GPUs to use, e.g. 0,1,2,3 (default: all visible; 'none' for CPU workers); each worker sees one",
+    )
+    p.add_argument("--trials-per-gpu", type=int, default=1, help="workers (trials at a time) per GPU (default: 1)")
     p.add_argument(
         "--storage",
         default=None,
@@ -76,9 +88,13 @@ def main(argv: list[str]) -> int:
         for p in spec.space.params:
             print(f"  {p.name}: {p.describe()}")
         return 0
+    from paraling.search.gpus import parse_gpus
+
     options = SweepOptions(
         n_trials=a.n_trials,
         workers=a.workers,
+        gpus=parse_gpus(a.gpus),
+        trials_per_gpu=a.trials_per_gpu,
         storage=a.storage,
         study_name=a.study_name,
         timeout=a.timeout,

@@ -127,6 +127,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from omegaconf import OmegaConf
     from optuna.trial import TrialState
 
+    from paraling.search.gpus import parse_gpus, visible_gpus
     from paraling.search.locks import study_lock
     from paraling.search.probe import check_against_config
     from paraling.search.recovery import (
@@ -188,6 +189,8 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     deadline = time.time() + spec.timeout if spec.timeout else None
     n_jobs = max(1, int(sweeper.n_jobs))
+    gpus = parse_gpus(sweeper.gpus)
+    gpus = visible_gpus() if gpus is None else gpus
     results: list[Any] = []
     stopped: str | None = None
     job_idx = 0
@@ -232,7 +235,10 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                         sync(frozen)
                     log.info("trial %d FAIL (%s)", t.number, reason)
                     continue
-                batch.append([*overrides, f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"])
+                env = [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"]
+                if gpus:  # one GPU per job of the batch, as `paraling sweep` gives one per worker
+                    env.append(f"++hydra.job.env_set.CUDA_VISIBLE_DEVICES={gpus[len(batch) % len(gpus)]}")
+                batch.append([*overrides, *env])
                 launched.append(t)
             if batch:
                 rets = launcher.launch(batch, initial_job_idx=job_idx)

@@ -1,7 +1,9 @@
 """``paraling sweep``: validate, create the study and its MLflow parent run once, run the workers, summarise.
 
-With ``--workers 1`` the trial loop (:mod:`paraling.search.worker`) runs in this process; otherwise in
-``multiprocessing`` *spawn* processes, each using ``cores // workers`` torch threads. Other machines join by running
+With one worker and no GPU the trial loop (:mod:`paraling.search.worker`) runs in this process; otherwise in
+``multiprocessing`` *spawn* processes, each using ``cores // workers`` torch threads and, on a GPU machine, started
+with ``CUDA_VISIBLE_DEVICES`` set to its one GPU (:mod:`paraling.search.gpus`: one worker per GPU by default,
+``--trials-per-gpu K`` for K). Other machines join by running
 the same command against the same PostgreSQL storage and MLflow server. Re-running the command resumes: only the
 missing trials run.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraling.errors import SearchError
+from paraling.search.gpus import plan_gpus, visible_gpus
 from paraling.search.interrupts import interrupt_once, remember_interrupt, reset_interrupt
 from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
@@ -46,13 +49,15 @@ class SweepOptions:
     """Command-line options of ``paraling sweep`` (``None`` keeps the study file's value)."""
 
     n_trials: int | None = None
-    workers: int = 1
+    workers: int | None = None  # None: one per GPU x trials_per_gpu, or 1 without GPUs
     storage: str | None = None
     study_name: str | None = None
     timeout: float | None = None
     overrides: list[str] = field(default_factory=list)
     dashboard: bool = False
     dashboard_port: int = 8080
+    gpus: list[str] | None = None  # None: every visible GPU; []: none
+    trials_per_gpu: int = 1
 
 
 @dataclass
@@ -309,8 +314,7 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
         SearchError: The storage cannot be opened or the study conflicts with the file.
     """
     options = options or SweepOptions()
-    if options.workers < 1:
-        raise SearchError(f"--workers must be >= 1, but got workers={options.workers}")
+    plan = plan_gpus(visible_gpus() if options.gpus is None else options.gpus, options.trials_per_gpu, options.workers)
     spec = spec.with_options(options.n_trials, options.study_name, options.storage, options.timeout)
     url = resolve_storage_url(spec)
     with hydra_context():
@@ -337,15 +341,11 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
     with _sigterm_as_interrupt():
         try:
             if (remaining is None or remaining > 0) and c.failed < spec.max_failures:
-                n = options.workers if remaining is None else min(options.workers, remaining)
+                n = len(plan) if remaining is None else min(len(plan), remaining)
                 threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else None
-                args = [
-                    WorkerArgs(
-                        TrialContext(**{**prepared.ctx.__dict__, "quiet": n > 1}), i, n, deadline, threads, os.getpid()
-                    )
-                    for i in range(n)
-                ]
-                if n == 1:
+                quiet = TrialContext(**{**prepared.ctx.__dict__, "quiet": n > 1})
+                args = [WorkerArgs(quiet, i, n, deadline, threads, os.getpid(), plan[i]) for i in range(n)]
+                if n == 1 and plan[0] is None:  # no GPU to confine it to: the worker runs in this process
                     args[0].parent_pid = None
                     stopped = worker_loop(args[0], prepared.tracking)
                 else:

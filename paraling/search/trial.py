@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraling.errors import Pruned, SearchError
+from paraling.search.gpus import GPU_ATTR, GPU_TAG, trial_gpu
 from paraling.search.interrupts import interrupt_requested
 from paraling.search.spec import StudySpec
 from paraling.secrets import mask_obj, mask_secrets
@@ -155,6 +156,10 @@ def execute_trial(
     shown = " ".join(f"{k}={v}" for k, v in trial.params.items())
     log.info("%strial %d started: %s", _prefix(ctx), number, shown)
     tags = {"paraling.sweep.study": spec.study_name, "paraling.sweep.trial": str(number)}
+    gpu = trial_gpu()
+    if gpu is not None:  # what this process was confined to (a worker's or a launcher job's CUDA_VISIBLE_DEVICES)
+        trial.set_user_attr(GPU_ATTR, gpu)
+        tags[GPU_TAG] = gpu
     t0 = time.perf_counter()
     outcome = TrialOutcome(number, "FAIL")
     interrupted = False

@@ -23,6 +23,7 @@ from typing import Any
 
 from paraling.config import hydra_context
 from paraling.errors import ParalingError
+from paraling.search.gpus import worker_env
 from paraling.search.interrupts import interrupt_once
 from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
@@ -56,6 +57,7 @@ class WorkerArgs:
     deadline: float | None
     threads: int | None
     parent_pid: int | None = None
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES of the worker process (None: inherited)
 
 
 def worker_seed(seed: int | None, index: int, n_workers: int, url: str, n_before: int = 0) -> int | None:
@@ -166,12 +168,15 @@ def run_processes(args_list: list[WorkerArgs]) -> str | None:
 
     def start(a: WorkerArgs) -> None:
         p = ctx.Process(target=worker_main, args=(a,), name=f"paraling-sweep-w{a.index}")
-        p.start()
+        with worker_env(a.gpu):  # a spawned child starts with the parent's environment at start()
+            p.start()
         procs[p.sentinel] = (p, a)
 
     for a in args_list:
         start(a)
-    log.info("started %d workers: pids %s", len(procs), [p.pid for p, _ in procs.values()])
+    gpus = [a.gpu for _, a in procs.values()]
+    on = f" on GPUs {gpus}" if any(g is not None for g in gpus) else ""
+    log.info("started %d workers%s: pids %s", len(procs), on, [p.pid for p, _ in procs.values()])
     restarts = 0
     try:
         while procs:

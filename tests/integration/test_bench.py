@@ -14,7 +14,7 @@ from paraling.cli.bench import main
 def test_bench_quick_subset_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "b.json"
-    assert main(["--quick", "--json", str(out), "--skip", "memory", "uar"]) == 0
+    assert main(["--quick", "--json", str(out), "--skip", "memory", "uar", "prune"]) == 0
     res = json.loads(out.read_text())
     for key in (
         "train_speedup_vs_naive",
@@ -83,3 +83,18 @@ def test_memory_headline_is_the_printed_anonymous_slope(monkeypatch: pytest.Monk
     (fig,) = res["figures"]
     assert fig["value"] == 11.0 and abs(fig["ratio"] - 11.0 / 250.0) < 1e-12
     assert any(line.startswith("(f)") for line in lines)
+
+
+@pytest.mark.slow
+def test_pruning_figure_runs_the_demo_study_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(h): with at most the sampler's 4 random start-up trials both studies try the same parameters (same seed),
+    so the pruned study can only train fewer epochs; the unpruned one trains every fold and epoch of every trial."""
+    from paraling.bench.sweep_efficiency import sweep_pruning
+
+    monkeypatch.chdir(tmp_path)
+    sp = sweep_pruning(n_trials=4, n_speakers=9, windows_per_epoch=1_000)
+    assert sp["unpruned_epochs"] == 4 * 3 * 2 and sp["unpruned_trials"] == 4  # demo study: 3 folds x 2 epochs
+    assert sp["pruned_epochs"] <= sp["unpruned_epochs"]
+    assert sp["epoch_fraction"] == sp["pruned_epochs"] / sp["unpruned_epochs"]
+    assert sp["pruned_pruned"] >= 1 or sp["pruned_epochs"] == sp["unpruned_epochs"]
+    assert sp["best_delta"] == sp["pruned_best"] - sp["unpruned_best"] and sp["unpruned_fold_std"] >= 0

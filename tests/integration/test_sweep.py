@@ -396,6 +396,7 @@ def test_hydra_sweeper_plugin_gives_the_same_structure(
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.gpus='3,5'",  # job j of a batch is confined to GPU j mod 2 (no GPU needed to check that)
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
         *tiny(tone_corpus, feature_cache, None),
     ]
@@ -411,3 +412,6 @@ def test_hydra_sweeper_plugin_gives_the_same_structure(
     assert "trainer.epochs=1" in line and "PARALING_SWEEP_TRIAL" not in line and "sweep=" not in line
     results = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
     assert results["best_params"] == {"trainer.epochs": 1, "windows.width": 11}
+    # each job saw its own GPU, and its trial and MLflow run say which
+    assert sorted(t.user_attrs["gpu"] for t in study.trials) == ["3", "5"]
+    assert sorted(c.data.tags["paraling.gpu"] for c in children) == ["3", "5"]

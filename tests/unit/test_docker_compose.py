@@ -24,3 +24,13 @@ def test_the_database_password_is_required_and_has_no_default() -> None:
     uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
     assert len(uses) >= 4 and all(u.startswith(":?") for u in uses), uses
     assert "paraling:paraling@" not in text and "change-me@" not in text
+
+
+def test_workers_are_spread_over_the_gpus_not_stacked_on_one() -> None:
+    """One worker container per machine sees every GPU and confines each of its worker processes to one
+    (`--gpus`, `--trials-per-gpu`); replicas reserving `count: 1` each would all land on the same device."""
+    worker = yaml.safe_load(COMPOSE.read_text())["services"]["worker"]
+    command = worker["command"]
+    assert "--gpus=${PARALING_GPUS:-all}" in command and "--trials-per-gpu=${PARALING_TRIALS_PER_GPU:-1}" in command
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["count"] == "all"
