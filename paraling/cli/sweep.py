@@ -20,6 +20,8 @@ EPILOG = """examples:
   paraling sweep sweeps/demo.yaml corpus=csv corpus.path=data/tones/corpus.csv
   paraling sweep sweeps/demo.yaml --workers 2 --n-trials 20        (resumes: runs only the missing trials)
   paraling sweep sweeps/demo.yaml --gpus 0,1,2,3 --trials-per-gpu 2   (8 workers, each confined to its GPU)
+  paraling sweep sweeps/paper.yaml --executor slurm --jobs 16 --slurm-partition gpu --slurm-gpus-per-job 1 \
+      --storage postgresql://user:pw@db/optuna                     (16 SLURM array jobs, one worker each)
   paraling sweep sweeps/paper.yaml --storage postgresql://user:pw@db/optuna   (same command on every machine)
   paraling sweep sweeps/demo.yaml --check                           (validate the study file, run nothing)
 """
@@ -47,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         help="GPUs to use, e.g. 0,1,2,3 (default: all visible; 'none' for CPU workers); each worker sees one",
     )
     p.add_argument("--trials-per-gpu", type=int, default=1, help="workers (trials at a time) per GPU (default: 1)")
+    p.add_argument(
+        "--executor",
+        choices=["process", "local", "slurm"],
+        default="process",
+        help="where workers run: processes here (default), or submitit jobs: slurm (a cluster) or local",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="with --executor local|slurm: jobs in the array (workers)")
+    p.add_argument("--slurm-partition", default=None, help="SLURM partition of the jobs")
+    p.add_argument("--slurm-gpus-per-job", type=int, default=0, help="GPUs per job (default: 0)")
+    p.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit per job in minutes (default: 1440)")
+    p.add_argument("--slurm-cpus-per-job", type=int, default=None, help="CPU cores per job")
+    p.add_argument("--executor-folder", default=None, help="submitit job files and logs (default: beside the journal)")
     p.add_argument(
         "--storage",
         default=None,
@@ -88,9 +102,24 @@ def main(argv: list[str]) -> int:
         for p in spec.space.params:
             print(f"  {p.name}: {p.describe()}")
         return 0
+    from paraling.search.executors import ExecutorOptions
     from paraling.search.gpus import parse_gpus
 
+    if a.jobs < 1:
+        raise SearchError(f"--jobs must be >= 1, but got {a.jobs}")
+    executor = None
+    if a.executor != "process":
+        executor = ExecutorOptions(
+            kind=a.executor,
+            jobs=a.jobs,
+            folder=a.executor_folder,
+            partition=a.slurm_partition,
+            gpus_per_job=a.slurm_gpus_per_job,
+            time_min=a.slurm_time,
+            cpus_per_job=a.slurm_cpus_per_job,
+        )
     options = SweepOptions(
+        executor=executor,
         n_trials=a.n_trials,
         workers=a.workers,
         gpus=parse_gpus(a.gpus),

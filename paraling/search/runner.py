@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraling.errors import SearchError
+from paraling.search.executors import ExecutorOptions, check_cluster_storage, submit_workers
 from paraling.search.gpus import plan_gpus, visible_gpus
 from paraling.search.interrupts import interrupt_once, remember_interrupt, reset_interrupt
 from paraling.search.locks import study_lock
@@ -58,6 +59,7 @@ class SweepOptions:
     dashboard_port: int = 8080
     gpus: list[str] | None = None  # None: every visible GPU; []: none
     trials_per_gpu: int = 1
+    executor: ExecutorOptions | None = None  # None: worker processes on this machine; else submitit jobs
 
 
 @dataclass
@@ -301,6 +303,23 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, old_int)
 
 
+def _run_jobs(
+    prepared: PreparedStudy, spec: StudySpec, ex: ExecutorOptions, remaining: int | None, deadline: float | None
+) -> str | None:
+    """The workers as submitit jobs (``--executor local|slurm``); returns why the sweep stopped."""
+    from pathlib import Path
+
+    n = ex.jobs if remaining is None else min(ex.jobs, remaining)
+    ctx = TrialContext(**{**prepared.ctx.__dict__, "quiet": True})
+    args = [WorkerArgs(ctx, i, n, deadline, ex.cpus_per_job, None) for i in range(n)]
+    folder = Path(ex.folder) if ex.folder else default_storage_path(spec.study_name, spec.path).parent / "submitit"
+    reasons = submit_workers(args, ex, folder.resolve())
+    for reason in ("failure_budget", "timeout"):
+        if reason in reasons:
+            return reason
+    return None
+
+
 def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str = "") -> SweepSummary:
     """Run or resume the study ``spec`` until ``n_trials``/``timeout`` is reached; returns the summary.
 
@@ -317,6 +336,8 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
     plan = plan_gpus(visible_gpus() if options.gpus is None else options.gpus, options.trials_per_gpu, options.workers)
     spec = spec.with_options(options.n_trials, options.study_name, options.storage, options.timeout)
     url = resolve_storage_url(spec)
+    if options.executor is not None:
+        check_cluster_storage(url, options.executor.kind)  # before anything is created
     with hydra_context():
         base_cfg = check_against_config(spec, list(options.overrides), compose_fn())
     base = list(spec.overrides) + list(options.overrides)
@@ -341,6 +362,13 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
     with _sigterm_as_interrupt():
         try:
             if (remaining is None or remaining > 0) and c.failed < spec.max_failures:
+                if options.executor is not None:
+                    try:
+                        stopped = _run_jobs(prepared, spec, options.executor, remaining, deadline)
+                    except Exception:  # a job or the submission failed: the parent run still ends, the error shows
+                        finish(prepared, "error")
+                        raise
+                    return finish(prepared, stopped)
                 n = len(plan) if remaining is None else min(len(plan), remaining)
                 threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else None
                 quiet = TrialContext(**{**prepared.ctx.__dict__, "quiet": n > 1})

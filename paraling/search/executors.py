@@ -1,0 +1,146 @@
+"""Sweep workers as cluster jobs: ``paraling sweep --executor slurm|local --jobs N`` through submitit.
+
+Each job runs the ordinary worker loop (:func:`paraling.search.worker.worker_loop`) against the shared storage, so
+there is no launcher batch barrier: a job takes the next trial as soon as it finishes one. The jobs are one submitit
+job array (``slurm`` on a SLURM cluster, ``local`` runs the same jobs as local processes, for tests and single
+machines). A job the scheduler stops (preemption, time limit) is requeued by submitit (the job is
+:class:`submitit.helpers.Checkpointable`); the trial it was running is failed and queued again like a dead worker's,
+by the first worker that sees its pid gone (same host) or its heartbeat stale (any host), and the requeued job takes
+up the study again. The process that submitted the jobs waits for them and then closes the study's MLflow parent run.
+
+Across cluster nodes only a database storage works: journal files and SQLite need one file system with working
+locks, which cluster file systems do not promise, so ``--executor slurm`` refuses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paraling.errors import SearchError
+from paraling.search.storage import is_rdb_url
+
+__all__ = ["EXECUTORS", "ExecutorOptions", "SweepJob", "check_cluster_storage", "submit_workers"]
+
+log = logging.getLogger("paraling.search")
+
+EXECUTORS = ("process", "local", "slurm")
+
+
+@dataclass
+class ExecutorOptions:
+    """How ``--executor local|slurm`` submits the workers.
+
+    Attributes:
+        kind: ``local`` or ``slurm``.
+        jobs: Jobs in the array (each one worker).
+        folder: Where submitit keeps job files and logs (default: ``<study folder>/submitit``).
+        partition: SLURM partition (``--slurm-partition``).
+        gpus_per_job: GPUs per job (``--slurm-gpus-per-job``); a job's worker sees only its own.
+        time_min: Time limit of a job in minutes (``--slurm-time``); a job stopped at the limit is requeued.
+        cpus_per_job: CPU cores per job (torch threads follow them).
+        signal_delay_s: Seconds before the limit at which SLURM signals the job to requeue itself.
+        extra: More submitit parameters (``slurm_qos``, ``slurm_account``, ...).
+    """
+
+    kind: str = "local"
+    jobs: int = 1
+    folder: str | None = None
+    partition: str | None = None
+    gpus_per_job: int = 0
+    time_min: int = 24 * 60
+    cpus_per_job: int | None = None
+    signal_delay_s: int = 120
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_cluster_storage(url: str, kind: str) -> None:
+    """Refuse storages that cannot be shared by the nodes of a cluster.
+
+    Raises:
+        SearchError: ``kind`` is ``slurm`` and ``url`` is a journal file or SQLite.
+    """
+    if kind == "slurm" and (not is_rdb_url(url) or url.startswith("sqlite")):
+        raise SearchError(
+            "--executor slurm runs workers on several nodes, which cannot share a journal file or an SQLite "
+            "database; use PostgreSQL: --storage postgresql://USER:PASSWORD@HOST:5432/optuna (docs/sweeps.md, "
+            "'Many machines')"
+        )
+
+
+class SweepJob:
+    """One worker as a submitit job; requeued by submitit when the scheduler preempts it or its time runs out."""
+
+    def __call__(self, args: Any) -> str:
+        """Run the worker loop; returns why it stopped."""
+        from paraling.search.worker import worker_loop
+        from paraling.secrets import install_log_masking
+
+        logging.basicConfig(
+            level=logging.INFO, format=f"%(asctime)s %(levelname)s [job{args.index}] %(name)s: %(message)s", force=True
+        )
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        install_log_masking()
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return worker_loop(args)
+
+    def checkpoint(self, args: Any) -> Any:
+        """What submitit resubmits on preemption or timeout: the same worker (it resumes the study)."""
+        import submitit
+
+        log.warning("job %d: preempted or out of time; requeued (its trial is failed and retried)", args.index)
+        return submitit.helpers.DelayedSubmission(self, args)
+
+
+def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Path) -> list[str]:
+    """Submit one job per worker as a job array and wait for all of them.
+
+    Args:
+        worker_args: One :class:`~paraling.search.worker.WorkerArgs` per job.
+        options: Executor settings.
+        folder: The job folder (submitit writes ``%j`` sub-folders there).
+
+    Returns:
+        Why each job's worker stopped.
+
+    Raises:
+        SearchError: A job failed (its log file is named).
+    """
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=options.kind)
+    params: dict[str, Any] = {
+        "name": "paraling-sweep",
+        "timeout_min": int(options.time_min),
+        "gpus_per_node": int(options.gpus_per_job),
+        "tasks_per_node": 1,
+    }
+    if options.cpus_per_job:
+        params["cpus_per_task"] = int(options.cpus_per_job)
+    if options.kind == "slurm":
+        params["slurm_signal_delay_s"] = int(options.signal_delay_s)
+        params["slurm_array_parallelism"] = len(worker_args)
+        if options.partition:
+            params["slurm_partition"] = options.partition
+    executor.update_parameters(**params, **options.extra)
+    jobs = executor.map_array(SweepJob(), worker_args)
+    log.info("submitted %d %s jobs: %s (logs in %s)", len(jobs), options.kind, [j.job_id for j in jobs], folder)
+    reasons, failed = [], []
+    try:
+        for job in jobs:
+            try:
+                reasons.append(str(job.result()))
+            except Exception as exc:  # submitit.core.utils.FailedJobError and friends: the job's own error
+                failed.append(f"job {job.job_id}: {' '.join(str(exc).split())[:300]} (log: {job.paths.stderr})")
+    except KeyboardInterrupt:  # Ctrl-C here stops the jobs too (their trials are recorded as interrupted)
+        for job in jobs:
+            job.cancel(check=False)
+        raise
+    if failed:
+        raise SearchError("sweep jobs failed: " + "; ".join(failed))
+    return reasons
