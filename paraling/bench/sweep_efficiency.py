@@ -47,7 +47,7 @@ def _warm_features(overrides: list[str]) -> None:
 
 
 def sweep_pruning(n_trials: int | None, n_speakers: int, windows_per_epoch: int | None) -> dict[str, float]:
-    """The packaged demo study with its median pruner and with ``pruner: none``, on the demo corpus.
+    """The packaged demo study with its own pruner and with ``pruner: none``, on the demo corpus.
 
     Args:
         n_trials: Trials per study (``None``: the study file's 12).

@@ -134,7 +134,7 @@ class FoldRunner(Protocol):
 def _run_tags(cfg: DictConfig, data: CVData, overrides: list[str] | None, tags: dict[str, str] | None) -> dict:
     return {
         NAME_TAG: cfg.name,
-        "paraling.reproduce": ("paraling train " + " ".join(overrides or [])).strip(),
+        "paraling.reproduce": _reproduce(overrides),
         "paraling.manifest_digest": data.manifest.digest(),
         "paraling.corpus": cfg.corpus.name,
         "paraling.seed": str(cfg.seed),
@@ -190,6 +190,8 @@ def run_cv(
         )
         tracker.log_params(params)
         tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        profile = {"utterances": len(manifest), "speakers": len(manifest.speakers), "classes": len(classes)}
+        tracker.log_dataset(str(cfg.corpus.name), manifest.digest(), str(manifest.source), profile)
         proba = {m: np.full((len(manifest), n_cls), 1.0 / n_cls, np.float32) for m in runner.methods}
         embeddings = np.zeros((len(manifest), runner.embedding_dim), np.float32)
         windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -263,12 +265,42 @@ def run_cv(
         tracker.log_artifact(tmp / "plots", "plots")
         manifest.write(tmp / "data" / "manifest.jsonl")
         tracker.log_artifact(tmp / "data", "data")
-        tracker.set_tags({"paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest()})
+        tracker.set_tags(
+            {
+                "paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest(),
+                NOTE_TAG: run_note(cfg, metrics, runner.methods, _reproduce(overrides)),
+            }
+        )
         if cfg.tracking.log_model:
             runner.log_model(tracker, tmp)
     return RunResult(
         float(metrics["uar"]), metrics, tracker.run_id, oof, fold_uars, time.perf_counter() - t0, histories
     )
+
+
+NOTE_TAG = "mlflow.note.content"  # the run page's description
+
+
+def _reproduce(overrides: list[str] | None) -> str:
+    return ("paraling train " + " ".join(overrides or [])).strip()
+
+
+def run_note(cfg: DictConfig, metrics: dict[str, float], methods: tuple[str, ...], reproduce: str) -> str:
+    """The run page's description (Markdown): the headline a reader needs before any chart."""
+    lines = [
+        f"**Out-of-fold UAR {metrics['uar']:.3f}** (95% CI {metrics.get('uar_ci_low', float('nan')):.3f}-"
+        f"{metrics.get('uar_ci_high', float('nan')):.3f}; folds {metrics.get('uar_fold_mean', float('nan')):.3f} "
+        f"+/- {metrics.get('uar_fold_std', float('nan')):.3f})",
+        "",
+        f"- model `{cfg.model.name}`, corpus `{cfg.corpus.name}`, {int(cfg.cv.folds)} speaker folds, seed {cfg.seed}",
+    ]
+    if len(methods) > 1:
+        by = ", ".join(f"{m} {metrics[f'uar_{m}']:.3f}" for m in methods if f"uar_{m}" in metrics)
+        lines.append(f"- UAR by aggregation: {by} (headline: `{cfg.aggregation.method}`)")
+    if "uar_binary" in metrics:
+        lines.append(f"- 2-class UAR ({cfg.corpus.negative_class} vs the rest): {metrics['uar_binary']:.3f}")
+    lines += [f"- {metrics['seconds']:.0f} s", "", f"Reproduce: `{reproduce}`"]
+    return "\n".join(lines)
 
 
 def _log_mean_curves(tracker: RunTracker, histories: dict[int, list[dict[str, float]]]) -> None:

@@ -80,7 +80,7 @@ class SweepTracking:
             else:
                 from mlflow.entities import RunTag
 
-                from paraling.tracking.tracker import owner_tags as _owner_tags
+                from paraling.tracking.run_tags import owner_tags as _owner_tags
 
                 # this process owns the run now (so paraling's reaper of dead owners leaves it alone), then RUNNING
                 self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _owner_tags().items()])
@@ -251,8 +251,18 @@ class SweepTracking:
                 }
             )
             best_run = study.best_trial.user_attrs.get("mlflow_run_id")
+            link = ""
             if best_run:
                 tags["paraling.sweep.best_run_id"] = str(best_run)
+                link = f" ([its run](#/experiments/{self.experiment_id}/runs/{best_run}))"
+            tags["mlflow.note.content"] = (  # the parent run page's description
+                f"**Study `{summary.study_name}`: best {summary.metric} {float(summary.best_value):.4f}** "
+                f"(trial {summary.best_number}{link})\n\n"
+                f"- trials: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed\n"
+                f"- best parameters: {json.dumps(summary.best_params, default=str)}\n\n"
+                f"Reproduce the best trial: `{summary.best_reproduce}`"
+            )
+            if best_run:
                 old = self.client.get_run(parent_run_id).data.tags.get("paraling.sweep.best_run_id")
                 if old and old != best_run:
                     self.client.set_tag(old, "paraling.sweep.best", "false")

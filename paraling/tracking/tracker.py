@@ -8,10 +8,9 @@ step on each other. A run that raises ends as FAILED (KILLED on Ctrl-C), never R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
-import platform
 import socket
 import tempfile
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 from paraling.errors import TrackingError, TrackingStoreError
 from paraling.secrets import MASK, is_secret_key, mask_secrets
+from paraling.tracking.run_tags import EXPERIMENT_KIND_TAG, TRAINING_KIND, alive, environment_tags, owner_tags
 from paraling.tracking.store import DEFAULT_TRACKING_URI, artifact_root, mlflow_client, resolve_tracking_uri
 
 __all__ = [
@@ -51,64 +51,10 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def environment_tags() -> dict[str, str]:
-    """Library versions and platform, logged with every run (determinism, issue reports)."""
-    import mlflow
-    import numpy
-    import sklearn
-    import torch
-
-    tags = {
-        "paraling.python": platform.python_version(),
-        "paraling.platform": platform.platform(),
-        "paraling.torch": torch.__version__,
-        "paraling.numpy": numpy.__version__,
-        "paraling.sklearn": sklearn.__version__,
-        "paraling.mlflow": mlflow.__version__,
-    }
-    try:
-        import torchaudio
-
-        tags["paraling.torchaudio"] = torchaudio.__version__
-    except ImportError:  # pragma: no cover - torchaudio is a dependency
-        pass
-    from paraling import __version__
-
-    tags["paraling.version"] = __version__
-    return tags
-
-
 def _tag(key: str, value: str) -> Any:
     from mlflow.entities import RunTag
 
     return RunTag(key, mask_secrets(str(value))[:5000])
-
-
-def _owner_tags() -> dict[str, str]:
-    """Which process owns a RUNNING run (host, pid and the pid's start time, to survive pid reuse)."""
-    import psutil
-
-    return {
-        "paraling.host": socket.gethostname(),
-        "paraling.pid": str(os.getpid()),
-        "paraling.pid_start": f"{psutil.Process().create_time():.3f}",
-    }
-
-
-owner_tags = _owner_tags  # public name: sweep parents claim their run on resume with it
-
-
-def _alive(pid: str | None, start: str | None) -> bool:
-    """Whether process ``pid`` exists and started at ``start`` (seconds since epoch)."""
-    import psutil
-
-    if not pid or not pid.isdigit():
-        return True  # not ours to judge
-    try:
-        proc = psutil.Process(int(pid))
-        return start is None or abs(proc.create_time() - float(start)) < 1.0
-    except (psutil.NoSuchProcess, ValueError):
-        return False
 
 
 class RunTracker:
@@ -150,7 +96,7 @@ class RunTracker:
             self.reap_dead_runs()
             if run_id is not None and self._reopen(run_id):
                 return
-            all_tags = {**environment_tags(), **_owner_tags(), **(tags or {})}
+            all_tags = {**environment_tags(), **owner_tags(), **(tags or {})}
             if parent_run_id:
                 all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
             if run_name:
@@ -194,7 +140,7 @@ class RunTracker:
         self.run_id, self.resumed = run_id, True
         self.client.update_run(run_id, status="RUNNING")
         self.client.log_batch(
-            run_id, tags=[_tag(k, v) for k, v in {**_owner_tags(), "paraling.resumed": "true"}.items()]
+            run_id, tags=[_tag(k, v) for k, v in {**owner_tags(), "paraling.resumed": "true"}.items()]
         )
         log.info("resuming MLflow run %s", run_id)
         return True
@@ -218,7 +164,7 @@ class RunTracker:
         n = 0
         for run in runs:
             tags = run.data.tags
-            if _alive(tags.get("paraling.pid"), tags.get("paraling.pid_start")):
+            if alive(tags.get("paraling.pid"), tags.get("paraling.pid_start")):
                 continue
             reason = f"owner process {tags.get('paraling.pid')} on {host} died without ending the run (killed?)"
             self.client.log_batch(
@@ -230,16 +176,17 @@ class RunTracker:
         return n
 
     def _experiment(self, name: str) -> str:
+        """The id of experiment ``name`` (created if needed), marked as a training-runs experiment for the UI."""
         exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri or ""))
-        except Exception:  # created concurrently by another worker
+        if exp is None:
+            with contextlib.suppress(Exception):  # created concurrently by another worker: found below
+                self.client.create_experiment(name, artifact_location=artifact_root(self.uri or ""))
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
-                raise
-            return exp.experiment_id
+                raise TrackingError(f"cannot create the MLflow experiment {name!r} at {mask_secrets(self.uri or '')}")
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # a kind the user chose stays
+            self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+        return exp.experiment_id
 
     @contextmanager
     def _store(self, what: str) -> Iterator[None]:
@@ -256,6 +203,40 @@ class RunTracker:
                 "command: with trainer.checkpoint=true (the default) the training done so far is kept on disk and "
                 "resumes into the same run"
             ) from None
+
+    def log_dataset(
+        self, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str = "training"
+    ) -> None:
+        """Record the corpus as the run's MLflow dataset input (the runs table's Dataset column).
+
+        Args:
+            name: Dataset name (the corpus name).
+            digest: Content digest (the manifest digest).
+            source: Where it lives (path or URL; masked).
+            profile: Sizes shown with the dataset (utterances, speakers, classes).
+            context: MLflow's ``mlflow.data.context`` (``training`` or ``evaluation``).
+        """
+        if not self.enabled:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(
+            name=mask_secrets(name),
+            digest=digest[:36],
+            source_type="local",
+            source=json.dumps({"uri": mask_secrets(source)}),
+            profile=json.dumps(dict(profile), default=str),
+        )
+        entry = DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)])
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=[entry])
+                return
+            except Exception as exc:  # two runs recording the same new dataset at once collide on its unique key
+                if attempt == 2:  # metadata only: the run goes on without its Dataset column entry
+                    log.warning("run %s: could not record dataset %s: %s", self.run_id, name, mask_secrets(str(exc)))
+                else:
+                    time.sleep(0.2 * (attempt + 1))  # the other run's row exists now: linking to it succeeds
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values masked for secrets, truncated to MLflow's 6000-character limit)."""

@@ -62,6 +62,11 @@ def test_fold_uars_are_data_and_logged_per_fold(cfg: DictConfig) -> None:
     assert run.data.metrics[fold_metric(0, "uar")] == 1.0 and run.data.metrics[fold_metric(1, "best_epoch")] == 7.0
     assert run.data.tags["paraling.model_type"] == "oracle"
     assert "uar_utterance" not in run.data.metrics  # one method: no per-method UARs
+    (ds,) = run.inputs.dataset_inputs  # the runs table's Dataset column names the corpus
+    assert ds.dataset.name == cfg.corpus.name and ds.dataset.digest == runner.prepare().manifest.digest()[:36]
+    assert [(t.key, t.value) for t in ds.tags] == [("mlflow.data.context", "training")]
+    note = run.data.tags["mlflow.note.content"]  # the run page's description
+    assert note.startswith("**Out-of-fold UAR 0.500**") and "Reproduce: `paraling train`" in note
     hist = mlflow.MlflowClient().get_metric_history(result.run_id, fold_metric(1, "train_loss"))
     assert [(m.step, m.value) for m in hist] == [(0, 2.0)]
     assert list(result.oof.utt_ids) == [f"u{i}" for i in range(8)] and not result.oof.windows
@@ -72,6 +77,7 @@ def test_several_methods_log_each_and_windows_map_to_utterances(cfg: DictConfig,
     result = run_cv(cfg, runner, runner.prepare())
     run = mlflow.get_run(result.run_id)
     assert run.data.metrics["uar_weighted"] == run.data.metrics["uar_majority"] == pytest.approx(0.5)
+    assert "UAR by aggregation: weighted 0.500, majority 0.500" in run.data.tags["mlflow.note.content"]
     w = result.oof.windows
     assert len(w["window_proba"]) == 16 and sorted(set(w["window_utt"].tolist())) == list(range(8))
     files = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="oof", dst_path=str(tmp_path))
