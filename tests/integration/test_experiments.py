@@ -18,7 +18,7 @@ NEEDS_PRETRAINING = {"net4", "net5"}
 
 
 def test_every_shipped_file_is_listed() -> None:
-    assert {"net0", "net1", "net2", "net3", "net4", "net5", "paper", "pretrain_langid"} <= set(EXPERIMENTS)
+    assert {"svm", "rf", "net0", "net1", "net2", "net3", "net4", "net5", "paper", "pretrain_langid"} <= set(EXPERIMENTS)
     assert {"demo", "paper"} <= set(STUDIES)
 
 
