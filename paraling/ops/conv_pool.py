@@ -24,7 +24,7 @@ from torch import Tensor
 
 from paraling.ops.border import NO_BORDER, Border
 from paraling.ops.build import MAX_POOL, load_library, ptr
-from paraling.ops.pool import _out_shapes, dropout_bytes, pool_forward
+from paraling.ops.pool import dropout_bytes, kernel_outputs, pool_forward
 from paraling.ops.random import dropout_threshold
 
 __all__ = ["compute_dtype", "conv_pool_applies", "native_conv_pool"]
@@ -97,12 +97,7 @@ def _(
     bf16: bool,
     save: bool,
 ) -> tuple[Tensor, Tensor]:
-    y = x.new_empty(_conv_shape(x, weight), dtype=_dtype(bf16))
-    out_shape, arg_shape = _out_shapes(y, pool, border)
-    cl = torch.channels_last
-    out = torch.empty(out_shape, dtype=y.dtype, device=x.device, memory_format=cl)
-    arg = torch.empty(arg_shape if save else (0,), dtype=torch.uint8, device=x.device)
-    return out, arg.contiguous(memory_format=cl) if save else arg
+    return kernel_outputs(_conv_shape(x, weight), pool, border, _dtype(bf16), x.device, save)
 
 
 @torch.library.custom_op("paraling::conv_pool_block_backward", mutates_args=())

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from paraling.ops.border import NO_BORDER, Border
 from paraling.ops.build import MAX_KERNEL, MAX_POOL, load_library, padded_channels, ptr
-from paraling.ops.pool import dropout_bytes
+from paraling.ops.pool import dropout_bytes, kernel_outputs
 from paraling.ops.random import dropout_threshold
 
 __all__ = ["first_block_applies", "native_first_block"]
@@ -47,16 +47,12 @@ def first_block_applies(x: Tensor, conv: torch.nn.Conv2d, pool: tuple[int, int])
     )
 
 
-def _shapes(x: Tensor, weight: Tensor, pool: Sequence[int], border: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-    n, _, h, w = x.shape
-    ho, wo = h // pool[0], w // pool[1]
-    top, bottom, left, right = border
-    c = weight.shape[0]
-    return (n, c, top + ho + bottom, left + wo + right), (n, c, ho, wo)
-
-
-def _cl(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.empty(shape, dtype=dtype, device=device, memory_format=torch.channels_last)
+def _outputs(
+    x: Tensor, weight: Tensor, pool: Sequence[int], border: Sequence[int], bf16: bool, save: bool
+) -> tuple[Tensor, Tensor]:
+    """What the kernel fills: the "same" convolution's ``(n, c_out, h, w)`` map, pooled and framed."""
+    shape = (x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
+    return kernel_outputs(shape, pool, border, torch.bfloat16 if bf16 else torch.float32, x.device, save)
 
 
 @torch.library.custom_op("paraling::first_block", mutates_args=())
@@ -84,9 +80,7 @@ def _first_block(
     wt[:, :c] = weight.reshape(c, kh * kw).t()
     b = torch.zeros(cp)
     b[:c] = bias
-    out_shape, arg_shape = _shapes(x, weight, pool, border)
-    out = _cl(out_shape, torch.bfloat16 if bf16 else torch.float32, x.device)
-    arg = _cl(arg_shape, torch.uint8, x.device) if save else x.new_empty(0, dtype=torch.uint8)
+    out, arg = _outputs(x, weight, pool, border, bf16, save)
     rc = lib.pl_first_block_forward(
         n, h, w, c, kh, kw, pad[0], pad[1], pool[0], pool[1], top, bottom, left, right, int(bf16),
         ptr(xs), ptr(wt), ptr(b), ptr(rnd), threshold, scale, ptr(out), ptr(arg) if save else None,
@@ -111,9 +105,7 @@ def _(
     bf16: bool,
     save: bool,
 ) -> tuple[Tensor, Tensor]:
-    out_shape, arg_shape = _shapes(x, weight, pool, border)
-    out = _cl(out_shape, torch.bfloat16 if bf16 else torch.float32, x.device)
-    return out, (_cl(arg_shape, torch.uint8, x.device) if save else x.new_empty(0, dtype=torch.uint8))
+    return _outputs(x, weight, pool, border, bf16, save)
 
 
 @torch.library.custom_op("paraling::first_block_backward", mutates_args=())

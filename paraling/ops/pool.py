@@ -20,7 +20,15 @@ from torch import Tensor
 from paraling.ops.border import NO_BORDER, Border
 from paraling.ops.build import MAX_POOL, load_library, padded_channels, ptr
 
-__all__ = ["dropout_bytes", "native_pool", "pool_applies", "pool_forward"]
+__all__ = [
+    "dropout_bytes",
+    "kernel_empty",
+    "kernel_outputs",
+    "native_pool",
+    "pool_applies",
+    "pool_forward",
+    "pooled_shapes",
+]
 
 _DTYPES = (torch.float32, torch.bfloat16)
 
@@ -34,19 +42,37 @@ def pool_applies(x: Tensor, pool: tuple[int, int] = (1, 1)) -> bool:
     return x.dim() == 2 or (pool[0] * pool[1] <= MAX_POOL and x.shape[2] >= pool[0] and x.shape[3] >= pool[1])
 
 
-def _out_shapes(x: Tensor, pool: Sequence[int], border: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if x.dim() == 2:
-        return tuple(x.shape), tuple(x.shape)
-    n, c, h, w = x.shape
+def pooled_shapes(
+    shape: Sequence[int], pool: Sequence[int], border: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(output, winner bytes)`` shapes of a ``(n, c, h, w)`` map pooled by ``pool`` and framed by ``border``
+    (``(n, c)``: both unchanged)."""
+    if len(shape) == 2:
+        return tuple(shape), tuple(shape)
+    n, c, h, w = shape
     ho, wo = h // pool[0], w // pool[1]
     top, bottom, left, right = border
     return (n, c, top + ho + bottom, left + wo + right), (n, c, ho, wo)
 
 
-def _empty(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+def kernel_empty(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """An uninitialised tensor laid out as the kernels write it: channels-last when 4-d."""
     if len(shape) == 4:
         return torch.empty(shape, dtype=dtype, device=device, memory_format=torch.channels_last)
     return torch.empty(shape, dtype=dtype, device=device)
+
+
+def kernel_outputs(
+    shape: Sequence[int],
+    pool: Sequence[int],
+    border: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device,
+    save: bool,
+) -> tuple[Tensor, Tensor]:
+    """The ``(out, arg)`` a pooling kernel fills for a map of ``shape``; ``arg`` is empty unless ``save``."""
+    out_shape, arg_shape = pooled_shapes(shape, pool, border)
+    return kernel_empty(out_shape, dtype, device), kernel_empty(arg_shape if save else (0,), torch.uint8, device)
 
 
 def pool_forward(
@@ -66,9 +92,7 @@ def pool_forward(
     top, bottom, left, right = border
     xc = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x.contiguous()
     n, c, h, w = (*xc.shape, 1, 1) if xc.dim() == 2 else xc.shape
-    out_shape, arg_shape = _out_shapes(xc, pool, border)
-    out = _empty(out_shape, x.dtype, x.device)
-    arg = _empty(arg_shape if save else (0,), torch.uint8, x.device)
+    out, arg = kernel_outputs(xc.shape, pool, border, x.dtype, x.device, save)
     b = bias.detach().float().contiguous() if bias is not None else None
     rc = lib.pl_pool_forward(
         n, h, w, c, ph, pw, top, bottom, left, right, int(x.dtype == torch.bfloat16),
@@ -104,8 +128,7 @@ def _(
     scale: float,
     save: bool,
 ) -> tuple[Tensor, Tensor]:
-    out_shape, arg_shape = _out_shapes(x, pool, border)
-    return _empty(out_shape, x.dtype, x.device), _empty(arg_shape if save else (0,), torch.uint8, x.device)
+    return kernel_outputs(x.shape, pool, border, x.dtype, x.device, save)
 
 
 @torch.library.custom_op("paraling::pool_bias_relu_dropout_backward", mutates_args=())
@@ -125,7 +148,7 @@ def _pool_backward(
     n, c, h, w = (*shape, 1, 1) if len(shape) == 2 else shape
     dtype = grad.dtype
     g = grad.contiguous(memory_format=torch.channels_last) if len(shape) == 4 else grad.contiguous()
-    gx = _empty(shape, dtype, grad.device)
+    gx = kernel_empty(shape, dtype, grad.device)
     gb = torch.empty(padded_channels(c) if bias_grad else 0)
     rc = lib.pl_pool_backward(
         n, h, w, c, ph, pw, top, bottom, left, right, int(dtype == torch.bfloat16),
@@ -147,7 +170,7 @@ def _(
     bias_grad: bool,
 ) -> tuple[Tensor, Tensor]:
     c = shape[1]
-    return _empty(shape, grad.dtype, grad.device), grad.new_empty((c if bias_grad else 0,), dtype=torch.float32)
+    return kernel_empty(shape, grad.dtype, grad.device), grad.new_empty((c if bias_grad else 0,), dtype=torch.float32)
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
@@ -210,5 +233,5 @@ def dropout_bytes(shape: Sequence[int], pool: Sequence[int], threshold: int, dev
         return None
     from paraling.ops.random import random_bytes
 
-    pooled = (shape[0], shape[1], shape[2] // pool[0], shape[3] // pool[1]) if len(shape) == 4 else tuple(shape)
-    return random_bytes(_empty(pooled, torch.uint8, device))
+    _, pooled = pooled_shapes(shape, pool, (0, 0, 0, 0))
+    return random_bytes(kernel_empty(pooled, torch.uint8, device))
