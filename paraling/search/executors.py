@@ -75,18 +75,9 @@ class SweepJob:
 
     def __call__(self, args: Any) -> str:
         """Run the worker loop; returns why it stopped."""
-        from paraling.search.worker import worker_loop
-        from paraling.secrets import install_log_masking
+        from paraling.search.worker import setup_worker_process, worker_loop
 
-        logging.basicConfig(
-            level=logging.INFO, format=f"%(asctime)s %(levelname)s [job{args.index}] %(name)s: %(message)s", force=True
-        )
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        install_log_masking()
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
+        setup_worker_process(args, f"job{args.index}")
         return worker_loop(args)
 
     def checkpoint(self, args: Any) -> Any:

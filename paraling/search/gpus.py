@@ -34,8 +34,13 @@ def visible_gpus() -> list[str]:
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # a broken driver counts as no GPU
         n = 0
-    own = [s.strip() for s in os.environ.get(_ENV, "").split(",") if s.strip()]
+    own = _visible_ids()
     return (own[:n] if own else [str(i) for i in range(n)]) if n else []
+
+
+def _visible_ids() -> list[str]:
+    """The entries of this process's ``CUDA_VISIBLE_DEVICES`` (empty when unset)."""
+    return [s.strip() for s in os.environ.get(_ENV, "").split(",") if s.strip()]
 
 
 def parse_gpus(text: str | None) -> list[str] | None:
@@ -94,5 +99,5 @@ def worker_env(gpu: str | None) -> Iterator[None]:
 
 def trial_gpu() -> str | None:
     """The GPU this process was assigned (its ``CUDA_VISIBLE_DEVICES`` when that names exactly one), else ``None``."""
-    ids = [s.strip() for s in os.environ.get(_ENV, "").split(",") if s.strip()]
+    ids = _visible_ids()
     return ids[0] if len(ids) == 1 else None

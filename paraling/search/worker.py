@@ -131,12 +131,10 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
         heartbeat.close()
 
 
-def worker_main(args: WorkerArgs) -> None:
-    """Entry point of a spawned worker: SIGTERM (sent by the coordinator on Ctrl-C) stops it cleanly."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C goes to the coordinator, which forwards it
-    signal.signal(signal.SIGTERM, interrupt_once)
+def setup_worker_process(args: WorkerArgs, label: str) -> None:
+    """Logging (lines prefixed ``[label]``, secrets masked) and torch threads of a process that runs one worker."""
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s [w{args.index}] %(name)s: %(message)s", force=True
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s [{label}] %(name)s: %(message)s", force=True
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     install_log_masking()
@@ -144,6 +142,13 @@ def worker_main(args: WorkerArgs) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def worker_main(args: WorkerArgs) -> None:
+    """Entry point of a spawned worker: SIGTERM (sent by the coordinator on Ctrl-C) stops it cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C goes to the coordinator, which forwards it
+    signal.signal(signal.SIGTERM, interrupt_once)
+    setup_worker_process(args, f"w{args.index}")
     try:
         reason = worker_loop(args)
         log.info("worker %d stopped: %s", args.index, reason)
