@@ -28,6 +28,7 @@ __all__ = [
     "FeaturesConfig",
     "ModelConfig",
     "ParalingConfig",
+    "SpecAugmentConfig",
     "TrackingConfig",
     "TrainerConfig",
     "TransferConfig",
@@ -146,6 +147,16 @@ class ModelConfig:
 
 
 @dataclass
+class SpecAugmentConfig:
+    """SpecAugment-style masking of training windows: each mask zeroes up to ``*_width`` bands or frames."""
+
+    freq_masks: int = 0
+    freq_width: int = 8
+    time_masks: int = 0
+    time_width: int = 2
+
+
+@dataclass
 class TrainerConfig:
     """SGD with Nesterov momentum and linear learning-rate / momentum schedules."""
 
@@ -170,6 +181,8 @@ class TrainerConfig:
     checkpoint: bool = True
     capture: str = "auto"
     deterministic: bool = True
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    mixup: float = 0.0
 
 
 @dataclass

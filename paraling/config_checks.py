@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.config import ParalingConfig
 from paraling.errors import ConfigError, ResourceError
+from paraling.scoring.aggregation import METHODS
 
 __all__ = ["check_training_memory", "training_batch_bytes", "validate"]
 
@@ -30,7 +31,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.select": ("best", "last"),
     "trainer.precision": ("auto", "fp32", "bf16"),
     "trainer.capture": ("auto", "eager", "graph", "compile"),
-    "aggregation.method": ("majority", "mean", "logmean", "weighted"),
+    "aggregation.method": METHODS,
     "cv.scheme": ("kfold", "loso", "split"),
     "progress": ("auto", "always", "never"),
 }
@@ -57,6 +58,11 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "trainer.patience": (0, True),
     "trainer.threads": (0, True),
     "trainer.max_windows_per_epoch": (2, True),
+    "trainer.spec_augment.freq_masks": (0, True),
+    "trainer.spec_augment.freq_width": (1, True),
+    "trainer.spec_augment.time_masks": (0, True),
+    "trainer.spec_augment.time_width": (1, True),
+    "trainer.mixup": (0, True),
     "transfer.freeze_epochs": (0, True),
     "aggregation.ridge_alpha": (0, True),
     "corpus.demo_speakers": (1, True),
@@ -139,6 +145,16 @@ def _check_trainer(cfg: DictConfig) -> None:
             "trainer.momentum_start and momentum_end must lie in [0, 1), but got "
             f"momentum_start={t.momentum_start}, momentum_end={t.momentum_end}"
         )
+    sa = t.spec_augment
+    for key, width, size, what in (
+        ("freq_width", sa.freq_width, cfg.features.n_mels, "features.n_mels"),
+        ("time_width", sa.time_width, cfg.windows.width, "windows.width"),
+    ):
+        if width >= size:
+            raise ConfigError(
+                f"trainer.spec_augment.{key}={width} would mask a whole window ({what}={size}); "
+                f"use a width below {size}"
+            )
 
 
 def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:

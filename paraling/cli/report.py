@@ -4,7 +4,9 @@ Example::
 
     paraling train -m experiment=net0,net1,net2,net3,net4,net5
     paraling ensemble --experiment table1 --names net0 net2 net3 net5 --method all --combiner harmonic  # optional
-    paraling report --experiment table1            # writes reports/table1/{table.md,table.csv,uar.png}
+    paraling report --experiment table1            # writes reports/table1/{table.md,table.csv,uar.png,...}
+    paraling train -m experiment=net1,net2,net3 seed=0,1,2 && paraling report --experiment table1  # over seeds
+    paraling report --compare net3 net2 --experiment table1      # any two runs or names, paired test
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 
 from paraling.ensemble import COMBINERS
 from paraling.pipeline.report import DEFAULT_ENSEMBLE
+from paraling.scoring.paired import TESTS
 
 __all__ = ["build_parser", "main"]
 
@@ -27,7 +30,33 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble of the paper (net0+net2+net3+net5, harmonic mean), taken from a logged ensemble run of exactly "
         "those runs when there is one (paraling ensemble --names ...).",
     )
-    p.add_argument("--experiment", required=True, help="MLflow experiment (the net0..net5 configs log to table1)")
+    p.add_argument(
+        "--experiment",
+        default=None,
+        help="MLflow experiment (the net0..net5 configs log to table1); needed unless --compare names two run ids",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="compare two runs (MLflow run ids, or run names in --experiment: every seed) on their shared folds "
+        "with a paired test, instead of the table",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="only runs of these seeds (default: every seed found; runs of one name and seed: the newest counts)",
+    )
+    p.add_argument(
+        "--test",
+        choices=TESTS,
+        default="wilcoxon",
+        help="paired test over the (seed, fold) units: wilcoxon signed-rank (default) or a sign-flip permutation test",
+    )
     p.add_argument("--out", default=None, help="output folder (default: reports/<experiment>)")
     p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="only these run names")
     p.add_argument(
@@ -56,15 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Entry point: prints the Markdown table and where the files went; returns 0."""
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from paraling.pipeline.report import build_table, render_markdown, write_report
+    negative = None if a.negative_class.lower() == "none" else a.negative_class
+    if a.compare:
+        from paraling.pipeline.compare import compare_runs, render_compared
+
+        print(render_compared(compare_runs(*a.compare, a.experiment, a.tracking_uri, negative, a.test)))
+        return 0
+    if not a.experiment:
+        parser.error("pass --experiment NAME (or --compare A B)")
+    from paraling.pipeline.report import build_report
+    from paraling.pipeline.report_render import render_report, write_report
 
     ensemble = [] if a.ensemble.strip().lower() in ("", "none") else [s.strip() for s in a.ensemble.split(",")]
-    negative = None if a.negative_class.lower() == "none" else a.negative_class
-    rows = build_table(a.experiment, a.tracking_uri, ensemble, a.combiner, negative, a.names)
+    report = build_report(
+        a.experiment, a.tracking_uri, ensemble, a.combiner, negative, a.names, seeds=a.seeds, test=a.test
+    )
     title = a.title or f"paraling report: {a.experiment}"
-    paths = write_report(rows, a.out or os.path.join("reports", a.experiment), title)
-    print(render_markdown(rows))
+    out = a.out or os.path.join("reports", a.experiment)
+    paths = write_report(report.rows, out, title, report.comparisons, report.curves)
+    print(render_report(report.rows, report.comparisons, report.curves))
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0

@@ -151,7 +151,7 @@ class CNNRunner:
         scores = {}
         for method in METHODS:
             params: dict[str, Any] = {}
-            if method == "weighted":
+            if method in ("weighted", "weighted_soft"):
                 params = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
             agg = make_aggregator(method, **params).fit(p_val, to_numpy(val_set.y), val_set.utt, e_val)
             scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)

@@ -1,54 +1,72 @@
-"""Comparison tables of tracked experiments (Table 1 of Milde & Biemann 2015 as Markdown, CSV and a bar chart).
+"""Comparison tables of tracked experiments (Table 1 of Milde & Biemann 2015), over seeds, with paired tests.
 
-:func:`build_table` reads the finished runs of one MLflow experiment (pre-training runs, tag
+:func:`build_report` reads the finished runs of one MLflow experiment (pre-training runs, tag
 ``paraling.role=pretrain``, and ensemble runs are skipped), keeps the newest run per name (``paraling.name``, the
-``name`` of the config: ``net0`` ... ``net5``), and computes every number from each run's out-of-fold scores
-(``oof/scores.npz``), so CNN runs, baselines and ensembles are scored the same way:
+``name`` of the config: ``net0`` ... ``net5``) *and seed* (tag ``paraling.seed``; ``-m seed=0,1,2`` trains each row
+once per seed), and computes every number from each run's out-of-fold scores (``oof/scores.npz``), so CNN runs,
+baselines and ensembles are scored the same way:
 
-- ``uar``: UAR over all cross-validated utterances (k classes), ``uar_mean`` +/- ``uar_std`` over folds;
+- ``uar``: UAR over all cross-validated utterances (k classes), averaged over seeds; ``uar_mean`` +/- ``uar_std``
+  over the (seed, fold) units;
 - ``uar2``/``uar2_mean``/``uar2_std``: the same after collapsing the classes to ``negative_class`` (``No_Food``)
   versus all others (food / no food), when that class exists.
 
-With ``ensemble`` (default ``net0, net2, net3, net5``, the paper's choice) it adds a row that combines those runs'
-out-of-fold probabilities with :func:`paraling.ensemble.combine` (``harmonic`` mean by default). No member weights
-are fitted, so this row is as honest as its members. When the experiment holds a logged ensemble run of exactly
-those member runs with that combiner and equal weights (``paraling ensemble --names net0 net2 net3 net5 --method all
---combiner harmonic``; :func:`paraling.tracking.runs.find_ensemble_run`), the row is scored from that run's
-``oof/scores.npz`` and carries its run id; otherwise the members are combined here. Both give the same numbers.
-:func:`write_report` renders ``table.md``, ``table.csv`` and ``uar.png``.
+With ``ensemble`` (default ``net0, net2, net3, net5``, the paper's choice) it adds a row that combines, seed by seed,
+those runs' out-of-fold probabilities with :func:`paraling.ensemble.combine` (``harmonic`` mean by default). No
+member weights are fitted, so this row is as honest as its members. When the experiment holds a logged ensemble run
+of exactly a seed's member runs with that combiner and equal weights (``paraling ensemble --names net0 net2 net3
+net5 --method all --combiner harmonic``; :func:`paraling.tracking.runs.find_ensemble_run`), that seed's row is
+scored from the logged run's ``oof/scores.npz``; both give the same numbers.
+
+Rows are then compared pairwise on their shared (seed, fold) units (:mod:`paraling.pipeline.comparisons`), and the
+CNN rows' learning curves are read back (:mod:`paraling.pipeline.curves`). :mod:`paraling.pipeline.report_render`
+writes it all out.
 
 Example:
-    >>> rows = build_table("table1")  # doctest: +SKIP
-    >>> print(render_markdown(rows))  # doctest: +SKIP
+    >>> report = build_report("table1")  # doctest: +SKIP
+    >>> print(render_markdown(report.rows))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from paraling.ensemble import combine, stack_oof
 from paraling.errors import EnsembleError
+from paraling.pipeline.comparisons import DEFAULT_PAIRS, Comparison, RowScores, compare_rows
+from paraling.pipeline.curves import Curve, read_curves
 from paraling.scoring.metrics import binary_uar, fold_summary, uar
 from paraling.scoring.oof import OOFScores
 
 if TYPE_CHECKING:
     from paraling.tracking.runs import TrackedRun
 
-__all__ = ["DEFAULT_ENSEMBLE", "Row", "build_table", "plot_bars", "render_markdown", "score_row", "write_report"]
+__all__ = [
+    "DEFAULT_ENSEMBLE",
+    "SEED_TAG",
+    "Report",
+    "Row",
+    "build_report",
+    "build_table",
+    "group_by_seed",
+    "score_row",
+    "score_seeds",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENSEMBLE: tuple[str, ...] = ("net0", "net2", "net3", "net5")
 """The members of the paper's ensemble (combined by the harmonic mean of class probabilities)."""
+
+SEED_TAG = "paraling.seed"
+"""The tag holding a run's seed (runs without it count as seed 0)."""
 
 
 @dataclass
@@ -66,10 +84,79 @@ class Row:
     uar2: float = float("nan")
     uar2_mean: float = float("nan")
     uar2_std: float = float("nan")
+    n_seeds: int = 1
+
+
+@dataclass
+class Report:
+    """Everything ``paraling report`` prints: rows, their per-unit scores, paired tests and learning curves."""
+
+    rows: list[Row]
+    scores: dict[str, RowScores] = field(default_factory=dict)
+    comparisons: list[Comparison] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
 
 
 def _natural(name: str) -> list[object]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _seed_of(run: TrackedRun) -> int:
+    try:
+        return int(run.tags.get(SEED_TAG, "0"))
+    except ValueError:
+        return 0
+
+
+def group_by_seed(runs: Sequence[TrackedRun], seeds: Sequence[int] | None = None) -> dict[str, dict[int, TrackedRun]]:
+    """The newest run per name and seed among ``runs`` (oldest first, as :func:`~paraling.tracking.runs.find_runs`
+    lists them), optionally only ``seeds``; names left without a run are dropped."""
+    out: dict[str, dict[int, TrackedRun]] = {}
+    for r in runs:
+        seed = _seed_of(r)
+        if seeds is None or seed in seeds:
+            out.setdefault(r.config_name, {})[seed] = r
+    return out
+
+
+def score_seeds(
+    name: str,
+    oofs: Mapping[int, OOFScores],
+    negative_class: str | None = "No_Food",
+    description: str = "",
+    model_type: str = "",
+    run_id: str = "",
+) -> tuple[Row, RowScores]:
+    """Score one row's out-of-fold probabilities, one :class:`OOFScores` per seed (``fold < 0``: ignored).
+
+    Returns:
+        The row (pooled UAR averaged over seeds, mean +/- std over the (seed, fold) units) and its per-unit scores.
+    """
+    scores = RowScores()
+    pooled, pooled2 = [], []
+    n = 0
+    for seed, oof in sorted(oofs.items()):
+        keep = oof.fold >= 0
+        if not keep.any():
+            raise EnsembleError(f"{name} (seed {seed}): no utterance was scored out of fold")
+        y, pred, fold = oof.y[keep], oof.proba[keep].argmax(1), oof.fold[keep]
+        n = len(oof.classes)
+        pooled.append(uar(y, pred, n))
+        for k in np.unique(fold):
+            scores.uar[(seed, int(k))] = uar(y[fold == k], pred[fold == k], n)
+        classes = [str(c) for c in oof.classes]
+        if negative_class is not None and negative_class in classes:
+            neg = classes.index(negative_class)
+            pooled2.append(binary_uar(y, pred, neg))
+            for k in np.unique(fold):
+                scores.uar2[(seed, int(k))] = binary_uar(y[fold == k], pred[fold == k], neg)
+    per = fold_summary(list(scores.uar.values()))
+    row = Row(name, description, model_type, run_id, n, float(np.mean(pooled)), per["mean"], per["std"])
+    row.n_seeds = len(oofs)
+    if pooled2:
+        per2 = fold_summary(list(scores.uar2.values()))
+        row.uar2, row.uar2_mean, row.uar2_std = float(np.mean(pooled2)), per2["mean"], per2["std"]
+    return row, scores
 
 
 def score_row(
@@ -81,20 +168,88 @@ def score_row(
     run_id: str = "",
 ) -> Row:
     """Score one run's (or ensemble's) out-of-fold probabilities; utterances with ``fold < 0`` are ignored."""
-    keep = oof.fold >= 0
-    if not keep.any():
-        raise EnsembleError(f"{name}: no utterance was scored out of fold")
-    y, pred, fold = oof.y[keep], oof.proba[keep].argmax(1), oof.fold[keep]
-    n = len(oof.classes)
-    folds = np.unique(fold)
-    per = fold_summary([uar(y[fold == k], pred[fold == k], n) for k in folds])
-    row = Row(name, description, model_type, run_id, n, uar(y, pred, n), per["mean"], per["std"])
-    classes = [str(c) for c in oof.classes]
-    if negative_class is not None and negative_class in classes:
-        neg = classes.index(negative_class)
-        per2 = fold_summary([binary_uar(y[fold == k], pred[fold == k], neg) for k in folds])
-        row.uar2, row.uar2_mean, row.uar2_std = binary_uar(y, pred, neg), per2["mean"], per2["std"]
-    return row
+    return score_seeds(name, {0: oof}, negative_class, description, model_type, run_id)[0]
+
+
+def build_report(
+    experiment: str,
+    uri: str | None = None,
+    ensemble: Sequence[str] | None = DEFAULT_ENSEMBLE,
+    combiner: str = "harmonic",
+    negative_class: str | None = "No_Food",
+    names: Sequence[str] | None = None,
+    *,
+    seeds: Sequence[int] | None = None,
+    pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+    test: str = "wilcoxon",
+    curves: bool = True,
+) -> Report:
+    """Rows for the newest finished run of each name and seed in ``experiment``, the ensemble row, paired tests.
+
+    Args:
+        experiment: MLflow experiment name (``table1`` for ``experiment=net0 ... net5``).
+        uri: Tracking URI (default: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``).
+        ensemble: Names of the runs to combine (``None`` or empty: no ensemble row). Missing members are reported
+            in the log and the row is left out.
+        combiner: A :data:`paraling.ensemble.COMBINERS` name (the paper: ``harmonic``).
+        negative_class: Class that forms the "no" side of the 2-class UAR (``None``: no 2-class columns).
+        names: Only these run names (default: all).
+        seeds: Only runs of these seeds (default: every seed found).
+        pairs: Rows to compare (:data:`~paraling.pipeline.comparisons.DEFAULT_PAIRS`); pairs with a missing row
+            are left out.
+        test: The paired test (``wilcoxon`` | ``permutation``).
+        curves: Also read the learning curves of the runs (one metric history per fold and run).
+
+    Raises:
+        EnsembleError: No finished runs in the experiment, ensemble members that are not aligned, or compared rows
+            on different folds.
+    """
+    from paraling.tracking.runs import find_runs, load_scores, make_client
+
+    client = make_client(uri)
+    groups = group_by_seed(find_runs(experiment, uri=uri, check_model=False, client=client), seeds)
+    chosen = sorted((n for n in groups if names is None or n in names), key=_natural)
+    if not chosen:
+        raise EnsembleError(
+            f"no finished runs named {list(names or [])}"
+            + (f" with seeds {list(seeds)}" if seeds is not None else "")
+            + f" in experiment {experiment!r}"
+        )
+    flat = [(n, s, groups[n][s]) for n in chosen for s in sorted(groups[n])]
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = load_scores([r for _, _, r in flat], tmp, client=client)
+    oofs: dict[str, dict[int, OOFScores]] = {}
+    for (n, s, _), oof in zip(flat, loaded, strict=True):
+        oofs.setdefault(n, {})[s] = oof
+    report = Report(rows=[])
+    for n in chosen:
+        newest = max(groups[n].values(), key=lambda r: (r.start_time, r.run_id))
+        row, sc = score_seeds(
+            n,
+            oofs[n],
+            negative_class,
+            newest.tags.get("paraling.description", ""),
+            newest.kind,
+            newest.run_id if len(groups[n]) == 1 else f"{len(groups[n])} runs",
+        )
+        sc.runs = {s: r.run_id for s, r in groups[n].items()}
+        sc.digests = {s: d for s, r in groups[n].items() if (d := r.tags.get("paraling.fold_digest"))}
+        report.rows.append(row)
+        report.scores[n] = sc
+    members = list(ensemble or [])
+    missing = [m for m in members if m not in oofs]
+    if members and missing:
+        log.warning("ensemble row left out: no finished run named %s in %r", missing, experiment)
+    elif members:
+        row, sc = _ensemble_row(experiment, {m: groups[m] for m in members}, oofs, combiner, negative_class, client)
+        if row is not None:
+            report.rows.append(row)
+            report.scores["ensemble"] = sc
+    means = {r.name: r.uar_mean for r in report.rows}
+    report.comparisons = compare_rows(report.scores, means, pairs, members, test)
+    if curves:
+        report.curves = read_curves(client, {n: groups[n] for n in chosen})
+    return report
 
 
 def build_table(
@@ -105,155 +260,47 @@ def build_table(
     negative_class: str | None = "No_Food",
     names: Sequence[str] | None = None,
 ) -> list[Row]:
-    """Rows for the newest finished run of each name in ``experiment``, plus the ensemble row.
-
-    Args:
-        experiment: MLflow experiment name (``table1`` for ``experiment=net0 ... net5``).
-        uri: Tracking URI (default: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``).
-        ensemble: Names of the runs to combine (``None`` or empty: no ensemble row). Missing members are reported
-            in the log and the row is left out. A logged ensemble run of exactly these runs (see the module
-            docstring) supplies the row and its run id.
-        combiner: A :data:`paraling.ensemble.COMBINERS` name (the paper: ``harmonic``).
-        negative_class: Class that forms the "no" side of the 2-class UAR (``None``: no 2-class columns).
-        names: Only these run names (default: all).
-
-    Raises:
-        EnsembleError: No finished runs in the experiment, or ensemble members that are not aligned.
-    """
-    from paraling.tracking.runs import find_runs, load_scores, make_client, newest_by_name
-
-    client = make_client(uri)
-    latest = newest_by_name(find_runs(experiment, uri=uri, check_model=False, client=client))
-    chosen = sorted((n for n in latest if names is None or n in names), key=_natural)
-    if not chosen:
-        raise EnsembleError(f"no finished runs named {list(names or [])} in experiment {experiment!r}")
-    with tempfile.TemporaryDirectory() as tmp:
-        scores = dict(zip(chosen, load_scores([latest[n] for n in chosen], tmp, client=client), strict=True))
-    rows = [
-        score_row(
-            n,
-            scores[n],
-            negative_class,
-            latest[n].tags.get("paraling.description", ""),
-            latest[n].kind,
-            latest[n].run_id,
-        )
-        for n in chosen
-    ]
-    members = list(ensemble or [])
-    missing = [m for m in members if m not in scores]
-    if members and missing:
-        log.warning("ensemble row left out: no finished run named %s in %r", missing, experiment)
-    elif members:
-        rows.append(
-            _ensemble_row(
-                experiment, [latest[m] for m in members], [scores[m] for m in members], combiner, negative_class, client
-            )
-        )
-    return rows
+    """The rows of :func:`build_report` (no paired tests or curves are needed to build them)."""
+    return build_report(experiment, uri, ensemble, combiner, negative_class, names, pairs=(), curves=False).rows
 
 
 def _ensemble_row(
     experiment: str,
-    runs: Sequence[TrackedRun],
-    scores: Sequence[OOFScores],
+    runs: Mapping[str, Mapping[int, TrackedRun]],
+    oofs: Mapping[str, Mapping[int, OOFScores]],
     combiner: str,
     negative_class: str | None,
     client: Any,
-) -> Row:
-    """The ensemble row: from a logged ensemble run of exactly ``runs`` when there is one, else combined here."""
+) -> tuple[Row | None, RowScores]:
+    """The ensemble row over the seeds every member has: per seed, a logged ensemble run of exactly those member
+    runs when there is one, else the members combined here."""
     from paraling.tracking.runs import find_ensemble_run, load_scores
 
-    names = [r.config_name for r in runs]
-    S, y, fold = stack_oof(scores, names)  # members must be aligned either way
+    names = list(runs)
+    seeds = sorted(set.intersection(*(set(runs[m]) for m in names)))
+    if not seeds:
+        log.warning("ensemble row left out: its members %s share no seed", names)
+        return None, RowScores()
+    combined: dict[int, OOFScores] = {}
+    logged_ids: dict[int, str] = {}
+    for seed in seeds:
+        S, y, fold = stack_oof([oofs[m][seed] for m in names], names)  # members must be aligned either way
+        logged = find_ensemble_run(experiment, [runs[m][seed].run_id for m in names], combiner, client=client)
+        if logged is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                (combined[seed],) = load_scores([logged], tmp, client=client)
+            logged_ids[seed] = logged.run_id
+            continue
+        ref = oofs[names[0]][seed].sorted()
+        combined[seed] = OOFScores(
+            ref.utt_ids, ref.classes, y, fold, ref.split, ref.speaker, combine(S, method=combiner).astype(np.float32)
+        )
     description = f"{' + '.join(names)} ({combiner} mean)"
-    logged = find_ensemble_run(experiment, [r.run_id for r in runs], combiner, client=client)
-    if logged is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            (combined,) = load_scores([logged], tmp, client=client)
-        description += f", MLflow run {logged.run_id[:8]}"
-        return score_row("ensemble", combined, negative_class, description, "ensemble", logged.run_id)
-    ref = scores[0].sorted()
-    combined = OOFScores(
-        ref.utt_ids, ref.classes, y, fold, ref.split, ref.speaker, combine(S, method=combiner).astype(np.float32)
-    )
-    return score_row("ensemble", combined, negative_class, description, "ensemble", "")
-
-
-def _pct(value: float, std: float | None = None) -> str:
-    if value != value:
-        return "n/a"
-    return f"{100 * value:.1f}" if std is None else f"{100 * value:.1f} ± {100 * std:.1f}"
-
-
-def render_markdown(rows: Sequence[Row]) -> str:
-    """The table as GitHub Markdown (UAR in %, mean ± std over folds)."""
-    k = rows[0].n_classes if rows else 0
-    lines = [
-        f"| row | what | model | UAR {k}-class | {k}-class fold mean ± std | UAR 2-class | 2-class fold mean ± std |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.description} | {r.model_type} | {_pct(r.uar)} | {_pct(r.uar_mean, r.uar_std)} "
-            f"| {_pct(r.uar2)} | {_pct(r.uar2_mean, r.uar2_std)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_csv(rows: Sequence[Row], path: str | Path) -> Path:
-    """The rows as CSV (UAR as fractions in [0, 1])."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(Row.__dataclass_fields__))
-        w.writeheader()
-        for r in rows:
-            w.writerow(asdict(r))
-    return path
-
-
-def plot_bars(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
-    """Bar chart of the fold-mean UAR (error bars: std over folds), k-class and 2-class side by side."""
-    from paraling.tracking.plots import plt, save_figure  # pyplot on the Agg backend
-
-    x = np.arange(len(rows))
-    two = any(r.uar2_mean == r.uar2_mean for r in rows)
-    w = 0.4 if two else 0.6
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 3.5), 4))
-    k = rows[0].n_classes if rows else 0
-    ax.bar(
-        x - (w / 2 if two else 0),
-        [100 * r.uar_mean for r in rows],
-        w,
-        yerr=[100 * r.uar_std for r in rows],
-        capsize=3,
-        label=f"{k}-class UAR",
-    )
-    if two:
-        ax.bar(
-            x + w / 2,
-            [100 * np.nan_to_num(r.uar2_mean) for r in rows],
-            w,
-            yerr=[100 * np.nan_to_num(r.uar2_std) for r in rows],
-            capsize=3,
-            label="2-class UAR",
-        )
-    if k:
-        ax.axhline(100 / k, color="grey", lw=0.8, ls="--", label=f"chance ({k} classes)")
-    ax.set_xticks(x, [r.name for r in rows])
-    ax.set_ylabel("UAR (%), mean ± std over folds")
-    ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
-
-
-def write_report(rows: Sequence[Row], out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """Write ``table.md``, ``table.csv`` and ``uar.png`` into ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / "table.md"
-    md.write_text((f"# {title}\n\n" if title else "") + render_markdown(rows), encoding="utf-8")
-    return {"markdown": md, "csv": write_csv(rows, out / "table.csv"), "png": plot_bars(rows, out / "uar.png", title)}
+    if len(seeds) == 1 and logged_ids:
+        description += f", MLflow run {logged_ids[seeds[0]][:8]}"
+    run_id = logged_ids[seeds[0]] if len(seeds) == 1 and logged_ids else ""
+    row, sc = score_seeds("ensemble", combined, negative_class, description, "ensemble", run_id)
+    sc.runs = logged_ids
+    first = runs[names[0]]
+    sc.digests = {s: d for s in seeds if (d := first[s].tags.get("paraling.fold_digest"))}
+    return row, sc

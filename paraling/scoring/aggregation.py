@@ -16,9 +16,10 @@ Estimators:
 - :class:`MajorityVote`: each window votes for its argmax class; proba = vote fractions.
 - :class:`MeanVote`: mean of the posteriors, or (``log=True``) mean of the log-posteriors, softmax-normalised
   (a normalised geometric mean).
-- :class:`WeightedVote`: the weighted majority vote of Milde & Biemann (2018): one Ridge regression per class
+- :class:`WeightedVote`: the weighted majority vote of Milde & Biemann (2015): one Ridge regression per class
   predicts from a window's posterior vector (and energy) whether the window's argmax is correct; at prediction
-  each window votes for its argmax with that predicted correctness, clipped at 0.
+  each window votes for its argmax with that predicted correctness, clipped at 0. With ``soft=True``
+  (``weighted_soft``) each window adds its whole posterior vector times that weight instead of a hard vote.
 
 Example:
     >>> import numpy as np
@@ -47,7 +48,7 @@ __all__ = ["METHODS", "Aggregator", "MajorityVote", "MeanVote", "WeightedVote", 
 _A = TypeVar("_A", bound="Aggregator")
 
 #: Names accepted by :func:`make_aggregator`.
-METHODS: tuple[str, ...] = ("majority", "mean", "logmean", "weighted")
+METHODS: tuple[str, ...] = ("majority", "mean", "logmean", "weighted", "weighted_soft")
 
 
 # --- validation and vectorised group reductions ----------------------------------------------------------
@@ -247,19 +248,21 @@ class MeanVote(Aggregator):
 
 
 class WeightedVote(Aggregator):
-    """Weighted majority vote with per-class Ridge regressions (Milde & Biemann, 2018).
+    """Weighted majority vote with per-class Ridge regressions (Milde & Biemann, 2015).
 
     ``fit``: for each class ``c``, a :class:`sklearn.linear_model.Ridge` is fitted on the training windows
     whose argmax is ``c``, regressing "the window's argmax equals its true class" (1/0) on the window's
     posterior vector (plus its standardised energy if ``use_energy``). At prediction each window votes for its
     argmax class ``c`` with weight ``max(ridge_c(x), 0)``; a class never predicted in training votes with
     weight 1. Utterance proba = weighted votes normalised to sum 1 (uniform if all of an utterance's weights
-    are 0).
+    are 0). With ``soft``, a window adds ``weight * posterior`` to every class instead of ``weight`` to its argmax:
+    the posterior mean, weighted by how reliable each window's decision is predicted to be.
 
     Args:
         alpha: Ridge regularisation strength, ``>= 0``.
         use_energy: Add the window's log energy (standardised with the training mean and std) as a feature;
             then ``energy`` is required by ``fit``, ``predict_proba`` and :meth:`weights_for`.
+        soft: Weight the windows' posterior vectors instead of their hard votes.
 
     Attributes:
         n_classes_: Number of classes.
@@ -272,14 +275,16 @@ class WeightedVote(Aggregator):
         energy_scale_: Training std of the energy (1.0 without energy or when constant).
     """
 
-    def __init__(self, alpha: float = 1.0, use_energy: bool = True) -> None:
+    def __init__(self, alpha: float = 1.0, use_energy: bool = True, soft: bool = False) -> None:
         self.alpha = alpha
         self.use_energy = use_energy
+        self.soft = soft
 
     def _check_params(self) -> None:
         if not isinstance(self.alpha, Real) or isinstance(self.alpha, bool) or not 0.0 <= self.alpha < np.inf:
             raise ConfigError(f"alpha must be a finite float >= 0, but got alpha={self.alpha!r}")
         _check_bool(self.use_energy, "use_energy")
+        _check_bool(self.soft, "soft")
 
     def _features(self, X: np.ndarray, energy: np.ndarray | None) -> np.ndarray:
         if not self.use_energy:
@@ -334,8 +339,10 @@ class WeightedVote(Aggregator):
         return np.clip(raw, 0.0, None)
 
     def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
-        votes = _vote(X.argmax(axis=1), self._weights(X, energy), groups, n_groups, X.shape[1])
-        return _normalise_rows(votes)
+        w = self._weights(X, energy)
+        if self.soft:
+            return _normalise_rows(_group_sum(X * w[:, None], groups, n_groups))
+        return _normalise_rows(_vote(X.argmax(axis=1), w, groups, n_groups, X.shape[1]))
 
 
 # --- factory ---------------------------------------------------------------------------------------------
@@ -344,7 +351,8 @@ _FACTORY: dict[str, tuple[type[Aggregator], dict[str, Any]]] = {
     "majority": (MajorityVote, {}),
     "mean": (MeanVote, {"log": False}),
     "logmean": (MeanVote, {"log": True}),
-    "weighted": (WeightedVote, {}),
+    "weighted": (WeightedVote, {"soft": False}),
+    "weighted_soft": (WeightedVote, {"soft": True}),
 }
 
 
@@ -352,9 +360,9 @@ def make_aggregator(method: str, **params: Any) -> Aggregator:
     """Build an aggregator by name and validate its parameters at once.
 
     Args:
-        method: One of ``majority``, ``mean``, ``logmean``, ``weighted`` (see :data:`METHODS`).
+        method: One of ``majority``, ``mean``, ``logmean``, ``weighted``, ``weighted_soft`` (see :data:`METHODS`).
         **params: Constructor parameters of that estimator (``eps`` for mean/logmean; ``alpha``,
-            ``use_energy`` for weighted).
+            ``use_energy`` for weighted and weighted_soft).
 
     Returns:
         An unfitted estimator.

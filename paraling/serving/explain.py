@@ -64,7 +64,7 @@ def _explained_member(predictor: Predictor) -> CNNMember:
     """The member with the largest weight; among equals, one with a weighted (Ridge) vote, then the first."""
     order = sorted(
         range(len(predictor.members)),
-        key=lambda i: (-predictor.weights[i], predictor.members[i].method != "weighted", i),
+        key=lambda i: (-predictor.weights[i], not predictor.members[i].method.startswith("weighted"), i),
     )
     return predictor.members[order[0]]
 

@@ -152,12 +152,13 @@ class CNNMember:
             state_file = folder.state_path(k)
             if state_file is not None:
                 agg, mean, std = fold_file(state_file, spec.n_mels)
-            elif spec.method != "weighted":
+            elif not spec.method.startswith("weighted"):
                 agg = make_aggregator(spec.method)
                 agg.n_classes_ = len(spec.classes)
             else:
                 raise ModelError(
-                    f"member {name}: the fitted weighted vote of fold {k} was not saved ({state_name(k)} missing); "
+                    f"member {name}: the fitted {spec.method} vote of fold {k} was not saved "
+                    f"({state_name(k)} missing); "
                     "re-run the experiment with this paraling version"
                 )
             if spec.features.get("normalize") == "global" and mean is None:

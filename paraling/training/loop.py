@@ -24,6 +24,7 @@ from paraling.atomic import atomic_path
 from paraling.data.windows import WindowBank
 from paraling.errors import ResourceError, TrainingError
 from paraling.scoring.metrics import uar
+from paraling.training.augment import BatchAugment
 from paraling.training.device import (
     capture_mode,
     eval_batch_size,
@@ -294,8 +295,19 @@ def fit(
     bs = int(cfg.batch_size)
     limit = cfg.max_windows_per_epoch
     mode = capture_mode(str(getattr(cfg, "capture", "auto")), device)
+    augment = BatchAugment.from_config(cfg)
     runner = make_step(
-        mode, model, opt, bank, bs, idx=train_idx, y=train_y, device=device, dtype=dtype, channels_last=channels_last
+        mode,
+        model,
+        opt,
+        bank,
+        bs,
+        idx=train_idx,
+        y=train_y,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+        augment=augment,
     )
     t_start = time.perf_counter()
     seen = 0

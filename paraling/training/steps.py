@@ -1,6 +1,7 @@
 """Training-step runners for :func:`paraling.training.loop.fit`: eager, CUDA-graph-captured, or ``torch.compile``-d.
 
-A step is: gather the batch's windows from the bank, forward under autocast, cross-entropy, backward, SGD step, and
+A step is: gather the batch's windows from the bank, mask and mix them when asked (``trainer.spec_augment``,
+``trainer.mixup``; :mod:`paraling.training.augment`), forward under autocast, cross-entropy, backward, SGD step, and
 add the batch loss to a running sum on the device (read once per epoch, so a step never waits for the GPU).
 
 :class:`GraphStep` records one full-size step as a CUDA graph and replays it for every later full batch: one launch
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from paraling.data.windows import WindowBank
+from paraling.training.augment import BatchAugment
 from paraling.training.device import to_device
 
 __all__ = ["EagerStep", "GraphStep", "make_step"]
@@ -48,6 +50,8 @@ class EagerStep:
         dtype: Autocast dtype, or ``None`` for fp32.
         channels_last: Feed batches channels-last.
         forward: What computes logits from a batch (``model`` itself, or a compiled version of it).
+        augment: Masking/mixup of each training batch (:class:`~paraling.training.augment.BatchAugment`), or
+            ``None``.
     """
 
     def __init__(
@@ -62,8 +66,10 @@ class EagerStep:
         dtype: torch.dtype | None,
         channels_last: bool,
         forward: Any = None,
+        augment: BatchAugment | None = None,
     ) -> None:
         self.model, self.opt, self.bank, self.idx, self.y = model, opt, bank, idx, y
+        self.augment = augment
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.forward = forward if forward is not None else model
         self.total = torch.zeros((), device=device)
@@ -76,12 +82,16 @@ class EagerStep:
         self.n_seen = 0
 
     def _body(self, b: torch.Tensor) -> None:
-        x = prepare_batch(self.bank.gather(self.idx[b]), self.channels_last)
+        x = self.bank.gather(self.idx[b])
         yb = to_device(self.y[b], self.device)
+        lam = None
+        if self.augment is not None:
+            x, lam = self.augment(x, yb)
+        x = prepare_batch(x, self.channels_last)
         with torch.autocast(
             self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None, cache_enabled=False
         ):
-            loss = nn.functional.cross_entropy(self.forward(x).float(), yb)
+            loss = BatchAugment.loss(self.forward(x).float(), yb, lam)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -177,7 +187,8 @@ def make_step(
     """The runner for ``mode`` (``eager`` | ``graph`` | ``compile``, see
     :func:`~paraling.training.device.capture_mode`).
 
-    ``inputs`` are :class:`EagerStep`'s keyword arguments (``idx``, ``y``, ``device``, ``dtype``, ``channels_last``).
+    ``inputs`` are :class:`EagerStep`'s keyword arguments (``idx``, ``y``, ``device``, ``dtype``, ``channels_last``,
+    ``augment``).
     """
     if mode == "graph":
         return GraphStep(model, opt, bank, batch_size=batch_size, **inputs)

@@ -65,7 +65,10 @@ def test_table1_multirun_and_report(tone_corpus: Path, tmp_path: Path, mlflow_ur
         mlflow_uri,
     )
     print(proc.stdout)
-    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")][1:]
+    first, rest = proc.stdout.split("\n## Paired tests", 1)  # the table, then the tests and the learning curves
+    table = [line for line in first.splitlines() if line.startswith("| ")][1:]
+    assert "| net3 | net2 | 2 |" in rest and "| net5 | net4 | 2 |" in rest  # 2 folds x 1 seed each
+    assert "## Learning curves" in rest and (tmp_path / "report" / "curves.png").stat().st_size > 1000
     names = [line.split("|")[1].strip() for line in table]
     assert names == ["net0", "net1", "net2", "net3", "net4", "net5", "ensemble"]
     for line in table:

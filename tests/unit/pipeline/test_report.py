@@ -11,7 +11,9 @@ import pytest
 
 from paraling.cli.main import main
 from paraling.ensemble import combine
-from paraling.pipeline.report import build_table, render_markdown, score_row, write_report
+from paraling.errors import EnsembleError
+from paraling.pipeline.report import build_table, score_row
+from paraling.pipeline.report_render import render_markdown, write_report
 from paraling.scoring.metrics import binary_uar, uar
 from paraling.scoring.oof import OOFScores
 
@@ -86,10 +88,110 @@ def test_build_table_from_mlflow(
     )
     out = capsys.readouterr().out
     assert "| ensemble | net0 + net2 + net3 + net5 (harmonic mean) |" in out and "| net1 |" not in out
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"table.md", "table.csv", "uar.png"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"table.md", "table.csv", "uar.png", "tests.csv"}
 
 
 def test_unknown_experiment_is_a_clean_error(mlflow_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["report", "--experiment", "nope"])
     assert exc.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+def _seeded_rows(oof_run: Callable[..., str], fake_oof: Fake, digest: str = "d") -> dict[tuple[str, int], str]:
+    """net1 (noisy) and net2 (cleaner) in seeds 0-2, same folds; net2 must win every paired unit on average."""
+    ids = {}
+    for seed in (0, 1, 2):
+        for name, noise in (("net1", 0.9), ("net2", 0.7)):
+            tags = {"paraling.seed": str(seed), "paraling.fold_digest": f"{digest}{seed}"}
+            ids[(name, seed)] = oof_run(name, fake_oof(10 * seed + len(name), noise), tags)
+    return ids
+
+
+def test_rows_over_seeds_with_paired_tests(oof_run: Callable[..., str], fake_oof: Fake, tmp_path: Path) -> None:
+    from paraling.pipeline.report import build_report
+    from paraling.pipeline.report_render import render_report
+
+    _seeded_rows(oof_run, fake_oof)
+    report = build_report("table1", ensemble=["net1", "net2"])
+    net1, net2, ens = report.rows
+    assert (net1.name, net2.name, ens.name) == ("net1", "net2", "ensemble")
+    assert net1.n_seeds == net2.n_seeds == ens.n_seeds == 3
+    units = report.scores["net2"].uar
+    assert sorted(units) == [(s, f) for s in (0, 1, 2) for f in (0, 1)]
+    assert net2.uar_mean == pytest.approx(np.mean(list(units.values())))
+    assert net2.uar_std == pytest.approx(np.std(list(units.values())))
+    pooled = [score_row("x", fake_oof(10 * s + 4, 0.7)).uar for s in (0, 1, 2)]
+    assert net2.uar == pytest.approx(np.mean(pooled))
+    (c21, c_ens) = report.comparisons  # net2 vs net1; the ensemble vs its best member (net2)
+    assert (c21.a, c21.b, c21.result.n) == ("net2", "net1", 6) and (c_ens.a, c_ens.b) == ("ensemble", "net2")
+    diffs = [report.scores["net2"].uar[u] - report.scores["net1"].uar[u] for u in c21.units]
+    assert c21.result.mean_diff == pytest.approx(np.mean(diffs)) and c21.result.mean_diff > 0
+    md = render_report(report.rows, report.comparisons, report.curves)
+    assert "over seeds x folds" in md and "## Paired tests" in md and "| net2 | net1 | 6 |" in md
+    # only two seeds
+    two = build_report("table1", ensemble=[], seeds=[0, 2])
+    assert [r.n_seeds for r in two.rows] == [2, 2] and two.comparisons[0].result.n == 4
+
+
+def test_rows_on_different_folds_are_not_paired(oof_run: Callable[..., str], fake_oof: Fake) -> None:
+    from paraling.pipeline.report import build_report
+
+    oof_run("net1", fake_oof(1), {"paraling.fold_digest": "aaa"})
+    oof_run("net2", fake_oof(2), {"paraling.fold_digest": "bbb"})
+    with pytest.raises(EnsembleError, match="same speaker folds"):
+        build_report("table1", ensemble=[])
+
+
+def test_compare_two_runs_or_names(
+    oof_run: Callable[..., str], fake_oof: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paraling.pipeline.compare import compare_runs
+
+    ids = _seeded_rows(oof_run, fake_oof)
+    by_name = compare_runs("net2", "net1", "table1")
+    assert by_name.comparison.result.n == 6 and by_name.rows[0].n_seeds == 3
+    by_id = compare_runs(ids[("net2", 1)], ids[("net1", 1)])
+    assert by_id.comparison.units == ((1, 0), (1, 1))
+    s2, s1 = by_name.scores
+    assert by_id.comparison.result.mean_diff == pytest.approx(
+        np.mean([s2.uar[(1, k)] - s1.uar[(1, k)] for k in (0, 1)])
+    )
+    assert main(["report", "--compare", "net2", "net1", "--experiment", "table1", "--test", "permutation"]) == 0
+    out = capsys.readouterr().out
+    assert "| seed | fold | net2 | net1 | a - b |" in out and "p (permutation)" in out
+    with pytest.raises(SystemExit) as exc:  # a name needs its experiment
+        main(["report", "--compare", "net2", "net1"])
+    assert exc.value.code == 2 and "--experiment" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--compare", "net2", "net9", "--experiment", "table1"])
+    assert "net9" in capsys.readouterr().err
+
+
+def test_learning_curves_from_fold_histories(
+    oof_run: Callable[..., str], fake_oof: Fake, mlflow_uri: str, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from paraling.pipeline.cv import fold_metric
+    from paraling.pipeline.report import build_report
+    from paraling.pipeline.report_render import write_report
+
+    client = MlflowClient(mlflow_uri)
+    rising = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # still climbing at the end of its 8 epochs
+    flat = [0.5, 0.7, 0.8, 0.8, 0.8, 0.8, 0.79, 0.8]
+    for name, curves in (("net1", (flat, flat[:6])), ("net2", (rising, rising))):
+        rid = oof_run(name, fake_oof(len(name)))
+        client.log_param(rid, "trainer.epochs", "8")
+        for k, values in enumerate(curves):
+            for step, v in enumerate(values):
+                client.log_metric(rid, fold_metric(k, "val_uar"), v, step=step)
+        client.log_metric(rid, fold_metric(0, "val_uar"), values[0], step=0)  # a resumed epoch, logged twice
+    report = build_report("table1", ensemble=[])
+    c1, c2 = report.curves
+    assert c1.name == "net1" and c1.trained == [8, 6] and c1.best == [2, 2] and c1.budget == 8
+    assert c1.val_uar[0] == pytest.approx(0.5) and c1.val_uar[7] == pytest.approx(0.8)  # fold 1 stopped at 6
+    assert c1.converged and not c2.converged and c2.late_gain == pytest.approx(0.2)
+    paths = write_report(report.rows, tmp_path / "r", "t", report.comparisons, report.curves)
+    assert paths["curves"].stat().st_size > 1000
+    text = paths["markdown"].read_text()
+    assert "## Learning curves" in text and "| net2 | 8 | 8 |" in text and "no (gain >= 1)" in text

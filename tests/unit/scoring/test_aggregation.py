@@ -24,7 +24,7 @@ def _random_windows(seed: int, n_windows: int = 200, n_classes: int = 4, n_utts:
 
 
 def _fitted(method: str, X, y, energy):
-    params = {"use_energy": True} if method == "weighted" else {}
+    params = {"use_energy": True} if method.startswith("weighted") else {}
     return make_aggregator(method, **params).fit(X, y, energy=energy)
 
 
@@ -123,6 +123,33 @@ def test_weighted_vote_beats_majority_when_unsure_windows_are_wrong() -> None:
     assert wtd_acc > 0.95
 
 
+def test_soft_weighted_vote_weights_whole_posteriors() -> None:
+    rng = np.random.default_rng(0)
+    X_train, y_train = _confidence_world(rng, 600)
+    hard = WeightedVote(alpha=1.0, use_energy=False).fit(X_train, y_train)
+    soft = make_aggregator("weighted_soft", alpha=1.0, use_energy=False).fit(X_train, y_train)
+    assert soft.soft and np.allclose(soft.coef_, hard.coef_)  # the same Ridge models; only the vote differs
+    # one utterance: a confident window for 0, two less sure windows whose second choice is 0
+    X = np.array([[0.8, 0.1, 0.1], [0.3, 0.45, 0.25], [0.4, 0.45, 0.15]])
+    groups = np.zeros(3, dtype=int)
+    w = soft.weights_for(X)
+    want = (X * w[:, None]).sum(0) / (X * w[:, None]).sum()
+    np.testing.assert_allclose(soft.predict_proba(X, groups)[0], want)
+    hard_votes = np.bincount(X.argmax(1), weights=w, minlength=3)
+    np.testing.assert_allclose(hard.predict_proba(X, groups)[0], hard_votes / hard_votes.sum())
+    # equal weights make the soft vote the posterior mean, the hard one the majority vote
+    flat = WeightedVote(use_energy=False, soft=True).fit(X_train, y_train)
+    flat.coef_[:] = 0.0
+    flat.intercept_[:] = 0.5
+    Xr, gr, _, _ = _random_windows(3, n_classes=3)
+    np.testing.assert_allclose(flat.predict_proba(Xr, gr), MeanVote().fit(Xr).predict_proba(Xr, gr))
+    flat_hard = clone(flat).set_params(soft=False).fit(X_train, y_train)
+    flat_hard.coef_[:] = 0.0
+    flat_hard.intercept_[:] = 0.5
+    np.testing.assert_allclose(flat_hard.predict_proba(Xr, gr), MajorityVote().fit(Xr).predict_proba(Xr, gr))
+    assert flat.predict(X, groups)[0] == 0 and flat_hard.predict(X, groups)[0] == 1  # 2 of 3 windows say 1
+
+
 def test_weighted_vote_uses_energy() -> None:
     # same posteriors everywhere; windows with low energy (silence) are wrong, loud ones right
     rng = np.random.default_rng(1)
@@ -210,7 +237,7 @@ def test_bad_params_and_inputs() -> None:
 
 def test_sklearn_clone_and_params() -> None:
     wv = make_aggregator("weighted", alpha=0.3, use_energy=False)
-    assert wv.get_params() == {"alpha": 0.3, "use_energy": False}
+    assert wv.get_params() == {"alpha": 0.3, "use_energy": False, "soft": False}
     c = clone(wv)
     assert c.get_params() == wv.get_params() and c is not wv
     assert make_aggregator("logmean").log is True

@@ -1,0 +1,117 @@
+"""Learning curves of tracked runs, read back from MLflow: has a row converged at its epoch budget?
+
+Every CNN run logs, per fold and epoch, the validation UAR on the fold's held-out training speakers (the metric
+:func:`~paraling.pipeline.cv.fold_metric` names ``val_uar`` of fold ``k``). :func:`read_curves` reads those
+histories for every run of a row (one run per seed) and gives per row:
+
+- ``val_uar``: the mean over seeds and folds of the validation UAR at each epoch (folds that stopped early drop out);
+- ``trained`` and ``best``: per (seed, fold), the epochs trained and the epoch the model was selected at (the first
+  maximum of its validation UAR, the rule of ``trainer.select=best``);
+- ``late_gain``: how much the best mean validation UAR of the last quarter of the epochs exceeds the best before it.
+  A row whose ``late_gain`` is at least :data:`CONVERGED_GAIN` was still improving when its budget ended.
+
+Rows without such metrics (the utterance-level baselines) have no curve.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paraling.pipeline.cv import fold_metric
+
+if TYPE_CHECKING:
+    from paraling.tracking.runs import TrackedRun
+
+__all__ = ["CONVERGED_GAIN", "Curve", "read_curves", "run_curves"]
+
+log = logging.getLogger(__name__)
+
+CONVERGED_GAIN = 0.01
+"""A row gaining this much validation UAR (or more) in its last quarter of epochs has not converged."""
+
+_MAX_FOLDS = 100
+
+
+@dataclass
+class Curve:
+    """The learning curve of one row (UAR as fractions).
+
+    Attributes:
+        name: Row name.
+        val_uar: ``(epochs,)`` mean validation UAR per epoch over the row's seeds and folds.
+        budget: The ``trainer.epochs`` the runs were given (0 when unknown).
+        trained: Epochs trained per (seed, fold).
+        best: Selected (best) epoch per (seed, fold), 0-based.
+    """
+
+    name: str
+    val_uar: np.ndarray
+    budget: int = 0
+    trained: list[int] = field(default_factory=list)
+    best: list[int] = field(default_factory=list)
+
+    @property
+    def late_gain(self) -> float:
+        """Best mean validation UAR of the last quarter of the epochs minus the best before it."""
+        n = len(self.val_uar)
+        if n < 4:
+            return float("nan")
+        cut = n - max(1, n // 4)
+        return float(self.val_uar[cut:].max() - self.val_uar[:cut].max())
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last quarter of the epochs gained less than :data:`CONVERGED_GAIN`."""
+        return bool(self.late_gain < CONVERGED_GAIN)
+
+
+def _history(client: Any, run_id: str, key: str) -> np.ndarray:
+    """One metric's values by step (a step logged twice, after a resume, keeps its last value)."""
+    by_step: dict[int, float] = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+        by_step[int(m.step)] = float(m.value)
+    return np.array([by_step[s] for s in sorted(by_step)], dtype=np.float64)
+
+
+def run_curves(client: Any, run: TrackedRun) -> list[np.ndarray]:
+    """The per-fold validation-UAR histories of one run (empty when it logged none)."""
+    out = []
+    for k in range(_MAX_FOLDS):
+        key = fold_metric(k, "val_uar")
+        if key not in run.metrics:
+            break
+        h = _history(client, run.run_id, key)
+        if len(h):
+            out.append(h)
+    return out
+
+
+def read_curves(client: Any, rows: Mapping[str, Mapping[int, TrackedRun]]) -> list[Curve]:
+    """The learning curve of each row that has one (``rows``: name -> seed -> run), in the order given."""
+    curves = []
+    for name, runs in rows.items():
+        folds: list[np.ndarray] = []
+        budget = 0
+        for run in runs.values():
+            hist = run_curves(client, run)
+            if hist and not budget:
+                budget = _budget(client, run.run_id)
+            folds.extend(hist)
+        if not folds:
+            continue
+        n = max(len(h) for h in folds)
+        mean = np.array([np.mean([h[e] for h in folds if len(h) > e]) for e in range(n)])
+        curves.append(Curve(name, mean, budget, [len(h) for h in folds], [int(np.argmax(h)) for h in folds]))
+    return curves
+
+
+def _budget(client: Any, run_id: str) -> int:
+    try:
+        return int(client.get_run(run_id).data.params.get("trainer.epochs", 0))
+    except (ValueError, TypeError):
+        return 0
