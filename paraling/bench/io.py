@@ -120,7 +120,7 @@ def sweep_overhead(epochs: int = 10, folds: int = 5, trial_seconds: float = 60.0
         for f in range(folds):
             for e in range(epochs):
                 m = {"train_loss": 1.0, "val_loss": 1.0, "val_uar": 0.5, "lr": 0.01, "momentum": 0.9}
-                tracker.log_metrics({f"fold{f}_{k}": v for k, v in m.items()}, step=e)
+                tracker.log_metrics({f"{k}/fold{f}": v for k, v in m.items()}, step=e)  # as run_cv names them
                 trial.report(0.5, step)
                 trial.should_prune()
                 step += 1

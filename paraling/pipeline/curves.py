@@ -1,8 +1,9 @@
 """Learning curves of tracked runs, read back from MLflow: has a row converged at its epoch budget?
 
 Every CNN run logs, per fold and epoch, the validation UAR on the fold's held-out training speakers (the metric
-:func:`~paraling.pipeline.cv.fold_metric` names ``val_uar`` of fold ``k``). :func:`read_curves` reads those
-histories for every run of a row (one run per seed) and gives per row:
+:func:`~paraling.pipeline.cv.fold_metric` names ``val_uar/fold<k>``; runs of earlier releases, ``fold<k>_val_uar``,
+are read too). :func:`read_curves` reads those histories for every run of a row (one run per seed) and gives per
+row:
 
 - ``val_uar``: the mean over seeds and folds of the validation UAR at each epoch (folds that stopped early drop out);
 - ``trained`` and ``best``: per (seed, fold), the epochs trained and the epoch the model was selected at (the first
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from paraling.pipeline.cv import fold_metric
+from paraling.pipeline.cv import fold_metric_keys
 
 if TYPE_CHECKING:
     from paraling.tracking.runs import TrackedRun
@@ -82,8 +83,8 @@ def run_curves(client: Any, run: TrackedRun) -> list[np.ndarray]:
     """The per-fold validation-UAR histories of one run (empty when it logged none)."""
     out = []
     for k in range(_MAX_FOLDS):
-        key = fold_metric(k, "val_uar")
-        if key not in run.metrics:
+        key = next((key for key in fold_metric_keys(k, "val_uar") if key in run.metrics), None)
+        if key is None:
             break
         h = _history(client, run.run_id, key)
         if len(h):

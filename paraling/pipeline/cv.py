@@ -34,7 +34,18 @@ from paraling.tracking.plots import plot_curves
 from paraling.tracking.runs import NAME_TAG
 from paraling.tracking.tracker import RunTracker, flatten
 
-__all__ = ["CVData", "FoldOutput", "FoldRunner", "WindowScores", "fold_metric", "run_cv", "seed_everything"]
+__all__ = [
+    "CVData",
+    "FoldOutput",
+    "FoldRunner",
+    "WindowScores",
+    "fold_metric",
+    "fold_metric_keys",
+    "legacy_fold_metric",
+    "mean_metric",
+    "run_cv",
+    "seed_everything",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +58,28 @@ def seed_everything(seed: int) -> None:
 
 
 def fold_metric(fold: int, name: str) -> str:
-    """The MLflow name of metric ``name`` of fold ``fold`` (``fold3_uar``)."""
+    """The MLflow name of metric ``name`` of fold ``fold``: ``val_uar/fold3``.
+
+    MLflow's chart view groups metrics by the part before the ``/``, so one section holds one quantity across
+    folds (and its fold mean, :func:`mean_metric`). Runs logged before this naming used ``fold3_val_uar``
+    (:func:`legacy_fold_metric`); readers accept both (:func:`fold_metric_keys`).
+    """
+    return f"{name}/fold{fold}"
+
+
+def mean_metric(name: str) -> str:
+    """The MLflow name of the folds' mean of per-epoch metric ``name``: ``val_uar/mean``."""
+    return f"{name}/mean"
+
+
+def legacy_fold_metric(fold: int, name: str) -> str:
+    """The name runs logged before ``name/fold<k>``: ``fold3_val_uar`` (read, never written)."""
     return f"fold{fold}_{name}"
+
+
+def fold_metric_keys(fold: int, name: str) -> tuple[str, str]:
+    """Where to look for metric ``name`` of fold ``fold``: the current name first, then the legacy one."""
+    return fold_metric(fold, name), legacy_fold_metric(fold, name)
 
 
 @dataclass
@@ -308,7 +339,7 @@ def _log_mean_curves(tracker: RunTracker, histories: dict[int, list[dict[str, fl
     n_ep = max((len(h) for h in histories.values()), default=0)
     for ep in range(n_ep):
         rows = [h[ep] for h in histories.values() if len(h) > ep]
-        tracker.log_metrics({k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, step=ep)
+        tracker.log_metrics({mean_metric(k): float(np.mean([r[k] for r in rows])) for k in rows[0]}, step=ep)
 
 
 def _window_arrays(

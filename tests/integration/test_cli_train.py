@@ -54,7 +54,7 @@ def test_train_logs_a_complete_run(tone_corpus: Path, tmp_path: Path, mlflow_uri
         assert key in run.data.metrics
     history = client.get_metric_history(run.info.run_id, "val_uar")
     assert sorted(m.step for m in history) == [0, 1]
-    assert len(client.get_metric_history(run.info.run_id, "fold1_train_loss")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "train_loss/fold1")) == 2
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"oof", "plots", "model", "data", "config.yaml"} <= arts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

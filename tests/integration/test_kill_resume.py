@@ -65,8 +65,8 @@ def test_sigkill_during_an_epoch_then_resume(tone_corpus: Path, tmp_path: Path, 
     assert len(runs) == 1, "the re-run resumes the same MLflow run"
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags.get("paraling.resumed") == "true"
-    steps0 = [m.step for m in client.get_metric_history(run.info.run_id, "fold0_train_loss")]
-    steps1 = [m.step for m in client.get_metric_history(run.info.run_id, "fold1_train_loss")]
+    steps0 = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss/fold0")]
+    steps1 = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss/fold1")]
     assert sorted(steps0) == list(range(6)), "fold 0 finished before the kill and is not retrained"
     assert sorted(set(steps1)) == list(range(6))
     assert len(steps1) <= 6 + 1  # resumed from the last checkpoint: at most the interrupted epoch runs twice
@@ -230,7 +230,7 @@ def test_sigkill_while_writing_artifacts_then_resume(
     assert run.data.tags.get("paraling.resumed") == "true" and run.data.tags.get("paraling.state") == "COMPLETE"
     assert _artifacts(client, run.info.run_id, tmp_path / "after_rerun") == COMPLETE_ARTIFACTS
     for fold in (0, 1):  # both folds resumed from their final checkpoints: no epoch was trained twice
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, f"fold{fold}_train_loss")]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, f"train_loss/fold{fold}")]
         assert sorted(steps) == [0, 1]
     assert not any((cache / "checkpoints").rglob("*.pt")), "checkpoints are removed once the run is complete"
     assert "uar" in run.data.metrics

@@ -132,7 +132,7 @@ def test_grid_study_prunes_and_builds_parent_child_runs(
     assert {"plots/optimization_history.png", "plots/parallel_coordinate.png"} <= plots
     best_child = next(r for r in children if r.data.tags.get("paraling.sweep.best") == "true")
     assert best_child.data.tags["paraling.sweep.trial"] == str(summary.best_number)
-    assert "windows.width" in best_child.data.params and "fold1_val_uar" in best_child.data.metrics
+    assert "windows.width" in best_child.data.params and "val_uar/fold1" in best_child.data.metrics
     note = tags["mlflow.note.content"]  # the parent's run page names the best trial and links its run
     assert f"(trial {summary.best_number} ([its run](#/experiments/" in note
     assert f"/runs/{best_child.info.run_id}))" in note and "Reproduce the best trial: `paraling train " in note

@@ -69,6 +69,11 @@ def test_fold_uars_are_data_and_logged_per_fold(cfg: DictConfig) -> None:
     assert note.startswith("**Out-of-fold UAR 0.500**") and "Reproduce: `paraling train`" in note
     hist = mlflow.MlflowClient().get_metric_history(result.run_id, fold_metric(1, "train_loss"))
     assert [(m.step, m.value) for m in hist] == [(0, 2.0)]
+    # one chart section per quantity in the MLflow UI: train_loss/fold0, train_loss/fold1, train_loss/mean
+    sections = {k.split("/")[0] for k in run.data.metrics if "/" in k}
+    assert {"train_loss/fold1", "train_loss/mean", "uar/fold0"} <= set(run.data.metrics) and "train_loss" in sections
+    assert not [k for k in run.data.metrics if k.startswith("fold")]  # no fold0_... names any more
+    assert run.data.tags["mlflow.runName"] == f"{cfg.name}-seed{cfg.seed}"
     assert list(result.oof.utt_ids) == [f"u{i}" for i in range(8)] and not result.oof.windows
 
 

@@ -172,20 +172,21 @@ def test_learning_curves_from_fold_histories(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from paraling.pipeline.cv import fold_metric
+    from paraling.pipeline.cv import fold_metric, legacy_fold_metric
     from paraling.pipeline.report import build_report
     from paraling.pipeline.report_render import write_report
 
     client = MlflowClient(mlflow_uri)
     rising = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # still climbing at the end of its 8 epochs
     flat = [0.5, 0.7, 0.8, 0.8, 0.8, 0.8, 0.79, 0.8]
-    for name, curves in (("net1", (flat, flat[:6])), ("net2", (rising, rising))):
+    # net1 logged under the names of earlier releases (fold0_val_uar), net2 under val_uar/fold0: both are read
+    for name, curves, key in (("net1", (flat, flat[:6]), legacy_fold_metric), ("net2", (rising, rising), fold_metric)):
         rid = oof_run(name, fake_oof(len(name)))
         client.log_param(rid, "trainer.epochs", "8")
         for k, values in enumerate(curves):
             for step, v in enumerate(values):
-                client.log_metric(rid, fold_metric(k, "val_uar"), v, step=step)
-        client.log_metric(rid, fold_metric(0, "val_uar"), values[0], step=0)  # a resumed epoch, logged twice
+                client.log_metric(rid, key(k, "val_uar"), v, step=step)
+        client.log_metric(rid, key(0, "val_uar"), curves[0][0], step=0)  # a resumed epoch, logged twice
     report = build_report("table1", ensemble=[])
     c1, c2 = report.curves
     assert c1.name == "net1" and c1.trained == [8, 6] and c1.best == [2, 2] and c1.budget == 8
