@@ -89,6 +89,7 @@ def assemble_ensemble(
     alias: str | None = "champion",
     log_run: bool = True,
     run_name: str | None = None,
+    parent_run_id: str | None = None,
 ) -> EnsembleResult:
     """Build, evaluate, track and optionally register an ensemble of finished runs.
 
@@ -112,6 +113,7 @@ def assemble_ensemble(
         alias: Alias set on the new version (``None`` = none).
         log_run: Log the ensemble as an MLflow run (required by ``register``).
         run_name: Name of the ensemble run.
+        parent_run_id: Log the ensemble run as a child of this run (a sweep's parent run).
 
     Raises:
         EnsembleError: No candidates, misaligned runs (named), a name without a finished run (named), nothing
@@ -171,6 +173,7 @@ def assemble_ensemble(
                     "names": json.dumps(list(names)) if names else None,
                     "source_experiment": experiment,
                 },
+                parent_run_id,
             )
     return result
 
@@ -263,6 +266,7 @@ def _log_ensemble(
     alias: str | None,
     run_name: str | None,
     params: dict[str, Any],
+    parent_run_id: str | None = None,
 ) -> None:
     rep, first = result.report, result.runs[0]
     members = result.members
@@ -276,7 +280,7 @@ def _log_ensemble(
             tags[t] = first.tags[t]
     if experiment is None:  # explicit run ids: log next to the first member
         experiment = client.get_experiment(first.experiment_id).name
-    tracker = RunTracker(experiment, uri, run_name or f"ensemble-{params['method']}", tags=tags)
+    tracker = RunTracker(experiment, uri, run_name or f"ensemble-{params['method']}", parent_run_id, tags=tags)
     with tracker.running():
         tracker.log_params(
             {

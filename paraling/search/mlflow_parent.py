@@ -19,6 +19,7 @@ from typing import Any
 
 from paraling.errors import TrackingError
 from paraling.search.spec import StudySpec
+from paraling.search.study_ensemble import ENSEMBLE_RUN_TAG, ENSEMBLE_UAR_TAG
 
 __all__ = ["SweepTracking"]
 
@@ -262,6 +263,13 @@ class SweepTracking:
                 f"- best parameters: {json.dumps(summary.best_params, default=str)}\n\n"
                 f"Reproduce the best trial: `{summary.best_reproduce}`"
             )
+            parent_tags = self.client.get_run(parent_run_id).data.tags
+            ens = parent_tags.get(ENSEMBLE_RUN_TAG)
+            if ens:
+                tags["mlflow.note.content"] += (
+                    f"\n\nEnsemble of the trials: nested-CV UAR {parent_tags.get(ENSEMBLE_UAR_TAG, '?')} "
+                    f"([its run](#/experiments/{self.experiment_id}/runs/{ens}))"
+                )
             if best_run:
                 old = self.client.get_run(parent_run_id).data.tags.get("paraling.sweep.best_run_id")
                 if old and old != best_run:

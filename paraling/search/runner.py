@@ -36,6 +36,7 @@ from paraling.search.storage import (
     is_rdb_url,
     make_storage,
 )
+from paraling.search.study_ensemble import assemble_for_study
 from paraling.search.trial import TrialContext, reproduce_line
 from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, run_processes, worker_loop
 from paraling.secrets import mask_secrets
@@ -269,6 +270,11 @@ def finish(prepared: PreparedStudy, stopped: str | None) -> SweepSummary:
             try:
                 prepared.tracking.end_orphans(prepared.ctx.parent_run_id, study)
                 prepared.tracking.missing_children(prepared.ctx.parent_run_id, study)
+                if reason == "complete" and prepared.spec.ensemble is not None:
+                    t, spec = prepared.tracking, prepared.spec
+                    assemble_for_study(
+                        spec.ensemble, spec.study_name, t.experiment, t.uri, prepared.ctx.parent_run_id, t.client
+                    )
                 prepared.tracking.finalize(prepared.ctx.parent_run_id, study, summary, status)
             except Exception as exc:  # the Optuna study is the record; MLflow can be fixed by a re-run
                 log.error("could not finalise the MLflow parent run %s: %s", prepared.ctx.parent_run_id, exc)

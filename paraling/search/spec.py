@@ -44,6 +44,7 @@ from paraling.search.samplers import (
     sampler_class,
 )
 from paraling.search.space import SearchSpace
+from paraling.search.study_ensemble import StudyEnsemble, parse_ensemble
 
 __all__ = [
     "KNOWN_METRICS",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 _TOP = (
+    "ensemble",
     "study_name",
     "description",
     "overrides",
@@ -116,6 +118,7 @@ class StudySpec:
     storage: StorageSpec = field(default_factory=StorageSpec)
     description: str = ""
     path: Path | None = None
+    ensemble: StudyEnsemble | None = None
 
     def with_options(
         self,
@@ -348,6 +351,7 @@ def _parse(data: Any, default_name: str, path: Path | None) -> StudySpec:
         storage=_parse_storage(data.get("storage")),
         description=str(desc or ""),
         path=path,
+        ensemble=parse_ensemble(data.get("ensemble")),
     )
 
 

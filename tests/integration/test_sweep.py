@@ -138,6 +138,35 @@ def test_grid_study_prunes_and_builds_parent_child_runs(
     assert f"/runs/{best_child.info.run_id}))" in note and "Reproduce the best trial: `paraling train " in note
 
 
+def test_study_ensemble_block_assembles_once_under_the_parent(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    path = write_study(
+        tmp_path,
+        "ens",
+        space={"windows.width": [11, 15]},
+        sampler={"name": "grid"},
+        pruner={"name": "none"},
+        ensemble={"method": "all", "combiner": "harmonic"},
+    )
+    spec = load_study_spec(path)
+    assert spec.ensemble is not None and spec.ensemble.combiner == "harmonic"
+    run_sweep(spec, SweepOptions(overrides=tiny(tone_corpus, feature_cache)))
+    parent, children = sweep_runs(mlflow_uri)
+    ensembles = [r for r in children if r.data.tags.get("paraling.kind") == "ensemble"]
+    trials = [r for r in children if "paraling.sweep.trial" in r.data.tags]
+    assert len(ensembles) == 1 and len(trials) == 2 and len(children) == 3
+    (ens,) = ensembles
+    tags = parent.data.tags
+    assert tags["paraling.sweep.ensemble_run_id"] == ens.info.run_id and ens.info.status == "FINISHED"
+    assert sorted(ens.data.tags["paraling.members"].split(",")) == sorted(r.info.run_id for r in trials)
+    assert ens.data.params["combiner"] == "harmonic" and ens.data.params["study"] == "ens"
+    assert float(tags["paraling.sweep.ensemble_uar"]) == pytest.approx(parent.data.metrics["ensemble_uar"], abs=1e-4)
+    assert f"/runs/{ens.info.run_id}))" in tags["mlflow.note.content"]  # the parent page links the ensemble
+    run_sweep(spec, SweepOptions(overrides=tiny(tone_corpus, feature_cache)))  # resumed: nothing left to do
+    assert len(sweep_runs(mlflow_uri)[1]) == 3, "the ensemble is assembled once"
+
+
 def test_resume_runs_only_missing_trials(
     tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
 ) -> None:

@@ -153,3 +153,21 @@ def test_reporter_steps_are_monotone_over_folds_and_prune() -> None:
     t2 = pruning.ask()
     with pytest.raises(Pruned, match="pruned at fold 1, epoch 0"):
         TrialReporter(t2, epochs=2).on_epoch_end(1, 0, {"val_uar": 0.5})
+
+
+def test_ensemble_block() -> None:
+    assert _spec().ensemble is None
+    e = _spec(ensemble={"method": "top-k", "top_k": 2, "register": "m"}).ensemble
+    assert (e.method, e.combiner, e.top_k, e.bagging, e.register, e.alias) == ("top-k", "mean", 2, 0, "m", "champion")
+    assert load_study_spec("demo").ensemble is not None  # the packaged demo study ends with its ensemble
+    for bad, needle in (
+        ({"method": "best"}, "ensemble.method"),
+        ({"combiner": "max"}, "ensemble.combiner"),
+        ({"top_k": 0}, "ensemble.top_k"),
+        ({"bagging": -1}, "ensemble.bagging"),
+        ({"register": ""}, "ensemble.register"),
+        ({"members": 3}, "ensemble.members is not an ensemble setting"),
+        ([1], "ensemble must be a mapping"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            _spec(ensemble=bad)
