@@ -1,0 +1,48 @@
+"""Where to look in the MLflow UI: the command that serves a local store and the links paraling prints.
+
+MLflow 3.17's UI opens every experiment in its *GenAI* view (traces, token usage) unless the page's
+``workflowType`` says otherwise: the choice is the browser's (the "GenAI | Model training" switch, remembered in
+the browser), and the experiment tag ``mlflow.experimentKind`` that paraling sets only decides where the switch is
+not shown. The links here carry ``workflowType=machine_learning``, so they open on the training-runs table and
+the run pages whatever a browser remembered.
+
+Example:
+    >>> experiment_url("sqlite:///mlruns/mlflow.db", "3")
+    'http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning'
+    >>> ui_command("sqlite:///mlruns/mlflow.db")
+    'mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db'
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOCAL_UI", "WORKFLOW", "experiment_url", "run_url", "ui_base", "ui_command"]
+
+LOCAL_UI = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves by default."""
+
+WORKFLOW = "workflowType=machine_learning"
+"""The query that opens MLflow's model-training view instead of the GenAI one."""
+
+
+def _served(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def ui_base(uri: str) -> str:
+    """The UI's address: the tracking server itself, or ``mlflow ui`` on this machine for a local store."""
+    return uri.rstrip("/") if _served(uri) else LOCAL_UI
+
+
+def ui_command(uri: str) -> str:
+    """The command that serves a local store (empty for a tracking server, which serves its own UI)."""
+    return "" if _served(uri) else f"mlflow ui --backend-store-uri {uri}"
+
+
+def experiment_url(uri: str, experiment_id: str) -> str:
+    """The experiment's training-runs table."""
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs?{WORKFLOW}"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str, tab: str = "") -> str:
+    """A run's page (``tab``: ``model-metrics`` for its charts, ``artifacts``, ...; empty: its overview)."""
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}{'/' + tab if tab else ''}?{WORKFLOW}"
