@@ -26,6 +26,7 @@ from paraling.pipeline.results import negative_class_index
 from paraling.progress import Progress
 from paraling.scoring.aggregation import METHODS, make_aggregator
 from paraling.scoring.aggregation_state import fold_state
+from paraling.tracking.logged_model import link_logged_model
 from paraling.tracking.model_dir import ModelSpec, save_model_dir
 from paraling.tracking.tracker import RunTracker
 from paraling.training.device import eval_batch_size, resolve_precision, to_numpy
@@ -185,7 +186,11 @@ class CNNRunner:
             channels_last=bool(cfg.trainer.channels_last),
         )
         weights = {k: m.state_dict() for k, m in self.models.items()}
-        tracker.log_artifact(save_model_dir(tmp / "model", spec, weights, self.states), "model")
+        folder = save_model_dir(tmp / "model", spec, weights, self.states)
+        tracker.log_artifact(folder, "model")
+        if tracker.enabled and tracker.run_id:
+            tags = {"paraling.corpus": str(cfg.corpus.name), "paraling.seed": str(cfg.seed)}
+            link_logged_model(tracker.client, str(tracker.experiment_id), tracker.run_id, folder, str(cfg.name), tags)
 
 
 def _plain(node: Any) -> dict[str, Any]:

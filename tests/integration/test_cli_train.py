@@ -45,6 +45,7 @@ def test_train_logs_a_complete_run(tone_corpus: Path, tmp_path: Path, mlflow_uri
         mlflow_uri,
     )
     assert "out-of-fold UAR" in proc.stdout and "mlflow ui --backend-store-uri" in proc.stdout
+    assert "?workflowType=machine_learning" in proc.stdout  # the printed link opens MLflow's training view
     client = MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("paraling")
     (run,) = client.search_runs([exp.experiment_id])
@@ -52,9 +53,14 @@ def test_train_logs_a_complete_run(tone_corpus: Path, tmp_path: Path, mlflow_uri
     assert run.data.params["trainer.epochs"] == "2" and run.data.params["cv.folds"] == "2"
     for key in ("uar", "accuracy", "uar_fold0", "uar_fold1", "uar_fold_mean", "uar_fold_std", "uar_weighted"):
         assert key in run.data.metrics
-    history = client.get_metric_history(run.info.run_id, "val_uar")
+    history = client.get_metric_history(run.info.run_id, "val_uar/mean")  # the folds' mean per epoch
     assert sorted(m.step for m in history) == [0, 1]
     assert len(client.get_metric_history(run.info.run_id, "train_loss/fold1")) == 2
+    # the CNN is also an MLflow logged model of the run (the runs table's Models column)
+    (model,) = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert model.status.name == "READY" and model.model_type == "paraling-cnn" and model.name == "default"
+    assert [o.model_id for o in client.get_run(run.info.run_id).outputs.model_outputs] == [model.model_id]
+    assert "spec.json" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"oof", "plots", "model", "data", "config.yaml"} <= arts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

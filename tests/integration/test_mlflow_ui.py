@@ -102,6 +102,9 @@ def test_runs_table_parent_children_and_chart_sections(
             # the Dataset column names the corpus
             expect(page.get_by_role("columnheader", name="Dataset").first).to_be_visible()
             assert page.get_by_text(re.compile(rf"^{CORPUS} \(")).count() >= 3
+            # the Models column links the train run's CNN (an MLflow logged model named after the config)
+            expect(page.get_by_role("columnheader", name="Models").first).to_be_visible()
+            expect(page.get_by_text("single", exact=True).first).to_be_visible()  # (the grid splits rows in two)
             # the UAR column: as a user adds it from "Columns"
             page.get_by_role("button", name="Columns", exact=True).first.click()
             page.get_by_placeholder("Search columns").fill("uar")
