@@ -225,6 +225,8 @@ class TrackingConfig:
     run_name: str | None = None
     log_model: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    system_metrics: bool = True
+    system_metrics_interval: float = 10.0
 
 
 @dataclass

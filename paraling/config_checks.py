@@ -63,6 +63,7 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "trainer.spec_augment.time_masks": (0, True),
     "trainer.spec_augment.time_width": (1, True),
     "trainer.mixup": (0, True),
+    "tracking.system_metrics_interval": (0, False),
     "transfer.freeze_epochs": (0, True),
     "aggregation.ridge_alpha": (0, True),
     "corpus.demo_speakers": (1, True),

@@ -32,6 +32,7 @@ from paraling.scoring.metrics import confusion_matrix, plot_confusion_matrix, su
 from paraling.scoring.oof import OOFScores, save_oof
 from paraling.tracking.plots import plot_curves
 from paraling.tracking.runs import NAME_TAG
+from paraling.tracking.system_metrics import system_metrics
 from paraling.tracking.tracker import RunTracker, flatten
 
 __all__ = [
@@ -208,7 +209,8 @@ def run_cv(
         atomic_write_text(run_id_file, tracker.run_id)
     manifest, classes, y = data.manifest, data.classes, data.y
     n_cls = len(classes)
-    with tracker.running(), tempfile.TemporaryDirectory() as tmp_name:
+    sysm = system_metrics(tracker, bool(cfg.tracking.system_metrics), float(cfg.tracking.system_metrics_interval))
+    with tracker.running(), sysm, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         params.update(

@@ -101,3 +101,27 @@ def test_resume_file_reopens_an_unfinished_run(cfg: DictConfig, tmp_path: Path) 
     assert result.run_id == killed and run.info.status == "FINISHED" and run.data.tags["paraling.resumed"] == "true"
     fresh = run_cv(cfg, runner, runner.prepare(), run_id_file=tmp_path / "new" / "run_id")
     assert fresh.run_id != killed and (tmp_path / "new" / "run_id").read_text() == fresh.run_id
+
+
+class SlowOracle(Oracle):
+    """The oracle, a second per fold: long enough for two system-metric samples at a 0.5 s interval."""
+
+    def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
+        import time
+
+        time.sleep(1.0)
+        return super().fit_fold(plan, log_epoch)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_system_metrics_follow_the_switch(compose_cfg: Callable[..., DictConfig], mlflow_uri: str, on: bool) -> None:
+    cfg = compose_cfg(
+        ["corpus.negative_class=null", f"tracking.system_metrics={on}", "tracking.system_metrics_interval=0.5"]
+    )
+    runner = SlowOracle()
+    result = run_cv(cfg, runner, runner.prepare())
+    metrics = mlflow.get_run(result.run_id).data.metrics
+    system = {k for k in metrics if k.startswith("system/")}
+    assert bool(system) == on, sorted(metrics)
+    if on:
+        assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
