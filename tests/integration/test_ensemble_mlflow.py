@@ -76,7 +76,7 @@ def test_find_runs_and_predictability(store: dict[str, Any]) -> None:
     ids = store["ids"]
     runs = find_runs("lib", uri=store["uri"])
     assert [r.run_id for r in runs] == [ids["a"], ids["b"], ids["c"]]
-    ok = {r.name: (r.predictable, r.why_not) for r in runs}
+    ok = {r.config_name: (r.predictable, r.why_not) for r in runs}
     assert ok["a"] == (True, "") and ok["b"] == (True, "")
     assert not ok["c"][0] and "spec.json" in ok["c"][1]
     with pytest.raises(EnsembleError, match="no MLflow experiment 'nope'"):
