@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from paraling.errors import EnsembleError
 from paraling.pipeline.comparisons import Comparison, RowScores, compare_pair
-from paraling.pipeline.report import Row, group_by_seed, score_seeds
+from paraling.pipeline.report import Row, group_by_seed, score_runs
 
 if TYPE_CHECKING:
     from paraling.tracking.runs import TrackedRun
@@ -72,10 +72,7 @@ def compare_runs(
     for label, runs in zip((a, b), sides, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
             oofs = dict(zip(runs, load_scores(list(runs.values()), tmp, client=client), strict=True))
-        newest = max(runs.values(), key=lambda r: (r.start_time, r.run_id))
-        row, sc = score_seeds(label, oofs, negative_class, newest.tags.get("paraling.description", ""), newest.kind)
-        sc.runs = {s: r.run_id for s, r in runs.items()}
-        sc.digests = {s: d for s, r in runs.items() if (d := r.tags.get("paraling.fold_digest"))}
+        row, sc = score_runs(label, runs, oofs, negative_class)
         rows.append(row)
         scores.append(sc)
     comparison = compare_pair(a, b, scores[0], scores[1], test)

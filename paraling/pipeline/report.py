@@ -57,6 +57,7 @@ __all__ = [
     "build_table",
     "group_by_seed",
     "score_row",
+    "score_runs",
     "score_seeds",
 ]
 
@@ -171,6 +172,22 @@ def score_row(
     return score_seeds(name, {0: oof}, negative_class, description, model_type, run_id)[0]
 
 
+def score_runs(
+    name: str,
+    runs: Mapping[int, TrackedRun],
+    oofs: Mapping[int, OOFScores],
+    negative_class: str | None = "No_Food",
+) -> tuple[Row, RowScores]:
+    """:func:`score_seeds` for tracked runs (seed -> run, seed -> its scores): description and kind from the newest
+    run, and the per-seed run ids and fold digests that the paired tests check."""
+    newest = max(runs.values(), key=lambda r: (r.start_time, r.run_id))
+    run_id = newest.run_id if len(runs) == 1 else f"{len(runs)} runs"
+    row, sc = score_seeds(name, oofs, negative_class, newest.tags.get("paraling.description", ""), newest.kind, run_id)
+    sc.runs = {s: r.run_id for s, r in runs.items()}
+    sc.digests = {s: d for s, r in runs.items() if (d := r.tags.get("paraling.fold_digest"))}
+    return row, sc
+
+
 def build_report(
     experiment: str,
     uri: str | None = None,
@@ -223,17 +240,7 @@ def build_report(
         oofs.setdefault(n, {})[s] = oof
     report = Report(rows=[])
     for n in chosen:
-        newest = max(groups[n].values(), key=lambda r: (r.start_time, r.run_id))
-        row, sc = score_seeds(
-            n,
-            oofs[n],
-            negative_class,
-            newest.tags.get("paraling.description", ""),
-            newest.kind,
-            newest.run_id if len(groups[n]) == 1 else f"{len(groups[n])} runs",
-        )
-        sc.runs = {s: r.run_id for s, r in groups[n].items()}
-        sc.digests = {s: d for s, r in groups[n].items() if (d := r.tags.get("paraling.fold_digest"))}
+        row, sc = score_runs(n, groups[n], oofs[n], negative_class)
         report.rows.append(row)
         report.scores[n] = sc
     members = list(ensemble or [])
