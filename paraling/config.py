@@ -49,8 +49,10 @@ class CorpusConfig:
     """Where the utterances come from.
 
     ``kind`` selects the recipe: ``csv`` (columns file,label,speaker; ``path`` is the CSV), ``folders`` (one
-    sub-folder per class under ``path``), ``manifest`` (a paraling JSONL manifest) or ``demo`` (the embedded
-    synthetic corpus, generated into ``path`` when missing).
+    sub-folder per class under ``path``), ``manifest`` (a paraling JSONL manifest), ``demo`` (the embedded
+    synthetic corpus, generated into ``path`` when missing) or ``speech`` (real recorded prompts under
+    ``speech_root`` with the demo's eating noise, built into ``path`` when missing; ``demo_seed`` and
+    ``demo_snr_db`` apply to it too).
     """
 
     name: str = "demo"
@@ -67,6 +69,8 @@ class CorpusConfig:
     demo_speakers: int = 30
     demo_seed: int = 0
     demo_snr_db: list[float] | None = None
+    speech_root: str = "/usr/share/asterisk/sounds"
+    speech_utts_per_class: int = 6
     positive_labels: list[str] | None = None
     negative_class: str | None = None  # the "no" side of the 2-class UAR (demo: No_Food); None = no 2-class UAR
 

@@ -19,7 +19,7 @@ from paraling.scoring.aggregation import METHODS
 __all__ = ["check_training_memory", "training_batch_bytes", "validate"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "corpus.kind": ("csv", "folders", "manifest", "demo"),
+    "corpus.kind": ("csv", "folders", "manifest", "demo", "speech"),
     "corpus.on_bad_file": ("skip", "error"),
     "features.kind": ("fbank", "melspec"),
     "features.normalize": ("utterance", "global", "none"),

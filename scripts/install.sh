@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install paraling and what it needs on a Debian/Ubuntu machine (idempotent).
 #   bash scripts/install.sh          # runtime: Debian packages + the package
-#   bash scripts/install.sh --dev    # also test/lint tools, PostgreSQL and Chromium for the service tests
+#   bash scripts/install.sh --dev    # also test/lint tools, PostgreSQL and Chromium for the service tests, and
+#                                    # the Asterisk voice prompts (real speech) for corpus=speech
 #
 # Where it installs: into the active virtual environment when there is one; into the interpreter itself when that
 # interpreter lets pip install (pyenv, conda, a Docker image's Python); otherwise -- a stock Debian/Ubuntu Python,
@@ -26,6 +27,10 @@ fi
 
 apt_pkgs=(rubberband-cli gcc)  # gcc: paraling compiles its native CPU kernels on first use (optional at run time)
 [ "$dev" = 1 ] && apt_pkgs+=(postgresql chromium)  # chromium: the MLflow UI browser test (Playwright drives it)
+# Real recorded speech for corpus=speech (7 speakers; tests/integration/test_speech_corpus.py)
+[ "$dev" = 1 ] && apt_pkgs+=(asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
+  asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav
+  asterisk-prompt-es-co)
 if [ "$use_venv" = 1 ] && ! "$py" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   apt_pkgs+=("python3-venv")  # Debian ships venv's pip bootstrap separately
 fi

@@ -101,8 +101,27 @@ def _data(argv: list[str]) -> int:
     g.add_argument("--out", default="data/langid", help="output folder (default: data/langid)")
     g.add_argument("--speakers", type=int, default=None, help="number of speaker voices")
     g.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser(
+        "speech",
+        help="real recorded speech (Asterisk prompts, 7 speakers) with eating noise",
+        description="Needs: apt-get install -y asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav "
+        "asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav "
+        "asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav asterisk-prompt-es-co",
+    )
+    s.add_argument("--out", default="data/speech", help="output folder (default: data/speech)")
+    s.add_argument("--root", default="/usr/share/asterisk/sounds", help="where the prompt folders are")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    s.add_argument("--utts-per-class", type=int, default=6, help="utterances per speaker and class (default: 6)")
+    s.add_argument("--snr-db", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="speech-to-noise range")
     a = p.parse_args(argv)
     kwargs: dict = {"seed": a.seed}
+    if a.which == "speech":
+        from paraling.data.recipes.speech import prepare_speech
+
+        if a.snr_db:
+            kwargs["snr_db"] = tuple(a.snr_db)
+        print(prepare_speech(Path(a.out), a.root, utts_per_class=a.utts_per_class, **kwargs))
+        return 0
     if a.which == "demo":
         from paraling.data.recipes.demo import prepare_demo
 
@@ -138,7 +157,7 @@ def _usage() -> str:
         "",
         "commands:",
         "  train      train and cross-validate (Hydra: paraling train model.n_blocks=4 ..., -m for multirun)",
-        "  data       generate the embedded corpora (paraling data demo|langid --out DIR)",
+        "  data       generate the embedded corpora (paraling data demo|langid|speech --out DIR)",
     ]
     lines += [f"  {k:<10} {h}" for k, (_, h) in COMMANDS.items()]
     return "\n".join(lines)

@@ -12,9 +12,10 @@ __all__ = ["load_corpus"]
 
 
 def load_corpus(corpus: Any) -> Manifest:
-    """Build the manifest selected by a ``corpus`` config node (kind csv | folders | manifest | demo).
+    """Build the manifest selected by a ``corpus`` config node (kind csv | folders | manifest | demo | speech).
 
-    The demo corpus is generated into ``corpus.path`` (default ``data/demo``) when it is not there yet.
+    The demo and speech corpora are built into ``corpus.path`` (default ``data/demo``, ``data/speech``) when they
+    are not there yet.
     """
     kind = corpus.kind
     if kind == "csv":
@@ -47,4 +48,15 @@ def load_corpus(corpus: Any) -> Manifest:
             kwargs["snr_db"] = tuple(corpus.demo_snr_db)
         csv_path = prepare_demo(out, **kwargs)
         return prepare_csv(csv_path, on_bad_file=corpus.on_bad_file)
-    raise ConfigError(f"corpus.kind must be one of ['csv', 'folders', 'manifest', 'demo'], but got kind={kind!r}")
+    if kind == "speech":
+        from paraling.data.recipes.csv import prepare_csv
+        from paraling.data.recipes.speech import prepare_speech
+
+        kwargs = {"seed": corpus.demo_seed, "utts_per_class": corpus.speech_utts_per_class}
+        if corpus.demo_snr_db:
+            kwargs["snr_db"] = tuple(corpus.demo_snr_db)
+        csv_path = prepare_speech(Path(corpus.path or "data/speech"), corpus.speech_root, **kwargs)
+        return prepare_csv(csv_path, on_bad_file=corpus.on_bad_file)
+    raise ConfigError(
+        f"corpus.kind must be one of ['csv', 'folders', 'manifest', 'demo', 'speech'], but got kind={kind!r}"
+    )

@@ -41,7 +41,7 @@ from paraling.data.recipes._synthetic import (
 from paraling.data.synth import synthesize
 from paraling.errors import ConfigError
 
-__all__ = ["DEFAULT_SNR_DB", "LABELS", "prepare_demo"]
+__all__ = ["DEFAULT_SNR_DB", "LABELS", "EatingProfile", "eating_noise", "eating_profile", "prepare_demo"]
 
 LABELS: tuple[str, ...] = ("No_Food", "Apple", "Nectarine", "Banana", "Crisp", "Biscuit", "Haribo")
 """The seven classes, in the order of the ComParE 2015 Eating Condition task."""
@@ -184,6 +184,20 @@ def _styled(profile: EatingProfile, spk: _Speaker) -> EatingProfile:
         wet_band=(profile.wet_band[0] * b, profile.wet_band[1] * b),
         wet_gain=profile.wet_gain * spk.wet_factor,
     )
+
+
+def eating_profile(label: str, seed: int, speaker: int) -> EatingProfile:
+    """How speaker number ``speaker`` of a corpus with ``seed`` chews ``label`` (a food class of :data:`LABELS`).
+
+    The same chewing styles as the demo corpus's speakers (rate, band, clicks, decay, wetness perturbed per
+    speaker); :mod:`.speech` mixes them under real recordings.
+
+    Raises:
+        ConfigError: ``label`` is not a food class.
+    """
+    if label not in _PROFILES:
+        raise ConfigError(f"no eating noise for {label!r}; food classes are {sorted(_PROFILES)}")
+    return _styled(_PROFILES[label], _speaker(seed, speaker))
 
 
 def eating_noise(n: int, sample_rate: int, profile: EatingProfile, rng: np.random.Generator) -> np.ndarray:
