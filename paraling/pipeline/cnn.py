@@ -3,7 +3,7 @@
 Per fold the CNN trains on the training speakers, selects its epoch on held-out speakers of the training fold, fits
 the voting estimators on those held-out speakers' windows, and scores the fold's test utterances with every voting
 method (the configured one is the run's headline and is saved with the model so that ``paraling predict`` votes
-alike).
+alike). The fold's metrics include the weighted vote's diagnostics (:mod:`paraling.scoring.vote_diagnostics`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from paraling.pipeline.results import negative_class_index
 from paraling.progress import Progress
 from paraling.scoring.aggregation import METHODS, make_aggregator
 from paraling.scoring.aggregation_state import fold_state
+from paraling.scoring.vote_diagnostics import vote_diagnostics
 from paraling.tracking.logged_model import link_logged_model
 from paraling.tracking.model_dir import ModelSpec, save_model_dir
 from paraling.tracking.tracker import RunTracker
@@ -150,11 +151,11 @@ class CNNRunner:
         energy = bank.window_energy()
         e_val, e_test = energy[to_numpy(val_set.idx)], energy[to_numpy(test_set.idx)]
         scores = {}
+        ridge = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
+        y_val = to_numpy(val_set.y)
         for method in METHODS:
-            params: dict[str, Any] = {}
-            if method in ("weighted", "weighted_soft"):
-                params = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
-            agg = make_aggregator(method, **params).fit(p_val, to_numpy(val_set.y), val_set.utt, e_val)
+            params: dict[str, Any] = ridge if method in ("weighted", "weighted_soft") else {}
+            agg = make_aggregator(method, **params).fit(p_val, y_val, val_set.utt, e_val)
             scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
             if method == self.primary:
                 self.states[plan.fold] = fold_state(method, agg, bank.mean, bank.std)
@@ -162,7 +163,8 @@ class CNNRunner:
         starts = to_numpy(bank.starts[test_set.idx]) - bank.offsets[plan.test][test_set.utt]
         return FoldOutput(
             scores=scores,
-            metrics={"best_epoch": result.best_epoch, "windows_per_s": result.windows_per_second},
+            metrics={"best_epoch": result.best_epoch, "windows_per_s": result.windows_per_second}
+            | vote_diagnostics(p_val, y_val, e_val, p_test, to_numpy(test_set.y), test_set.utt, e_test, **ridge),
             embeddings=emb_utt,
             windows=WindowScores(p_test, test_set.utt, starts),
             history=result.history,

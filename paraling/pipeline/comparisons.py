@@ -6,8 +6,9 @@ cross-validated on the same speaker folds for each seed (the runs' ``paraling.fo
 folds differ are refused rather than paired.
 
 :data:`DEFAULT_PAIRS` are the paper's claims: each row against the row it builds on (net2 vs net1: dropout; net3 vs
-net2: weighted vote; net4 and net5 vs net3: transfer; net5 vs net4: conv-only against naive transfer), and the
-ensemble against its best member (:data:`BEST_MEMBER`).
+net2: weighted vote; net4 and net5 vs net3: transfer; net5 vs net4: conv-only against naive transfer), the
+ensemble against its best member (:data:`BEST_MEMBER`), and the two augmentations of ``scripts/table1.sh`` (not in
+the paper) against net3.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("net5", "net3"),
     ("net5", "net4"),
     ("ensemble", BEST_MEMBER),
+    ("net3_specaug", "net3"),
+    ("net3_mixup", "net3"),
 )
 """``(a, b)``: is ``a`` better than the row ``b`` it builds on?"""
 

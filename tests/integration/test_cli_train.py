@@ -56,6 +56,10 @@ def test_train_logs_a_complete_run(tone_corpus: Path, tmp_path: Path, mlflow_uri
     history = client.get_metric_history(run.info.run_id, "val_uar/mean")  # the folds' mean per epoch
     assert sorted(m.step for m in history) == [0, 1]
     assert len(client.get_metric_history(run.info.run_id, "train_loss/fold1")) == 2
+    for fold in (0, 1):  # the weighted vote's diagnostics, one section per quantity
+        assert 0.0 <= run.data.metrics[f"vote_window_acc_test/fold{fold}"] <= 1.0
+        assert 0.0 <= run.data.metrics[f"vote_uar_weighted_oracle/fold{fold}"] <= 1.0
+        assert f"vote_uar_weighted_soft_noenergy/fold{fold}" in run.data.metrics
     # the CNN is also an MLflow logged model of the run (the runs table's Models column)
     (model,) = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
     assert model.status.name == "READY" and model.model_type == "paraling-cnn" and model.name == "default"
