@@ -3,7 +3,9 @@
 # (paper column, mean +/- std over seeds x folds, paired tests, learning curves). docs/table1.md has the results.
 #
 #   scripts/table1.sh            # everything: rows, the two augmentations, the report
-#   scripts/table1.sh rows       # the Table 1 rows only (ROWS=net4,net5 scripts/table1.sh rows: some of them)
+#   scripts/table1.sh rows       # the Table 1 rows only (ROWS=net4,net5 scripts/table1.sh rows: some of them);
+#                                # net2 is not trained: it is net3's networks under the majority vote, and
+#                                # `paraling report` scores it from net3's runs (paraling/pipeline/vote_rows.py)
 #   scripts/table1.sh augment    # net3 + SpecAugment, net3 + mixup (not in the paper)
 #   scripts/table1.sh report     # the report of what is tracked so far
 #
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 part=${1:-all}
 exp=${EXPERIMENT:-table1_seeds}
 seeds=${SEEDS:-0,1,2}
-rows=${ROWS:-svm,rf,net0,net1,net2,net3,net4,net5}
+rows=${ROWS:-svm,rf,net0,net1,net3,net4,net5}  # net2: net3's networks under the majority vote (the report)
 paraling=(scripts/run paraling)
 # The budget: at most 100 epochs, early stopping after 25 epochs without a better validation UAR on the held-out
 # speakers of each training fold; the paper's 3 conv blocks at reduced width, 30000 windows per epoch.

@@ -122,11 +122,12 @@ def log_oof_run(
     tags: dict[str, str] | None = None,
     status: str = "FINISHED",
     experiment: str = "table1",
+    votes: dict[str, np.ndarray] | None = None,
 ) -> str:
     """Log a run named ``name`` (tag ``paraling.name``) holding only ``oof/scores.npz``, ended as ``status``.
 
-    No model is trained; the run goes to ``$MLFLOW_TRACKING_URI`` (use with the ``mlflow_uri`` fixture). Returns the
-    run id.
+    No model is trained; the run goes to ``$MLFLOW_TRACKING_URI`` (use with the ``mlflow_uri`` fixture). ``votes``
+    (vote -> probabilities) also writes ``oof/all_aggregations.npz``, as a CNN run does. Returns the run id.
     """
     import tempfile
 
@@ -136,6 +137,8 @@ def log_oof_run(
     tracker = RunTracker(experiment, None, name, None, {"paraling.name": name, **(tags or {})})
     with tempfile.TemporaryDirectory() as tmp:
         save_oof(oof, Path(tmp) / "oof" / "scores.npz")
+        if votes is not None:
+            np.savez_compressed(Path(tmp) / "oof" / "all_aggregations.npz", utt_ids=oof.utt_ids, **votes)
         tracker.log_artifact(Path(tmp) / "oof", "oof")
     tracker.end(status)
     assert tracker.run_id is not None

@@ -42,6 +42,7 @@ from paraling.ensemble import combine, stack_oof
 from paraling.errors import EnsembleError
 from paraling.pipeline.comparisons import DEFAULT_PAIRS, Comparison, RowScores, compare_rows
 from paraling.pipeline.curves import Curve, read_curves
+from paraling.pipeline.vote_rows import load_vote, vote_row_sources
 from paraling.scoring.metrics import binary_uar, fold_summary, uar
 from paraling.scoring.oof import OOFScores
 
@@ -233,14 +234,22 @@ def build_report(
             + f" in experiment {experiment!r}"
         )
     flat = [(n, s, groups[n][s]) for n in chosen for s in sorted(groups[n])]
+    derived = vote_row_sources(chosen, names)
+    oofs: dict[str, dict[int, OOFScores]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load_scores([r for _, _, r in flat], tmp, client=client)
-    oofs: dict[str, dict[int, OOFScores]] = {}
-    for (n, s, _), oof in zip(flat, loaded, strict=True):
-        oofs.setdefault(n, {})[s] = oof
+        for (n, s, _), oof in zip(flat, loaded, strict=True):
+            oofs.setdefault(n, {})[s] = oof
+        for row, (src, vote) in derived.items():
+            oofs[row] = {s: load_vote(o, groups[src][s].run_id, vote, tmp, client) for s, o in oofs[src].items()}
+            groups[row] = groups[src]
+    chosen = sorted([*chosen, *derived], key=_natural)
     report = Report(rows=[])
     for n in chosen:
         row, sc = score_runs(n, groups[n], oofs[n], negative_class)
+        if n in derived:
+            src, vote = derived[n]
+            row.description = f"{src}'s networks, {vote} vote (the same training; no {n} runs of its own)"
         report.rows.append(row)
         report.scores[n] = sc
     members = list(ensemble or [])
@@ -255,7 +264,7 @@ def build_report(
     means = {r.name: r.uar_mean for r in report.rows}
     report.comparisons = compare_rows(report.scores, means, pairs, members, test)
     if curves:
-        report.curves = read_curves(client, {n: groups[n] for n in chosen})
+        report.curves = read_curves(client, {n: groups[n] for n in chosen if n not in derived})
     return report
 
 

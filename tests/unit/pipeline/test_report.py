@@ -196,3 +196,34 @@ def test_learning_curves_from_fold_histories(
     assert paths["curves"].stat().st_size > 1000
     text = paths["markdown"].read_text()
     assert "## Learning curves" in text and "| net2 | 8 | 8 |" in text and "no (gain >= 1)" in text
+
+
+def test_net2_is_net3s_networks_under_the_majority_vote(
+    oof_run: Callable[..., str], fake_oof: Fake, tmp_path: Path
+) -> None:
+    from paraling.pipeline.report import build_report
+
+    majority = {}
+    for seed in (0, 1):
+        tags = {"paraling.seed": str(seed), "paraling.fold_digest": f"d{seed}"}
+        oof_run("net1", fake_oof(20 + seed, 0.8), tags)
+        weighted = fake_oof(30 + seed, 0.5)
+        majority[seed] = fake_oof(40 + seed, 0.9).proba
+        oof_run("net3", weighted, tags, votes={"majority": majority[seed], "weighted": weighted.proba})
+    report = build_report("table1", ensemble=["net1", "net2"])
+    names = [r.name for r in report.rows]
+    assert names == ["net1", "net2", "net3", "ensemble"]
+    net2 = report.rows[1]
+    assert "net3's networks, majority vote" in net2.description and net2.n_seeds == 2
+    expected = [score_row("x", fake_oof(40 + s, 0.9)).uar for s in (0, 1)]  # the majority scores of net3's runs
+    assert net2.uar == pytest.approx(np.mean(expected))
+    assert report.scores["net2"].runs == report.scores["net3"].runs  # the same runs, another vote
+    pairs = {(c.a, c.b) for c in report.comparisons}
+    assert {("net2", "net1"), ("net3", "net2")} <= pairs
+    # runs of net2's own take precedence; a run without that vote is one clear error
+    oof_run("net2", fake_oof(50, 0.7), {"paraling.seed": "0", "paraling.fold_digest": "d0"})
+    own = build_report("table1", ensemble=[], seeds=[0])
+    assert "majority vote" not in next(r for r in own.rows if r.name == "net2").description
+    oof_run("net3", fake_oof(60, 0.5), {"paraling.seed": "2", "paraling.fold_digest": "d2"})
+    with pytest.raises(EnsembleError, match="all_aggregations"):
+        build_report("table1", ensemble=[], seeds=[2])

@@ -1,0 +1,62 @@
+"""Report rows that are another row's networks under another vote.
+
+net2 and net3 of the paper's Table 1 train the very same networks (``conf/experiment/net2.yaml`` and ``net3.yaml``
+differ only in ``aggregation``; the epoch is selected by the posterior-mean UAR of the validation speakers whatever
+the vote, so the same seed gives the same weights), and every CNN run stores the out-of-fold scores of every vote
+(``oof/all_aggregations.npz``). So when an experiment has no runs of net2, ``paraling report`` scores net2 from
+net3's runs under the majority vote (:data:`VOTE_ROWS`) instead of asking for a second, identical training; the
+row says so, and its paired test against net3 compares the two votes on the same networks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paraling.errors import EnsembleError
+from paraling.scoring.oof import OOFScores
+
+__all__ = ["VOTE_ROWS", "load_vote", "vote_row_sources"]
+
+log = logging.getLogger(__name__)
+
+VOTE_ROWS: dict[str, tuple[str, str]] = {"net2": ("net3", "majority")}
+"""``row -> (row whose runs it reuses, vote)``: used only when the row has no runs of its own."""
+
+
+def vote_row_sources(
+    present: Sequence[str], names: Sequence[str] | None = None, rows: Mapping[str, tuple[str, str]] = VOTE_ROWS
+) -> dict[str, tuple[str, str]]:
+    """The vote rows to derive: absent from ``present``, their source present, and wanted by ``names``."""
+    return {
+        row: (src, vote)
+        for row, (src, vote) in rows.items()
+        if row not in present and src in present and (names is None or row in names)
+    }
+
+
+def load_vote(oof: OOFScores, run_id: str, vote: str, dst: str | Path, client: Any) -> OOFScores:
+    """``oof`` (a run's headline scores) with its probabilities replaced by those of ``vote``.
+
+    Raises:
+        EnsembleError: The run has no ``oof/all_aggregations.npz`` or not that vote, or its utterances differ.
+    """
+    folder = Path(dst) / f"{run_id}-votes"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        path = client.download_artifacts(run_id, "oof/all_aggregations.npz", str(folder))
+        with np.load(path, allow_pickle=False) as z:
+            ids, proba = z["utt_ids"], z[vote] if vote in z.files else None
+    except Exception as exc:  # artifact store errors, corrupt npz
+        raise EnsembleError(f"run {run_id}: cannot read oof/all_aggregations.npz ({exc})") from exc
+    if proba is None:
+        raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz has no {vote!r} scores")
+    if not np.array_equal(ids, oof.utt_ids):
+        raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz lists other utterances than oof/scores.npz")
+    return OOFScores(
+        oof.utt_ids, oof.classes, oof.y, oof.fold, oof.split, oof.speaker, proba.astype(np.float32), oof.windows
+    )
