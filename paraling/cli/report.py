@@ -7,6 +7,7 @@ Example::
     paraling report --experiment table1            # writes reports/table1/{table.md,table.csv,uar.png,...}
     paraling train -m experiment=net1,net2,net3 seed=0,1,2 && paraling report --experiment table1  # over seeds
     paraling report --compare net3 net2 --experiment table1      # any two runs or names, paired test
+    paraling report --votes --experiment table1                  # which vote wins on these runs
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="compare two runs (MLflow run ids, or run names in --experiment: every seed) on their shared folds "
         "with a paired test, instead of the table",
+    )
+    p.add_argument(
+        "--votes",
+        action="store_true",
+        help="instead of the table: every vote (majority, mean, logmean, weighted, weighted_soft) of the CNN runs, "
+        "per row over seeds x folds, each paired-tested against --vote-reference over all units",
+    )
+    p.add_argument(
+        "--vote-reference", default="weighted", help="the vote the others are compared with (default: weighted)"
     )
     p.add_argument(
         "--seeds",
@@ -96,6 +106,12 @@ def main(argv: list[str]) -> int:
         return 0
     if not a.experiment:
         parser.error("pass --experiment NAME (or --compare A B)")
+    if a.votes:
+        from paraling.pipeline.votes_report import build_votes, render_votes
+
+        votes = build_votes(a.experiment, a.tracking_uri, a.names, a.seeds, a.vote_reference, a.test)
+        print(render_votes(votes))
+        return 0
     from paraling.pipeline.report import build_report
     from paraling.pipeline.report_render import render_report, write_report
 

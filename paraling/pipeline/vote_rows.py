@@ -55,8 +55,11 @@ def load_vote(oof: OOFScores, run_id: str, vote: str, dst: str | Path, client: A
         raise EnsembleError(f"run {run_id}: cannot read oof/all_aggregations.npz ({exc})") from exc
     if proba is None:
         raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz has no {vote!r} scores")
-    if not np.array_equal(ids, oof.utt_ids):
+    order = np.argsort(ids, kind="stable")
+    pos = np.searchsorted(ids, oof.utt_ids, sorter=order)
+    pos = order[np.minimum(pos, len(ids) - 1)] if len(ids) else pos
+    if len(ids) != len(oof.utt_ids) or not np.array_equal(ids[pos], oof.utt_ids):
         raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz lists other utterances than oof/scores.npz")
     return OOFScores(
-        oof.utt_ids, oof.classes, oof.y, oof.fold, oof.split, oof.speaker, proba.astype(np.float32), oof.windows
+        oof.utt_ids, oof.classes, oof.y, oof.fold, oof.split, oof.speaker, proba[pos].astype(np.float32), oof.windows
     )

@@ -227,3 +227,30 @@ def test_net2_is_net3s_networks_under_the_majority_vote(
     oof_run("net3", fake_oof(60, 0.5), {"paraling.seed": "2", "paraling.fold_digest": "d2"})
     with pytest.raises(EnsembleError, match="all_aggregations"):
         build_report("table1", ensemble=[], seeds=[2])
+
+
+def test_votes_report_pairs_every_vote_with_the_reference(
+    oof_run: Callable[..., str], fake_oof: Fake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paraling.pipeline.votes_report import build_votes, render_votes
+    from paraling.scoring.aggregation import METHODS
+
+    for name in ("net1", "net3"):
+        for seed in (0, 1):
+            base = 10 * seed + len(name)
+            votes = {m: fake_oof(base, 0.75).proba for m in METHODS}
+            votes["weighted_soft"] = fake_oof(base, 0.45).proba  # the same utterances, less noise: better
+            votes["majority"] = fake_oof(base + 100, 0.95).proba  # close to chance
+            oof_run(name, fake_oof(base, 0.75), {"paraling.seed": str(seed)}, votes=votes)
+    rep = build_votes("table1")
+    assert rep.names == ["net1", "net3"] and len(rep.units["weighted"]) == 2 * 2 * 2  # names x seeds x folds
+    soft, maj, mean = rep.tests["weighted_soft"], rep.tests["majority"], rep.tests["mean"]
+    assert soft.n == 8 and soft.mean_diff > 0 and soft.wins > soft.losses
+    assert maj.mean_diff < 0
+    assert mean.mean_diff == pytest.approx(0.0) and mean.wins == mean.losses == 0  # identical scores
+    md = render_votes(rep)
+    assert "| weighted_soft |" in md and "vs weighted" in md and "8 units" in md
+    assert main(["report", "--votes", "--experiment", "table1", "--vote-reference", "mean"]) == 0
+    assert "vs mean" in capsys.readouterr().out
+    with pytest.raises(EnsembleError, match="vote-reference"):
+        build_votes("table1", reference="best")
