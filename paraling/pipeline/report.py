@@ -42,6 +42,7 @@ from paraling.ensemble import combine, stack_oof
 from paraling.errors import EnsembleError
 from paraling.pipeline.comparisons import DEFAULT_PAIRS, Comparison, RowScores, compare_rows
 from paraling.pipeline.curves import Curve, read_curves
+from paraling.pipeline.paper import row_key
 from paraling.pipeline.vote_rows import load_vote, vote_row_sources
 from paraling.scoring.metrics import binary_uar, fold_summary, uar
 from paraling.scoring.oof import OOFScores
@@ -101,6 +102,12 @@ class Report:
 
 def _natural(name: str) -> list[object]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _order(name: str) -> tuple[int, list[object]]:
+    """The paper's rows in its order (:data:`~paraling.pipeline.paper.ROW_ORDER`), then the others naturally."""
+    rank, _ = row_key(name)
+    return rank, _natural(name)
 
 
 def _seed_of(run: TrackedRun) -> int:
@@ -226,7 +233,7 @@ def build_report(
 
     client = make_client(uri)
     groups = group_by_seed(find_runs(experiment, uri=uri, check_model=False, client=client), seeds)
-    chosen = sorted((n for n in groups if names is None or n in names), key=_natural)
+    chosen = sorted((n for n in groups if names is None or n in names), key=_order)
     if not chosen:
         raise EnsembleError(
             f"no finished runs named {list(names or [])}"
@@ -243,7 +250,7 @@ def build_report(
         for row, (src, vote) in derived.items():
             oofs[row] = {s: load_vote(o, groups[src][s].run_id, vote, tmp, client) for s, o in oofs[src].items()}
             groups[row] = groups[src]
-    chosen = sorted([*chosen, *derived], key=_natural)
+    chosen = sorted([*chosen, *derived], key=_order)
     report = Report(rows=[])
     for n in chosen:
         row, sc = score_runs(n, groups[n], oofs[n], negative_class)

@@ -254,3 +254,21 @@ def test_votes_report_pairs_every_vote_with_the_reference(
     assert "vs mean" in capsys.readouterr().out
     with pytest.raises(EnsembleError, match="vote-reference"):
         build_votes("table1", reference="best")
+
+
+def test_paper_columns_and_order() -> None:
+    from paraling.pipeline.paper import row_key
+    from paraling.pipeline.report import Row
+
+    def row(name: str, k: int = 7) -> Row:
+        return Row(name, "", "cnn", "r", k, 0.5, 0.5, 0.1, 0.9, 0.9, 0.05)
+
+    md = render_markdown([row("svm"), row("net3"), row("net3_mixup")])
+    header, _, svm, net3, mixup = md.splitlines()[:5]
+    assert "paper, 7-class | paper, 2-class" in header
+    assert "| 56.0 ± 2.7 | 94.3 ± 2.3 |" in svm and "| 63.1 ± 1.4 | 95.0 ± 2.2 |" in net3
+    assert mixup.startswith("| net3_mixup |  | cnn |  |  | 50.0 |")  # no paper number for a row the paper lacks
+    assert "Table 2 (official test set" in md and "75.9" in md
+    assert "paper" not in render_markdown([row("net3", k=3)])  # another task: no paper column
+    names = ["net3_mixup", "net5", "ensemble", "svm", "net10", "net1", "rf"]
+    assert sorted(names, key=row_key) == ["svm", "rf", "net1", "net5", "ensemble", "net10", "net3_mixup"]
