@@ -101,15 +101,15 @@ def _data(argv: list[str]) -> int:
     g.add_argument("--out", default="data/langid", help="output folder (default: data/langid)")
     g.add_argument("--speakers", type=int, default=None, help="number of speaker voices")
     g.add_argument("--seed", type=int, default=0)
+    from paraling.data.recipes.speech import DEFAULT_ROOT, SPEAKERS
+
     s = sub.add_parser(
         "speech",
         help="real recorded speech (Asterisk prompts, 7 speakers) with eating noise",
-        description="Needs: apt-get install -y asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav "
-        "asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav "
-        "asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav asterisk-prompt-es-co",
+        description="Needs: apt-get install -y " + " ".join(pkg for _, _, pkgs in SPEAKERS for pkg in pkgs.split()),
     )
     s.add_argument("--out", default="data/speech", help="output folder (default: data/speech)")
-    s.add_argument("--root", default="/usr/share/asterisk/sounds", help="where the prompt folders are")
+    s.add_argument("--root", default=DEFAULT_ROOT, help=f"where the prompt folders are (default: {DEFAULT_ROOT})")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     s.add_argument("--utts-per-class", type=int, default=6, help="utterances per speaker and class (default: 6)")
     s.add_argument("--snr-db", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="speech-to-noise range")

@@ -17,6 +17,7 @@ import os
 
 from paraling.ensemble import COMBINERS
 from paraling.pipeline.report import DEFAULT_ENSEMBLE
+from paraling.scoring.aggregation import METHODS
 from paraling.scoring.paired import TESTS
 
 __all__ = ["build_parser", "main"]
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="MLflow experiment (the net0..net5 configs log to table1); needed unless --compare names two run ids",
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--compare",
         nargs=2,
         metavar=("A", "B"),
@@ -44,14 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare two runs (MLflow run ids, or run names in --experiment: every seed) on their shared folds "
         "with a paired test, instead of the table",
     )
-    p.add_argument(
+    mode.add_argument(
         "--votes",
         action="store_true",
         help="instead of the table: every vote (majority, mean, logmean, weighted, weighted_soft) of the CNN runs, "
         "per row over seeds x folds, each paired-tested against --vote-reference over all units",
     )
     p.add_argument(
-        "--vote-reference", default="weighted", help="the vote the others are compared with (default: weighted)"
+        "--vote-reference",
+        choices=METHODS,
+        default="weighted",
+        help="with --votes: the vote the others are compared with (default: weighted)",
     )
     p.add_argument(
         "--seeds",

@@ -164,7 +164,17 @@ class CNNRunner:
         return FoldOutput(
             scores=scores,
             metrics={"best_epoch": result.best_epoch, "windows_per_s": result.windows_per_second}
-            | vote_diagnostics(p_val, y_val, e_val, p_test, to_numpy(test_set.y), test_set.utt, e_test, **ridge),
+            | vote_diagnostics(
+                p_val=p_val,
+                y_val=y_val,
+                e_val=e_val,
+                p_test=p_test,
+                y_test=to_numpy(test_set.y),
+                utt_test=test_set.utt,
+                e_test=e_test,
+                n_utts=test_set.n_utts,
+                **ridge,
+            ),
             embeddings=emb_utt,
             windows=WindowScores(p_test, test_set.utt, starts),
             history=result.history,

@@ -8,7 +8,9 @@ official test set, quoted under the table.
 
 from __future__ import annotations
 
-__all__ = ["ROW_ORDER", "TABLE1", "TABLE2", "row_key"]
+from paraling.data.recipes.demo import LABELS
+
+__all__ = ["LABELS", "ROW_ORDER", "TABLE1", "TABLE2", "is_eating_task", "row_key"]
 
 TABLE1: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "svm": ((56.0, 2.7), (94.3, 2.3)),
@@ -32,6 +34,11 @@ TABLE2 = (
 
 ROW_ORDER: tuple[str, ...] = tuple(TABLE1)
 """The paper's row order; other rows follow it."""
+
+
+def is_eating_task(labels: str) -> bool:
+    """Whether comma-separated class ``labels`` are the Eating Condition task's seven classes (:data:`LABELS`)."""
+    return set(labels.split(",")) == set(LABELS)
 
 
 def row_key(name: str) -> tuple[int, str]:

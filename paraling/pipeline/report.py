@@ -88,6 +88,7 @@ class Row:
     uar2_mean: float = float("nan")
     uar2_std: float = float("nan")
     n_seeds: int = 1
+    labels: str = ""  # the class names, comma-separated
 
 
 @dataclass
@@ -162,6 +163,7 @@ def score_seeds(
     per = fold_summary(list(scores.uar.values()))
     row = Row(name, description, model_type, run_id, n, float(np.mean(pooled)), per["mean"], per["std"])
     row.n_seeds = len(oofs)
+    row.labels = ",".join(classes)
     if pooled2:
         per2 = fold_summary(list(scores.uar2.values()))
         row.uar2, row.uar2_mean, row.uar2_std = float(np.mean(pooled2)), per2["mean"], per2["std"]
@@ -233,15 +235,16 @@ def build_report(
 
     client = make_client(uri)
     groups = group_by_seed(find_runs(experiment, uri=uri, check_model=False, client=client), seeds)
+    derived = vote_row_sources(list(groups), names)
     chosen = sorted((n for n in groups if names is None or n in names), key=_order)
-    if not chosen:
+    if not chosen and not derived:
         raise EnsembleError(
             f"no finished runs named {list(names or [])}"
             + (f" with seeds {list(seeds)}" if seeds is not None else "")
             + f" in experiment {experiment!r}"
         )
-    flat = [(n, s, groups[n][s]) for n in chosen for s in sorted(groups[n])]
-    derived = vote_row_sources(chosen, names)
+    needed = [*chosen, *(src for src, _ in derived.values() if src not in chosen)]
+    flat = [(n, s, groups[n][s]) for n in needed for s in sorted(groups[n])]
     oofs: dict[str, dict[int, OOFScores]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load_scores([r for _, _, r in flat], tmp, client=client)
@@ -260,12 +263,17 @@ def build_report(
         report.rows.append(row)
         report.scores[n] = sc
     members = list(ensemble or [])
+    twice = sorted({derived[m][0] for m in members if m in derived} & set(members))
+    if twice:
+        log.warning("the ensemble holds %s's networks twice (%s under another vote)", twice, sorted(derived))
     missing = [m for m in members if m not in oofs]
     if members and missing:
         log.warning("ensemble row left out: no finished run named %s in %r", missing, experiment)
     elif members:
         row, sc = _ensemble_row(experiment, {m: groups[m] for m in members}, oofs, combiner, negative_class, client)
         if row is not None:
+            if twice:
+                row.description += f"; {', '.join(d for d in derived if d in members)}: {twice[0]}'s networks again"
             report.rows.append(row)
             report.scores["ensemble"] = sc
     means = {r.name: r.uar_mean for r in report.rows}

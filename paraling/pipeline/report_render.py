@@ -16,7 +16,7 @@ import numpy as np
 
 from paraling.pipeline.comparisons import Comparison
 from paraling.pipeline.curves import CONVERGED_GAIN, Curve
-from paraling.pipeline.paper import TABLE1, TABLE2
+from paraling.pipeline.paper import TABLE1, TABLE2, is_eating_task
 from paraling.pipeline.report import Row
 
 __all__ = [
@@ -38,25 +38,28 @@ def _pct(value: float, std: float | None = None) -> str:
     return f"{100 * value:.1f}" if std is None else f"{100 * value:.1f} ± {100 * std:.1f}"
 
 
-def _paper(name: str, k: int) -> tuple[str, str]:
-    """The paper's 7-class and 2-class cells of row ``name`` (empty when it has none or the task is not 7-class)."""
-    if k != 7 or name not in TABLE1:
+def _paper(row: Row) -> tuple[str, str]:
+    """The paper's 7-class and 2-class cells of ``row`` (empty when the paper has no such row or another task)."""
+    if row.name not in TABLE1 or not is_eating_task(row.labels):
         return "", ""
-    (m7, s7), (m2, s2) = TABLE1[name]
+    (m7, s7), (m2, s2) = TABLE1[row.name]
     return f"{m7:.1f} ± {s7:.1f}", f"{m2:.1f} ± {s2:.1f}"
 
 
 def render_markdown(rows: Sequence[Row]) -> str:
-    """The table as GitHub Markdown (UAR in %, mean ± std over the (seed, fold) units), with the paper's Table 1
-    (:data:`~paraling.pipeline.paper.TABLE1`) in two columns where rows reproduce it."""
+    """The table as GitHub Markdown (UAR in %, mean ± std over the (seed, fold) units).
+
+    On the Eating Condition task's classes, the paper's Table 1 (:data:`~paraling.pipeline.paper.TABLE1`) fills
+    two more columns for the rows that reproduce it.
+    """
     k = rows[0].n_classes if rows else 0
     over = "seeds x folds" if any(r.n_seeds > 1 for r in rows) else "folds"
-    paper = any(any(_paper(r.name, k)) for r in rows)
+    paper = any(any(_paper(r)) for r in rows)
     head = ["row", "what", "model"] + (["paper, 7-class", "paper, 2-class"] if paper else [])
     head += [f"UAR {k}-class", f"{k}-class mean ± std over {over}", "UAR 2-class", f"2-class mean ± std over {over}"]
     lines = ["| " + " | ".join([*head, "seeds"]) + " |", "|---|---|---|" + "---:|" * (len(head) - 2)]
     for r in rows:
-        cells = [r.name, r.description, r.model_type, *(_paper(r.name, k) if paper else ())]
+        cells = [r.name, r.description, r.model_type, *(_paper(r) if paper else ())]
         cells += [_pct(r.uar), _pct(r.uar_mean, r.uar_std), _pct(r.uar2), _pct(r.uar2_mean, r.uar2_std)]
         lines.append("| " + " | ".join([*cells, str(r.n_seeds)]) + " |")
     if paper:

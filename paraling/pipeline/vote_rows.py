@@ -20,7 +20,7 @@ import numpy as np
 from paraling.errors import EnsembleError
 from paraling.scoring.oof import OOFScores
 
-__all__ = ["VOTE_ROWS", "load_vote", "vote_row_sources"]
+__all__ = ["VOTE_ROWS", "load_vote", "load_votes", "vote_row_sources"]
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +39,40 @@ def vote_row_sources(
     }
 
 
-def load_vote(oof: OOFScores, run_id: str, vote: str, dst: str | Path, client: Any) -> OOFScores:
-    """``oof`` (a run's headline scores) with its probabilities replaced by those of ``vote``.
+def load_votes(oof: OOFScores, run_id: str, votes: Sequence[str], dst: str | Path, client: Any) -> dict[str, OOFScores]:
+    """``oof`` (a run's headline scores) under each of ``votes``: its probabilities replaced by that vote's, aligned by
+    utterance id (one download of ``oof/all_aggregations.npz``).
 
     Raises:
-        EnsembleError: The run has no ``oof/all_aggregations.npz`` or not that vote, or its utterances differ.
+        EnsembleError: The run has no ``oof/all_aggregations.npz`` or not every vote, or its utterances differ.
     """
+    from mlflow.exceptions import MlflowException
+
     folder = Path(dst) / f"{run_id}-votes"
     folder.mkdir(parents=True, exist_ok=True)
     try:
         path = client.download_artifacts(run_id, "oof/all_aggregations.npz", str(folder))
         with np.load(path, allow_pickle=False) as z:
-            ids, proba = z["utt_ids"], z[vote] if vote in z.files else None
-    except Exception as exc:  # artifact store errors, corrupt npz
+            arrays = {k: z[k] for k in z.files}
+    except (MlflowException, OSError, ValueError) as exc:  # no such artifact, unreadable or corrupt file
         raise EnsembleError(f"run {run_id}: cannot read oof/all_aggregations.npz ({exc})") from exc
-    if proba is None:
-        raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz has no {vote!r} scores")
+    missing = [v for v in votes if v not in arrays]
+    if missing or "utt_ids" not in arrays:
+        raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz has no {missing or ['utt_ids']} scores")
+    ids = arrays["utt_ids"]
     order = np.argsort(ids, kind="stable")
     pos = np.searchsorted(ids, oof.utt_ids, sorter=order)
     pos = order[np.minimum(pos, len(ids) - 1)] if len(ids) else pos
     if len(ids) != len(oof.utt_ids) or not np.array_equal(ids[pos], oof.utt_ids):
         raise EnsembleError(f"run {run_id}: oof/all_aggregations.npz lists other utterances than oof/scores.npz")
-    return OOFScores(
-        oof.utt_ids, oof.classes, oof.y, oof.fold, oof.split, oof.speaker, proba[pos].astype(np.float32), oof.windows
-    )
+    return {
+        v: OOFScores(
+            oof.utt_ids, oof.classes, oof.y, oof.fold, oof.split, oof.speaker, arrays[v][pos].astype(np.float32)
+        )
+        for v in votes
+    }
+
+
+def load_vote(oof: OOFScores, run_id: str, vote: str, dst: str | Path, client: Any) -> OOFScores:
+    """:func:`load_votes` for one vote."""
+    return load_votes(oof, run_id, [vote], dst, client)[vote]

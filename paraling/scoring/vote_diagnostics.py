@@ -10,7 +10,8 @@ mean on a fold's test windows:
 - ``vote_weight_auc``: how well the weights rank the test windows' correctness (ROC AUC; 0.5 = no better than
   equal weights), and ``vote_weight_zero``: the share of test windows whose weight is clipped to 0;
 - ``vote_uar_weighted_oracle``: the hard weighted vote with Ridge models fitted on the test windows themselves
-  (an upper bound: if it still loses to the mean, the hard vote is the problem, not the fit);
+  (an optimistic reference, not a bound on UAR: if even it loses to the mean, the hard vote is the problem rather
+  than where the Ridge models were fitted);
 - ``vote_uar_weighted_noenergy`` and ``vote_uar_weighted_soft_noenergy``: the same votes without the energy feature;
 - ``vote_energy_coef``: the mean Ridge coefficient of the standardised energy over classes.
 
@@ -29,11 +30,14 @@ __all__ = ["vote_diagnostics"]
 
 
 def _utt_uar(agg: WeightedVote, X: np.ndarray, utt: np.ndarray, e: np.ndarray, y_utt: np.ndarray, n: int) -> float:
+    """UAR over the utterances with windows (``y_utt >= 0``)."""
     pred = agg.predict(X, utt, e, n_groups=len(y_utt))
-    return float(uar(y_utt, pred, n))
+    seen = y_utt >= 0
+    return float(uar(y_utt[seen], pred[seen], n))
 
 
 def vote_diagnostics(
+    *,
     p_val: np.ndarray,
     y_val: np.ndarray,
     e_val: np.ndarray,
@@ -41,6 +45,7 @@ def vote_diagnostics(
     y_test: np.ndarray,
     utt_test: np.ndarray,
     e_test: np.ndarray,
+    n_utts: int | None = None,
     alpha: float = 1.0,
     use_energy: bool = True,
 ) -> dict[str, float]:
@@ -54,6 +59,8 @@ def vote_diagnostics(
         y_test: True class of each test window.
         utt_test: Test utterance (position in the fold's test rows) of each test window.
         e_test: Log energy of each test window.
+        n_utts: Number of test utterances (default ``utt_test.max() + 1``); utterances without windows are left
+            out of the UARs here.
         alpha: ``aggregation.ridge_alpha``.
         use_energy: ``aggregation.use_energy`` (the configured vote; the ``noenergy`` keys drop it regardless).
 
@@ -62,8 +69,9 @@ def vote_diagnostics(
         out.
     """
     n = p_test.shape[1]
-    n_utts = int(utt_test.max()) + 1 if len(utt_test) else 0
-    y_utt = np.zeros(n_utts, dtype=np.int64)
+    if n_utts is None:
+        n_utts = int(utt_test.max()) + 1 if len(utt_test) else 0
+    y_utt = np.full(n_utts, -1, dtype=np.int64)
     y_utt[utt_test] = y_test
     out: dict[str, float] = {}
     if len(y_val):

@@ -10,11 +10,8 @@ speech-to-noise ratio drawn from ``snr_db``; a "mouth full" low-pass on the spee
 noise and a random level add nuisance, and the whole mix goes through a telephone channel (low-pass at 3.8 kHz), so
 the eating noise shares the speech's band instead of sitting alone above it.
 
-Install the prompts with::
-
-    apt-get install -y asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav \\
-        asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-fr-armelle \\
-        asterisk-prompt-it-menardi-wav asterisk-prompt-es-co
+The Debian packages of each speaker are listed in :data:`SPEAKERS` (``paraling data speech --help`` prints the
+``apt-get`` line; ``scripts/install.sh --dev`` installs them).
 
 Example:
     >>> from paraling.data.recipes.speech import prepare_speech
@@ -24,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from paraling.data.audio import resample
-from paraling.data.recipes._synthetic import Plan, active_rms, build_corpus, lowpass, pink_noise, rng_for
+from paraling.data.recipes._synthetic import MARKER, Plan, active_rms, build_corpus, lowpass, pink_noise, rng_for
 from paraling.data.recipes.demo import DEFAULT_SNR_DB, LABELS, EatingProfile, eating_noise, eating_profile
 from paraling.errors import ConfigError, CorpusError
 
@@ -91,6 +89,21 @@ def _prompts(root: Path, speaker: str, folders: tuple[str, ...], packages: str) 
     return usable
 
 
+def _finished(out_dir: Path, params: dict[str, object]) -> Path | None:
+    """The CSV of a finished corpus built with ``params`` (whatever prompt fingerprint it recorded), else ``None``.
+
+    A finished corpus is reused without scanning the prompts again, so it also opens where they are not installed.
+    """
+    try:
+        done = json.loads((out_dir / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    params = json.loads(json.dumps(params))  # tuples -> lists, as the marker holds them
+    if not isinstance(done, dict) or {k: v for k, v in done.items() if k != "sources"} != params:
+        return None
+    return out_dir / "speech.csv"
+
+
 def _render(plan: Plan, sample_rate: int) -> np.ndarray:
     """Render one utterance: real speech, mouth-full filter, eating noise, background, telephone channel, level."""
     s = plan.spec
@@ -106,8 +119,7 @@ def _render(plan: Plan, sample_rate: int) -> np.ndarray:
         profile = EatingProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["profile"].items()})
         wave += eating_noise(wave.size, sample_rate, profile, rng) * 10 ** (-plan.row["snr_db"] / 20)
     wave += pink_noise(wave.size, rng) * 10 ** (-s["background_snr_db"] / 20)
-    if sample_rate > 2 * _CHANNEL_HZ:
-        wave = lowpass(wave, _CHANNEL_HZ, sample_rate, order=8)
+    wave = lowpass(wave, _CHANNEL_HZ, sample_rate, order=8)
     wave *= 10 ** (s["level_dbfs"] / 20) / active_rms(wave, sample_rate)
     return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
@@ -196,8 +208,7 @@ def prepare_speech(
         ConfigError: An argument is out of range.
         CorpusError: A speaker's prompts are not installed or too few, or ``out_dir`` holds something else.
     """
-    speakers = SPEAKERS[: n_speakers or len(SPEAKERS)]
-    if utts_per_class < 1 or len(speakers) < 2 or (n_speakers is not None and n_speakers > len(SPEAKERS)):
+    if utts_per_class < 1 or not (n_speakers is None or 2 <= n_speakers <= len(SPEAKERS)):
         raise ConfigError(
             f"utts_per_class must be >= 1 and n_speakers in [2, {len(SPEAKERS)}], but got {utts_per_class=}, "
             f"{n_speakers=}"
@@ -209,18 +220,20 @@ def prepare_speech(
         raise ConfigError(f"snr_db must be (low, high) with low <= high, but got {snr_db=}")
     if sample_rate < 8000:
         raise ConfigError(f"sample_rate must be >= 8000, but got {sample_rate=}")
+    speakers = SPEAKERS[: n_speakers or len(SPEAKERS)]
     root = Path(root)
-    plans, sources = _plans(root, speakers, seed, (lo, hi), utts_per_class)
     params = {
         "recipe": "speech",
         "version": _VERSION,
-        "root": str(root),
-        "sources": sources,
         "speakers": [s[0] for s in speakers],
         "seed": seed,
         "snr_db": [lo, hi],
         "utts_per_class": utts_per_class,
         "sample_rate": sample_rate,
     }
+    done = _finished(Path(out_dir), params)
+    if done is not None:
+        return done
+    plans, params["sources"] = _plans(root, speakers, seed, (lo, hi), utts_per_class)
     columns = ("file", "label", "speaker", "source", "snr_db")
     return build_corpus(out_dir, params, plans, _render, "speech.csv", columns, n_jobs=n_jobs)

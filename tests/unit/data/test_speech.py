@@ -103,7 +103,12 @@ def test_deterministic_and_seeded(root: Path, tmp_path: Path) -> None:
     assert all((a.parent / f).read_bytes() == (b.parent / f).read_bytes() for f in files)
     assert a.read_text() == b.read_text()
     assert a.read_text() != c.read_text()  # another seed picks other prompts
-    assert prepare_speech(tmp_path / "a", root, utts_per_class=1, n_speakers=2) == a  # finished: returned as is
+    stamps = {p: p.stat().st_mtime_ns for p in a.parent.rglob("*")}
+    elsewhere = tmp_path / "no-prompts-here"  # a finished corpus opens without scanning (or having) the prompts
+    assert prepare_speech(tmp_path / "a", elsewhere, utts_per_class=1, n_speakers=2) == a
+    assert {p: p.stat().st_mtime_ns for p in a.parent.rglob("*")} == stamps
+    with pytest.raises(CorpusError, match="other parameters"):
+        prepare_speech(tmp_path / "a", root, utts_per_class=1, n_speakers=2, seed=1)
 
 
 def test_missing_prompts_name_the_package(root: Path, tmp_path: Path) -> None:
@@ -127,7 +132,18 @@ def test_symlinked_speaker_is_refused(root: Path, tmp_path: Path) -> None:
 def test_too_few_prompts_and_bad_arguments(root: Path, tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match=r"'june' has 8 usable recordings .* need 14; lower --utts-per-class"):
         prepare_speech(tmp_path / "c", root, utts_per_class=2)
-    with pytest.raises(ConfigError, match="n_speakers"):
-        prepare_speech(tmp_path / "c", root, n_speakers=1)
+    for n in (-1, 0, 1, 8):
+        with pytest.raises(ConfigError, match="n_speakers"):
+            prepare_speech(tmp_path / "c", root, n_speakers=n)
     with pytest.raises(ConfigError, match="snr_db"):
         prepare_speech(tmp_path / "c", root, snr_db=(10.0, 0.0))
+
+
+def test_cli_builds_the_corpus(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from paraling.cli.main import main
+
+    args = ["data", "speech", "--out", str(tmp_path / "s"), "--root", str(root), "--utts-per-class", "1"]
+    assert main([*args, "--snr-db", "5", "15"]) == 0
+    csv_path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = _rows(csv_path)
+    assert len(rows) == 49 and all(5.0 <= float(r["snr_db"]) <= 15.0 for r in rows if r["snr_db"])

@@ -210,9 +210,12 @@ def test_net2_is_net3s_networks_under_the_majority_vote(
         weighted = fake_oof(30 + seed, 0.5)
         majority[seed] = fake_oof(40 + seed, 0.9).proba
         oof_run("net3", weighted, tags, votes={"majority": majority[seed], "weighted": weighted.proba})
-    report = build_report("table1", ensemble=["net1", "net2"])
+    report = build_report("table1", ensemble=["net1", "net2", "net3"])
     names = [r.name for r in report.rows]
     assert names == ["net1", "net2", "net3", "ensemble"]
+    assert "net2: net3's networks again" in report.rows[-1].description
+    only = build_report("table1", ensemble=[], names=["net2"])  # net3's runs are read, though not shown
+    assert [r.name for r in only.rows] == ["net2"] and only.rows[0].uar == pytest.approx(report.rows[1].uar)
     net2 = report.rows[1]
     assert "net3's networks, majority vote" in net2.description and net2.n_seeds == 2
     expected = [score_row("x", fake_oof(40 + s, 0.9)).uar for s in (0, 1)]  # the majority scores of net3's runs
@@ -232,7 +235,7 @@ def test_net2_is_net3s_networks_under_the_majority_vote(
 def test_votes_report_pairs_every_vote_with_the_reference(
     oof_run: Callable[..., str], fake_oof: Fake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from paraling.pipeline.votes_report import build_votes, render_votes
+    from paraling.pipeline.votes_report import ALL, build_votes, render_votes
     from paraling.scoring.aggregation import METHODS
 
     for name in ("net1", "net3"):
@@ -243,25 +246,26 @@ def test_votes_report_pairs_every_vote_with_the_reference(
             votes["majority"] = fake_oof(base + 100, 0.95).proba  # close to chance
             oof_run(name, fake_oof(base, 0.75), {"paraling.seed": str(seed)}, votes=votes)
     rep = build_votes("table1")
-    assert rep.names == ["net1", "net3"] and len(rep.units["weighted"]) == 2 * 2 * 2  # names x seeds x folds
+    assert rep.names == ["net1", "net3"] and len(rep.units["weighted"]["net1"]) == 2 * 2  # seeds x folds
     soft, maj, mean = rep.tests["weighted_soft"], rep.tests["majority"], rep.tests["mean"]
-    assert soft.n == 8 and soft.mean_diff > 0 and soft.wins > soft.losses
-    assert maj.mean_diff < 0
-    assert mean.mean_diff == pytest.approx(0.0) and mean.wins == mean.losses == 0  # identical scores
+    assert soft[ALL].n == 4 and soft["net3"].n == 4  # rows share their (seed, fold) units: pooled, not stacked
+    assert all(t.mean_diff > 0 and t.wins > t.losses for t in soft.values())
+    assert maj[ALL].mean_diff < 0
+    assert mean[ALL].mean_diff == pytest.approx(0.0) and mean[ALL].wins == mean[ALL].losses == 0  # identical
     md = render_votes(rep)
-    assert "| weighted_soft |" in md and "vs weighted" in md and "8 units" in md
+    assert "| weighted_soft |" in md and "## Against weighted" in md and "all rows" in md
     assert main(["report", "--votes", "--experiment", "table1", "--vote-reference", "mean"]) == 0
-    assert "vs mean" in capsys.readouterr().out
-    with pytest.raises(EnsembleError, match="vote-reference"):
+    assert "## Against mean" in capsys.readouterr().out
+    with pytest.raises(EnsembleError, match="reference vote must be one of"):
         build_votes("table1", reference="best")
 
 
 def test_paper_columns_and_order() -> None:
-    from paraling.pipeline.paper import row_key
+    from paraling.pipeline.paper import LABELS, row_key
     from paraling.pipeline.report import Row
 
-    def row(name: str, k: int = 7) -> Row:
-        return Row(name, "", "cnn", "r", k, 0.5, 0.5, 0.1, 0.9, 0.9, 0.05)
+    def row(name: str, labels: str = ",".join(LABELS)) -> Row:
+        return Row(name, "", "cnn", "r", 7, 0.5, 0.5, 0.1, 0.9, 0.9, 0.05, labels=labels)
 
     md = render_markdown([row("svm"), row("net3"), row("net3_mixup")])
     header, _, svm, net3, mixup = md.splitlines()[:5]
@@ -269,6 +273,6 @@ def test_paper_columns_and_order() -> None:
     assert "| 56.0 ± 2.7 | 94.3 ± 2.3 |" in svm and "| 63.1 ± 1.4 | 95.0 ± 2.2 |" in net3
     assert mixup.startswith("| net3_mixup |  | cnn |  |  | 50.0 |")  # no paper number for a row the paper lacks
     assert "Table 2 (official test set" in md and "75.9" in md
-    assert "paper" not in render_markdown([row("net3", k=3)])  # another task: no paper column
+    assert "paper" not in render_markdown([row("net3", labels="de,fr,es,it,pt,nl,ru")])  # another 7-class task
     names = ["net3_mixup", "net5", "ensemble", "svm", "net10", "net1", "rf"]
     assert sorted(names, key=row_key) == ["svm", "rf", "net1", "net5", "ensemble", "net10", "net3_mixup"]

@@ -33,7 +33,7 @@ def test_load_vote_aligns_by_utterance_id(fake_oof: Callable[..., OOFScores], tm
     got = load_vote(oof, "r1", "majority", tmp_path, _Store(path))
     np.testing.assert_array_equal(got.proba, majority)
     assert list(got.utt_ids) == list(oof.utt_ids) and (got.y == oof.y).all()
-    with pytest.raises(EnsembleError, match="no 'weighted' scores"):
+    with pytest.raises(EnsembleError, match=r"no \['weighted'\] scores"):
         load_vote(oof, "r1", "weighted", tmp_path, _Store(path))
     np.savez(path, utt_ids=oof.utt_ids[:-1], majority=majority[:-1])
     with pytest.raises(EnsembleError, match="other utterances"):
