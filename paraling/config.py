@@ -191,9 +191,10 @@ class TrainerConfig:
 
 @dataclass
 class AggregationConfig:
-    """How window posteriors become an utterance decision: majority, mean, logmean or weighted (Ridge)."""
+    """How window posteriors become an utterance decision: majority, mean, logmean, weighted (Ridge, the paper's)
+    or weighted_soft (the Ridge weights on whole posteriors; the default)."""
 
-    method: str = "weighted"
+    method: str = "weighted_soft"
     ridge_alpha: float = 1.0
     use_energy: bool = True
 
