@@ -41,7 +41,7 @@ from paraling.data.recipes._synthetic import (
 from paraling.data.synth import synthesize
 from paraling.errors import ConfigError
 
-__all__ = ["DEFAULT_SNR_DB", "LABELS", "EatingProfile", "eating_noise", "eating_profile", "prepare_demo"]
+__all__ = ["DEFAULT_SNR_DB", "LABELS", "EatingProfile", "eating_noise", "eating_profile", "mix_eating", "prepare_demo"]
 
 LABELS: tuple[str, ...] = ("No_Food", "Apple", "Nectarine", "Banana", "Crisp", "Biscuit", "Haribo")
 """The seven classes, in the order of the ComParE 2015 Eating Condition task."""
@@ -243,12 +243,14 @@ def eating_noise(n: int, sample_rate: int, profile: EatingProfile, rng: np.rando
     return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
 
 
-def _render(plan: Plan, sample_rate: int) -> np.ndarray:
-    """Render one utterance: speech, mouth-full filter, eating noise, background, channel, level."""
+def mix_eating(speech: np.ndarray, plan: Plan, sample_rate: int) -> np.ndarray:
+    """Speech with a mouth-full filter, lead and tail silence, eating noise and pink background, as planned.
+
+    The shared part of the demo's and :mod:`.speech`'s renderers (their channel and level follow). Reads
+    ``mouth_cutoff``, ``lead_s``, ``tail_s``, ``render_seed``, ``profile`` and ``background_snr_db`` from
+    ``plan.spec`` and ``snr_db`` from ``plan.row``.
+    """
     s = plan.spec
-    speech = synthesize(
-        plan.row["sentence"], s["voice"], s["rate_wpm"], s["pitch"], s["pitch_range"], sample_rate=sample_rate
-    )
     if s["mouth_cutoff"] > 0:
         speech = lowpass(speech, s["mouth_cutoff"], sample_rate)
     speech /= active_rms(speech, sample_rate)
@@ -259,6 +261,16 @@ def _render(plan: Plan, sample_rate: int) -> np.ndarray:
         profile = EatingProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["profile"].items()})
         wave += eating_noise(wave.size, sample_rate, profile, rng) * 10 ** (-plan.row["snr_db"] / 20)
     wave += pink_noise(wave.size, rng) * 10 ** (-s["background_snr_db"] / 20)
+    return wave
+
+
+def _render(plan: Plan, sample_rate: int) -> np.ndarray:
+    """Render one utterance: speech, mouth-full filter, eating noise, background, channel, level."""
+    s = plan.spec
+    speech = synthesize(
+        plan.row["sentence"], s["voice"], s["rate_wpm"], s["pitch"], s["pitch_range"], sample_rate=sample_rate
+    )
+    wave = mix_eating(speech, plan, sample_rate)
     wave[1:] += s["channel_tilt"] * wave[:-1].copy()
     wave *= 10 ** (s["level_dbfs"] / 20) / active_rms(wave, sample_rate)
     return np.clip(wave, -1.0, 1.0).astype(np.float32)

@@ -30,8 +30,8 @@ import numpy as np
 import soundfile as sf
 
 from paraling.data.audio import resample
-from paraling.data.recipes._synthetic import MARKER, Plan, active_rms, build_corpus, lowpass, pink_noise, rng_for
-from paraling.data.recipes.demo import DEFAULT_SNR_DB, LABELS, EatingProfile, eating_noise, eating_profile
+from paraling.data.recipes._synthetic import MARKER, Plan, active_rms, build_corpus, lowpass, rng_for
+from paraling.data.recipes.demo import DEFAULT_SNR_DB, LABELS, eating_profile, mix_eating
 from paraling.errors import ConfigError, CorpusError
 
 __all__ = ["DEFAULT_ROOT", "SPEAKERS", "prepare_speech"]
@@ -108,17 +108,7 @@ def _render(plan: Plan, sample_rate: int) -> np.ndarray:
     """Render one utterance: real speech, mouth-full filter, eating noise, background, telephone channel, level."""
     s = plan.spec
     speech, sr = _read(s["source"])
-    speech = resample(speech, sr, sample_rate).astype(np.float32)
-    if s["mouth_cutoff"] > 0:
-        speech = lowpass(speech, s["mouth_cutoff"], sample_rate)
-    speech /= active_rms(speech, sample_rate)
-    lead, tail = int(s["lead_s"] * sample_rate), int(s["tail_s"] * sample_rate)
-    wave = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
-    rng = rng_for(*s["render_seed"])
-    if s["profile"] is not None:
-        profile = EatingProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["profile"].items()})
-        wave += eating_noise(wave.size, sample_rate, profile, rng) * 10 ** (-plan.row["snr_db"] / 20)
-    wave += pink_noise(wave.size, rng) * 10 ** (-s["background_snr_db"] / 20)
+    wave = mix_eating(resample(speech, sr, sample_rate).astype(np.float32), plan, sample_rate)
     wave = lowpass(wave, _CHANNEL_HZ, sample_rate, order=8)
     wave *= 10 ** (s["level_dbfs"] / 20) / active_rms(wave, sample_rate)
     return np.clip(wave, -1.0, 1.0).astype(np.float32)
