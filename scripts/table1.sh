@@ -9,7 +9,7 @@
 #   scripts/table1.sh augment    # net3 + SpecAugment, net3 + mixup (not in the paper)
 #   scripts/table1.sh report     # the report of what is tracked so far
 #
-# Environment: EXPERIMENT (MLflow experiment, default table1_seeds), SEEDS (default 0,1,2), ROWS, and
+# Environment: EXPERIMENT (MLflow experiment, default table1_seeds), SEEDS (default 0,1,2), ROWS, EPOCHS, and
 # MLFLOW_TRACKING_URI (default sqlite:///mlruns/mlflow.db). Every run uses one CPU thread, so two invocations with
 # different parts can share a 2-core machine. Runs already finished are not skipped: rerunning adds newer runs, and
 # the report takes the newest run of each name and seed.
@@ -20,10 +20,10 @@ exp=${EXPERIMENT:-table1_seeds}
 seeds=${SEEDS:-0,1,2}
 rows=${ROWS:-svm,rf,net0,net1,net3,net4,net5}  # net2: net3's networks under the majority vote (the report)
 paraling=(scripts/run paraling)
-# The budget: at most 100 epochs, early stopping after 25 epochs without a better validation UAR on the held-out
-# speakers of each training fold; the paper's 3 conv blocks at reduced width, 30000 windows per epoch.
+# The budget: at most EPOCHS (default 200) epochs, early stopping after 25 epochs without a better validation UAR on
+# the held-out speakers of each training fold; the paper's 3 conv blocks at reduced width, 30000 windows per epoch.
 common=(
-  corpus=demo "seed=$seeds" trainer.epochs=100 trainer.patience=25 trainer.threads=1 progress=never
+  corpus=demo "seed=$seeds" "trainer.epochs=${EPOCHS:-200}" trainer.patience=25 trainer.threads=1 progress=never
   'model.channels=[16,32,64]' 'model.fc_sizes=[256,256]' trainer.max_windows_per_epoch=30000
   "tracking.experiment=$exp" 'transfer.pretrain_overrides=["experiment=pretrain_langid","trainer.epochs=40"]'
 )
