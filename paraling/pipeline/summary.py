@@ -41,17 +41,8 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
     lines.append(f"  time: {result.seconds:.0f} s")
     if result.run_id:
         from paraling.tracking.tracker import resolve_tracking_uri
-        from paraling.tracking.ui import run_url, ui_command
+        from paraling.tracking.ui import open_line
 
-        uri = resolve_tracking_uri(cfg.tracking.uri)
         lines.append(f"  MLflow run: {result.run_id}")
-        try:
-            from paraling.tracking.store import mlflow_client
-
-            exp = str(mlflow_client(uri).get_run(result.run_id).info.experiment_id)
-            link = run_url(uri, exp, result.run_id)
-        except Exception:  # the summary never fails a finished run; the run id above is enough to find it
-            link = ""
-        serve = ui_command(uri)
-        lines.append(f"  open it:    {serve + '   then ' if serve else ''}{link or 'the MLflow UI'}")
+        lines.append("  " + open_line(resolve_tracking_uri(cfg.tracking.uri), result.run_id))
     print(mask_secrets("\n".join(lines)), file=stream)

@@ -40,6 +40,7 @@ from paraling.search.study_ensemble import assemble_for_study
 from paraling.search.trial import TrialContext, reproduce_line
 from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, run_processes, worker_loop
 from paraling.secrets import mask_secrets
+from paraling.tracking.ui import open_line
 
 __all__ = ["PreparedStudy", "SweepOptions", "SweepSummary", "prepare_study", "run_sweep", "summarize"]
 
@@ -116,10 +117,8 @@ class SweepSummary:
                 "  failures: " + "; ".join(self.fail_reasons[:3]) + (" ..." if len(self.fail_reasons) > 3 else "")
             )
         if self.parent_run_id:
-            lines.append(
-                f"  MLflow parent run: {self.parent_run_id}  (mlflow ui --backend-store-uri "
-                f"{describe_storage(self.tracking_uri or '')})"
-            )
+            lines.append(f"  MLflow parent run: {self.parent_run_id}")
+            lines.append("  " + open_line(self.tracking_uri or "", self.parent_run_id))
         lines.append(f"  dashboard: optuna-dashboard {self.storage}")
         notes = {
             "timeout": "  stopped: timeout reached (re-run the command to continue)",

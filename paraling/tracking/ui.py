@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["LOCAL_UI", "WORKFLOW", "experiment_url", "run_url", "ui_base", "ui_command"]
+__all__ = ["LOCAL_UI", "WORKFLOW", "experiment_url", "open_line", "run_link", "run_url", "ui_base", "ui_command"]
 
 LOCAL_UI = "http://127.0.0.1:5000"
 """Where ``mlflow ui`` serves by default."""
@@ -46,3 +46,24 @@ def experiment_url(uri: str, experiment_id: str) -> str:
 def run_url(uri: str, experiment_id: str, run_id: str, tab: str = "") -> str:
     """A run's page (``tab``: ``model-metrics`` for its charts, ``artifacts``, ...; empty: its overview)."""
     return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}{'/' + tab if tab else ''}?{WORKFLOW}"
+
+
+def run_link(uri: str, run_id: str, tab: str = "") -> str:
+    """A run's page, its experiment looked up in the store; empty when the store cannot be read.
+
+    The summaries that print it never fail a finished run or sweep over a link: the run id they print with it is
+    enough to find the run.
+    """
+    try:
+        from paraling.tracking.store import mlflow_client
+
+        experiment_id = str(mlflow_client(uri).get_run(run_id).info.experiment_id)
+    except Exception:  # any store error only drops the link
+        return ""
+    return run_url(uri, experiment_id, run_id, tab)
+
+
+def open_line(uri: str, run_id: str) -> str:
+    """``open it: <command that serves the store>   then <the run's page>`` for a summary."""
+    serve, link = ui_command(uri), run_link(uri, run_id)
+    return f"open it:    {serve + '   then ' if serve else ''}{link or 'the MLflow UI'}"

@@ -136,6 +136,9 @@ def test_grid_study_prunes_and_builds_parent_child_runs(
     note = tags["mlflow.note.content"]  # the parent's run page names the best trial and links its run
     assert f"(trial {summary.best_number} ([its run](#/experiments/" in note
     assert f"/runs/{best_child.info.run_id}))" in note and "Reproduce the best trial: `paraling train " in note
+    printed = summary.format()  # the printed summary links the parent run's page in the UI
+    assert f"/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=" in printed
+    assert f"mlflow ui --backend-store-uri {mlflow_uri}" in printed
 
 
 def test_study_ensemble_block_assembles_once_under_the_parent(
