@@ -8,8 +8,13 @@ row:
 - ``val_uar``: the mean over seeds and folds of the validation UAR at each epoch (folds that stopped early drop out);
 - ``trained`` and ``best``: per (seed, fold), the epochs trained and the epoch the model was selected at (the first
   maximum of its validation UAR, the rule of ``trainer.select=best``);
-- ``late_gain``: how much the best mean validation UAR of the last quarter of the epochs exceeds the best before it.
-  A row whose ``late_gain`` is at least :data:`CONVERGED_GAIN` was still improving when its budget ended.
+- ``stopped_early``: how many (seed, fold) units early stopping ended before the budget: their validation UAR had
+  not improved for ``trainer.patience`` epochs, so they converged by the stopping rule;
+- ``late_gain``: over the units that trained the whole budget, how much the best of their mean validation UAR in
+  the last quarter of the epochs exceeds its best before it. A row whose ``late_gain`` is at least
+  :data:`CONVERGED_GAIN` was still improving when its budget ended. It is taken over those units only: the mean
+  over every unit would end on the units that trained longest, and its last quarter would compare other folds
+  (a higher or lower level, not a later gain).
 
 Rows without such metrics (the utterance-level baselines) have no curve.
 """
@@ -48,6 +53,9 @@ class Curve:
         budget: The ``trainer.epochs`` the runs were given (0 when unknown).
         trained: Epochs trained per (seed, fold).
         best: Selected (best) epoch per (seed, fold), 0-based.
+        full: ``(budget,)`` mean validation UAR per epoch over the units that trained the whole budget (empty when
+            early stopping ended every unit).
+        peak: Best validation UAR per (seed, fold).
     """
 
     name: str
@@ -55,20 +63,31 @@ class Curve:
     budget: int = 0
     trained: list[int] = field(default_factory=list)
     best: list[int] = field(default_factory=list)
+    full: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    peak: list[float] = field(default_factory=list)
+
+    @property
+    def stopped_early(self) -> int:
+        """Units (seed, fold) that early stopping ended before the budget."""
+        budget = self.budget or max(self.trained, default=0)
+        return sum(t < budget for t in self.trained)
 
     @property
     def late_gain(self) -> float:
-        """Best mean validation UAR of the last quarter of the epochs minus the best before it."""
-        n = len(self.val_uar)
+        """Over the units that trained the whole budget: best mean val UAR of the last quarter minus the best before.
+
+        NaN when no unit trained the whole budget, or the budget is under 4 epochs.
+        """
+        n = len(self.full)
         if n < 4:
             return float("nan")
         cut = n - max(1, n // 4)
-        return float(self.val_uar[cut:].max() - self.val_uar[:cut].max())
+        return float(self.full[cut:].max() - self.full[:cut].max())
 
     @property
     def converged(self) -> bool:
-        """Whether the last quarter of the epochs gained less than :data:`CONVERGED_GAIN`."""
-        return bool(self.late_gain < CONVERGED_GAIN)
+        """Whether every unit converged: stopped early, or gained less than :data:`CONVERGED_GAIN` at the end."""
+        return not len(self.full) or bool(self.late_gain < CONVERGED_GAIN)
 
 
 def _history(client: Any, run_id: str, key: str) -> np.ndarray:
@@ -107,7 +126,10 @@ def read_curves(client: Any, rows: Mapping[str, Mapping[int, TrackedRun]]) -> li
             continue
         n = max(len(h) for h in folds)
         mean = np.array([np.mean([h[e] for h in folds if len(h) > e]) for e in range(n)])
-        curves.append(Curve(name, mean, budget, [len(h) for h in folds], [int(np.argmax(h)) for h in folds]))
+        whole = [h for h in folds if len(h) >= (budget or n)]
+        full = np.mean([h[: budget or n] for h in whole], axis=0) if whole else np.zeros(0)
+        trained, best = [len(h) for h in folds], [int(np.argmax(h)) for h in folds]
+        curves.append(Curve(name, mean, budget, trained, best, full, [float(h.max()) for h in folds]))
     return curves
 
 

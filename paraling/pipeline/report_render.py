@@ -149,15 +149,16 @@ def render_curves(curves: Sequence[Curve]) -> str:
     if not curves:
         return ""
     lines = [
-        "| row | epoch budget | epochs trained (mean) | selected epoch: median [min-max] | best mean val UAR "
-        "| gain in the last quarter | converged |",
-        "|---|---:|---:|---|---:|---:|---|",
+        "| row | epoch budget | epochs trained (mean) | stopped early | selected epoch: median [min-max] "
+        "| best val UAR (mean over units) | gain in the last quarter (units at the budget) | converged |",
+        "|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for c in curves:
         best = np.asarray(c.best) + 1
+        gain = "n/a (none)" if not len(c.full) else _signed(c.late_gain)
         lines.append(
-            f"| {c.name} | {c.budget or 'n/a'} | {np.mean(c.trained):.0f} | {np.median(best):.0f} [{best.min()}-"
-            f"{best.max()}] | {_pct(float(c.val_uar.max()))} | {_signed(c.late_gain)} "
+            f"| {c.name} | {c.budget or 'n/a'} | {np.mean(c.trained):.0f} | {c.stopped_early} / {len(c.trained)} "
+            f"| {np.median(best):.0f} [{best.min()}-{best.max()}] | {_pct(float(np.mean(c.peak)))} | {gain} "
             f"| {'yes' if c.converged else f'no (gain >= {100 * CONVERGED_GAIN:.0f})'} |"
         )
     return "\n".join(lines) + "\n"

@@ -180,7 +180,13 @@ def test_learning_curves_from_fold_histories(
     rising = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # still climbing at the end of its 8 epochs
     flat = [0.5, 0.7, 0.8, 0.8, 0.8, 0.8, 0.79, 0.8]
     # net1 logged under the names of earlier releases (fold0_val_uar), net2 under val_uar/fold0: both are read
-    for name, curves, key in (("net1", (flat, flat[:6]), legacy_fold_metric), ("net2", (rising, rising), fold_metric)):
+    low_stopped = [0.3, 0.35, 0.3, 0.3, 0.3, 0.3, 0.3]  # early stopping ended it at 7 of 8 epochs, lower
+    rows = (
+        ("net1", (flat, flat[:6]), legacy_fold_metric),
+        ("net2", (rising, rising), fold_metric),
+        ("net3", (flat, low_stopped), fold_metric),
+    )
+    for name, curves, key in rows:
         rid = oof_run(name, fake_oof(len(name)))
         client.log_param(rid, "trainer.epochs", "8")
         for k, values in enumerate(curves):
@@ -188,14 +194,18 @@ def test_learning_curves_from_fold_histories(
                 client.log_metric(rid, key(k, "val_uar"), v, step=step)
         client.log_metric(rid, key(0, "val_uar"), curves[0][0], step=0)  # a resumed epoch, logged twice
     report = build_report("table1", ensemble=[])
-    c1, c2 = report.curves
+    c1, c2, c3 = report.curves
     assert c1.name == "net1" and c1.trained == [8, 6] and c1.best == [2, 2] and c1.budget == 8
     assert c1.val_uar[0] == pytest.approx(0.5) and c1.val_uar[7] == pytest.approx(0.8)  # fold 1 stopped at 6
-    assert c1.converged and not c2.converged and c2.late_gain == pytest.approx(0.2)
+    assert c1.converged and c1.stopped_early == 1 and c1.peak == pytest.approx([0.8, 0.8])
+    assert not c2.converged and c2.late_gain == pytest.approx(0.2) and c2.stopped_early == 0
+    # net3's mean curve jumps in its last quarter once the low fold stops, but the fold that ran the budget is flat
+    assert c3.val_uar[6:].max() - c3.val_uar[:6].max() > 0.1
+    assert c3.converged and c3.late_gain == pytest.approx(0.0) and c3.stopped_early == 1
     paths = write_report(report.rows, tmp_path / "r", "t", report.comparisons, report.curves)
     assert paths["curves"].stat().st_size > 1000
     text = paths["markdown"].read_text()
-    assert "## Learning curves" in text and "| net2 | 8 | 8 |" in text and "no (gain >= 1)" in text
+    assert "## Learning curves" in text and "| net2 | 8 | 8 | 0 / 2 |" in text and "no (gain >= 1)" in text
 
 
 def test_net2_is_net3s_networks_under_the_majority_vote(
