@@ -41,8 +41,9 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
     lines.append(f"  time: {result.seconds:.0f} s")
     if result.run_id:
         from paraling.tracking.tracker import resolve_tracking_uri
-        from paraling.tracking.ui import open_line
+        from paraling.tracking.ui import open_line, run_link
 
+        uri = resolve_tracking_uri(cfg.tracking.uri)
         lines.append(f"  MLflow run: {result.run_id}")
-        lines.append("  " + open_line(resolve_tracking_uri(cfg.tracking.uri), result.run_id))
+        lines.append("  " + open_line(uri, run_link(uri, result.run_id)))
     print(mask_secrets("\n".join(lines)), file=stream)

@@ -40,7 +40,7 @@ from paraling.search.study_ensemble import assemble_for_study
 from paraling.search.trial import TrialContext, reproduce_line
 from paraling.search.worker import WorkerArgs, compose_fn, hydra_context, run_processes, worker_loop
 from paraling.secrets import mask_secrets
-from paraling.tracking.ui import open_line
+from paraling.tracking.ui import open_line, run_link
 
 __all__ = ["PreparedStudy", "SweepOptions", "SweepSummary", "prepare_study", "run_sweep", "summarize"]
 
@@ -86,6 +86,7 @@ class SweepSummary:
     best_reproduce: str = ""
     parent_run_id: str | None = None
     tracking_uri: str | None = None
+    parent_run_link: str = ""  # the parent run's page in the UI (looked up once, by summarize)
     stopped: str = "complete"
     fail_reasons: list[str] = field(default_factory=list)
 
@@ -118,7 +119,7 @@ class SweepSummary:
             )
         if self.parent_run_id:
             lines.append(f"  MLflow parent run: {self.parent_run_id}")
-            lines.append("  " + open_line(self.tracking_uri or "", self.parent_run_id))
+            lines.append("  " + open_line(self.tracking_uri or "", self.parent_run_link))
         lines.append(f"  dashboard: optuna-dashboard {self.storage}")
         notes = {
             "timeout": "  stopped: timeout reached (re-run the command to continue)",
@@ -226,6 +227,9 @@ def summarize(prepared: PreparedStudy, stopped: str) -> SweepSummary:
         c.waiting,
         parent_run_id=prepared.ctx.parent_run_id,
         tracking_uri=prepared.ctx.tracking_uri,
+        parent_run_link=run_link(prepared.ctx.tracking_uri or "", prepared.ctx.parent_run_id or "")
+        if prepared.ctx.parent_run_id
+        else "",
         stopped=stopped,
         fail_reasons=c.fail_reasons,
     )

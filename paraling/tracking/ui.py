@@ -63,7 +63,7 @@ def run_link(uri: str, run_id: str, tab: str = "") -> str:
     return run_url(uri, experiment_id, run_id, tab)
 
 
-def open_line(uri: str, run_id: str) -> str:
-    """``open it: <command that serves the store>   then <the run's page>`` for a summary."""
-    serve, link = ui_command(uri), run_link(uri, run_id)
+def open_line(uri: str, link: str) -> str:
+    """``open it: <command that serves the store>   then <link>`` for a summary (``link``: from :func:`run_link`)."""
+    serve = ui_command(uri)
     return f"open it:    {serve + '   then ' if serve else ''}{link or 'the MLflow UI'}"
