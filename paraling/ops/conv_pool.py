@@ -60,7 +60,7 @@ def _dtype(bf16: bool) -> torch.dtype:
     return torch.bfloat16 if bf16 else torch.float32
 
 
-@torch.library.custom_op("paraling::conv_pool_block", mutates_args=())
+@torch.library.custom_op("paraling::conv_pool_block", mutates_args=(), device_types="cpu")
 def _conv_pool(
     x: Tensor,
     weight: Tensor,
@@ -100,7 +100,7 @@ def _(
     return kernel_outputs(_conv_shape(x, weight), pool, border, _dtype(bf16), x.device, save)
 
 
-@torch.library.custom_op("paraling::conv_pool_block_backward", mutates_args=())
+@torch.library.custom_op("paraling::conv_pool_block_backward", mutates_args=(), device_types="cpu")
 def _conv_pool_backward(
     x: Tensor,
     weight: Tensor,

@@ -55,7 +55,7 @@ def _outputs(
     return kernel_outputs(shape, pool, border, torch.bfloat16 if bf16 else torch.float32, x.device, save)
 
 
-@torch.library.custom_op("paraling::first_block", mutates_args=())
+@torch.library.custom_op("paraling::first_block", mutates_args=(), device_types="cpu")
 def _first_block(
     x: Tensor,
     weight: Tensor,
@@ -108,7 +108,7 @@ def _(
     return _outputs(x, weight, pool, border, bf16, save)
 
 
-@torch.library.custom_op("paraling::first_block_backward", mutates_args=())
+@torch.library.custom_op("paraling::first_block_backward", mutates_args=(), device_types="cpu")
 def _first_block_backward(
     x: Tensor,
     grad: Tensor,

@@ -103,7 +103,7 @@ def pool_forward(
     return out, arg
 
 
-@torch.library.custom_op("paraling::pool_bias_relu_dropout", mutates_args=())
+@torch.library.custom_op("paraling::pool_bias_relu_dropout", mutates_args=(), device_types="cpu")
 def _pool(
     x: Tensor,
     bias: Tensor | None,
@@ -131,7 +131,7 @@ def _(
     return kernel_outputs(x.shape, pool, border, x.dtype, x.device, save)
 
 
-@torch.library.custom_op("paraling::pool_bias_relu_dropout_backward", mutates_args=())
+@torch.library.custom_op("paraling::pool_bias_relu_dropout_backward", mutates_args=(), device_types="cpu")
 def _pool_backward(
     grad: Tensor,
     arg: Tensor,

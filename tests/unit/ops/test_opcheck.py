@@ -98,3 +98,23 @@ def test_fc_dropout_equals_its_reference() -> None:
 def test_one_border_order() -> None:
     b = Border(top=1, bottom=2, left=3, right=4)
     assert b.pad_args() == (3, 4, 1, 2) and not Border() and b
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "first_block",
+        "first_block_backward",
+        "pool_bias_relu_dropout",
+        "pool_bias_relu_dropout_backward",
+        "conv_pool_block",
+        "conv_pool_block_backward",
+    ],
+)
+def test_native_ops_are_registered_for_the_cpu_only(name: str) -> None:
+    """A kernel registered for every device (CompositeExplicitAutograd) would be handed CUDA tensors and read GPU
+    memory as host memory; registered for the CPU, a CUDA tensor finds no kernel and fails clearly."""
+    op = getattr(torch.ops.paraling, name).default
+    assert op.has_kernel_for_dispatch_key("CPU")
+    assert not op.has_kernel_for_dispatch_key("CompositeExplicitAutograd")
+    assert not op.has_kernel_for_dispatch_key("CUDA")
