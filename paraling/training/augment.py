@@ -13,7 +13,10 @@ validation windows, out-of-fold scoring and prediction never see them.
   window; the loss mixes the two labels' cross-entropies with the same weights.
 
 Every draw uses torch's generator of the batch's device, which :func:`~paraling.pipeline.cv.seed_everything` seeds
-and checkpoints carry: the same seed gives the same masks and weights.
+and checkpoints carry: the same seed gives the same masks and weights. Every draw also happens *on* that device
+with no value read back to the host, so a CUDA graph can record the step: the mixup weight is ``G1 / (G1 + G2)``
+with ``G1, G2 ~ Gamma(mixup, 1)`` (a ``Beta(mixup, mixup)`` draw) from concentration buffers that move with the
+module, without argument validation (which reads its checks back to the host).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class BatchAugment(nn.Module):
             + [TimeMasking(time_width, iid_masks=True) for _ in range(time_masks)]
         )
         self.mixup = float(mixup)
+        self.register_buffer("concentration", torch.tensor(self.mixup if self.mixup > 0 else 1.0), persistent=False)
+        self.register_buffer("rate", torch.tensor(1.0), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: Any) -> BatchAugment | None:
@@ -66,12 +71,18 @@ class BatchAugment(nn.Module):
             x = mask(x)
         if not self.mixup:
             return x, None
-        beta = torch.distributions.Beta(
-            torch.tensor(self.mixup, device=x.device), torch.tensor(self.mixup, device=x.device)
-        )
-        lam = beta.sample((x.shape[0],))
+        lam = self.mixup_weights(x.shape[0], x.device)
         w = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
         return w * x + (1 - w) * x.flip(0), lam
+
+    def mixup_weights(self, n: int, device: torch.device) -> torch.Tensor:
+        """``(n,)`` draws of ``Beta(mixup, mixup)`` on ``device``, with no host round trip (graph-capturable)."""
+        if self.concentration.device != device:
+            self.to(device)
+        gamma = torch.distributions.Gamma(
+            self.concentration.expand(2, n), self.rate.expand(2, n), validate_args=False
+        ).sample()
+        return gamma[0] / (gamma[0] + gamma[1]).clamp_min(torch.finfo(gamma.dtype).tiny)
 
     @staticmethod
     def loss(logits: torch.Tensor, y: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:

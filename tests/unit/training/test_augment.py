@@ -103,3 +103,22 @@ def test_fit_augments_training_windows_only_and_is_seeded(monkeypatch: pytest.Mo
     torch.manual_seed(3)
     fit(plain, bank, tr, ytr, val, OmegaConf.structured(TrainerConfig(epochs=3, batch_size=16, channels_last=False)))
     assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in plain.parameters()]))
+
+
+def test_mixup_draws_on_the_batch_device_without_reading_back() -> None:
+    """A CUDA graph cannot record a host-to-device copy or a check read back to the host: on the meta device (no
+    data at all) any such read raises, so a step that runs here has none."""
+    aug = BatchAugment(freq_masks=1, time_masks=1, mixup=0.4).to("meta")
+    x = torch.empty(16, 1, 40, 11, device="meta")
+    y = torch.empty(16, dtype=torch.int64, device="meta")
+    out, lam = aug(x, y)
+    assert out.device.type == "meta" and lam is not None and lam.shape == (16,) and lam.device.type == "meta"
+
+
+def test_mixup_weights_follow_beta() -> None:
+    a = 0.4
+    torch.manual_seed(0)
+    lam = BatchAugment(mixup=a).mixup_weights(200_000, torch.device("cpu"))
+    assert float(lam.min()) >= 0 and float(lam.max()) <= 1
+    assert float(lam.mean()) == pytest.approx(0.5, abs=0.005)
+    assert float(lam.var()) == pytest.approx(1 / (4 * (2 * a + 1)), rel=0.02)  # Var Beta(a, a)
