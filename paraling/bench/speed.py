@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,7 +16,16 @@ from paraling.data.windows import WindowBank
 from paraling.training.device import synchronize, to_numpy
 from paraling.training.loop import FitOptions, fit, predict_windows
 
-__all__ = ["NaiveWindows", "fast_infer", "fast_train", "naive_infer", "naive_model", "naive_train"]
+__all__ = ["NaiveWindows", "TrainSpeed", "fast_infer", "fast_train", "naive_infer", "naive_model", "naive_train"]
+
+
+@dataclass(frozen=True)
+class TrainSpeed:
+    """What :func:`fast_train` measured: windows/s and the training step that actually ran (``capture`` may say
+    ``eager (graph capture failed)`` where ``graph`` was asked for)."""
+
+    windows_per_s: float
+    capture: str
 
 
 class NaiveWindows(Dataset):
@@ -89,8 +99,9 @@ def fast_train(
     device: torch.device | None = None,
     capture: str = "auto",
     model: torch.nn.Module | None = None,
-) -> float:
-    """Windows/s of :func:`paraling.training.loop.fit` (one epoch of ``n_windows`` windows, no validation).
+) -> TrainSpeed:
+    """Windows/s of :func:`paraling.training.loop.fit` (one epoch of ``n_windows`` windows, no validation), and the
+    step mode that ran.
 
     ``bank`` must already be where it is meant to be (``bank.to(device)``); ``model`` defaults to :func:`paper_cnn`.
     """
@@ -114,7 +125,7 @@ def fast_train(
     # the timed one, as in a long run
     fit(model, bank, idx, y, None, cfg, FitOptions(device=device))
     res = fit(model, bank, idx, y, None, cfg, FitOptions(device=device))
-    return res.windows_per_second
+    return TrainSpeed(res.windows_per_second, res.capture)
 
 
 def naive_infer(

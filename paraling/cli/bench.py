@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 __all__ = ["main"]
 
@@ -43,4 +44,7 @@ def main(argv: list[str]) -> int:
         print(f"wrote {a.json}")
     if a.mlflow:
         print(f"MLflow run {log_to_mlflow(result)}")
+    if result.get("failed"):
+        print(f"paraling bench: FAILED: {'; '.join(result['failed'])}", file=sys.stderr)
+        return 1
     return 0
