@@ -18,6 +18,10 @@ class ConfigError(ParalingError, ValueError):
     """A configuration value, key or study file is invalid."""
 
 
+class DeviceError(ConfigError):
+    """The requested device does not exist on this machine (``device=cuda`` without a GPU, an unknown name)."""
+
+
 class CorpusError(ParalingError):
     """The corpus (CSV, folders, manifest) is malformed: missing labels/speakers, duplicate ids, bad paths."""
 

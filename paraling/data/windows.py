@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from paraling.errors import WindowError
-from paraling.training.device import to_device, to_numpy
+from paraling.training.device import available_memory, to_device, to_numpy
 
 __all__ = ["WindowBank", "count_windows", "fill_frames", "plan_layout"]
 
@@ -240,24 +240,34 @@ class WindowBank:
         self.mean = mean.float().to(self.device)
         self.std = var.sqrt().float().clamp_min(1e-5).to(self.device)
 
-    def gather(self, idx: torch.Tensor) -> torch.Tensor:
-        """Windows ``idx`` (into the window index) as a batch ``(B, 1, n_mels, width)`` float32 on :attr:`device`."""
+    def gather_raw(self, idx: torch.Tensor) -> torch.Tensor:
+        """Windows ``idx`` as ``(B, n_mels, width)`` float32 where the features live, not yet normalised."""
         if idx.device != self.starts.device:
             idx = idx.to(self.starts.device)
-        x = to_device(self._view.index_select(0, self.starts.index_select(0, idx)), self.device)
+        return self._view.index_select(0, self.starts.index_select(0, idx))
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """A raw batch ``(B, n_mels, width)`` on :attr:`device` → the model's input ``(B, 1, n_mels, width)``
+        (global normalisation applied when set)."""
         if self.mean is not None and self.std is not None:
             x = (x - self.mean[:, None]) / self.std[:, None]
         return x.unsqueeze(1)
 
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """Windows ``idx`` (into the window index) as a batch ``(B, 1, n_mels, width)`` float32 on :attr:`device`."""
+        return self.finish(to_device(self.gather_raw(idx), self.device))
+
     def to(self, device: torch.device | str, max_fraction: float = 0.5) -> WindowBank:
         """Deliver batches on ``device`` (in place; returns self).
 
-        Features and index move to ``device`` when they take less than ``max_fraction`` of its free memory;
-        otherwise they stay in host memory (or the memory map) and each gathered batch is copied over.
+        Features and index move to ``device`` when they take less than ``max_fraction`` of the memory this process
+        may still use there (:func:`~paraling.training.device.available_memory`: the GPU's free memory, capped by
+        the process's share when several trials share one GPU); otherwise they stay in host memory (or the memory
+        map) and each gathered batch is copied over.
         """
         device = torch.device(device)
         need = self.data.numel() * 4 + self.starts.numel() * 8
-        fits = device.type != "cuda" or need < max_fraction * torch.cuda.mem_get_info(device)[0]
+        fits = device.type != "cuda" or need < max_fraction * available_memory(device)
         if fits and self.data.device != device:
             self.data = self.data.to(device)
             self.energy = self.energy.to(device)

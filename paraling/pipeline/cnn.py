@@ -178,6 +178,8 @@ class CNNRunner:
             embeddings=emb_utt,
             windows=WindowScores(p_test, test_set.utt, starts),
             history=result.history,
+            info={"capture": result.capture}
+            | ({"capture_error": result.capture_error} if result.capture_error else {}),
         )
 
     def log_model(self, tracker: RunTracker, tmp: Path) -> None:

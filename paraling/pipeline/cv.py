@@ -127,6 +127,8 @@ class FoldOutput:
         embeddings: ``(len(plan.test), dim)`` utterance embeddings, or ``None``.
         windows: Window posteriors, or ``None`` (utterance-level models).
         history: Per-epoch training metrics (empty for models without epochs).
+        info: How the fold was trained, in words (``{"capture": "graph"}``): tagged on the run as
+            ``paraling.training.<key>`` (the folds' distinct values) and listed in its description.
     """
 
     scores: dict[str, np.ndarray]
@@ -134,6 +136,7 @@ class FoldOutput:
     embeddings: np.ndarray | None = None
     windows: WindowScores | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, str] = field(default_factory=dict)
 
 
 class FoldRunner(Protocol):
@@ -230,6 +233,7 @@ def run_cv(
         windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         histories: dict[int, list[dict[str, float]]] = {}
         fold_uars: dict[int, float] = {}
+        info: dict[str, list[str]] = {}
         for plan in plan_folds(manifest):
 
             def log_epoch(epoch: int, m: dict[str, float], fold: int = plan.fold) -> None:
@@ -245,6 +249,9 @@ def run_cv(
                 windows.append((w.proba.astype(np.float16), plan.test[w.utt], w.start))
             if out.history:
                 histories[plan.fold] = out.history
+            for k, v in out.info.items():
+                if v not in info.setdefault(k, []):
+                    info[k].append(v)
             fold_uars[plan.fold] = uar(y[plan.test], out.scores[runner.primary].argmax(1), n_cls)
             log.info("fold %d: UAR %.3f", plan.fold, fold_uars[plan.fold])
             tracker.log_metrics(
@@ -298,11 +305,13 @@ def run_cv(
         tracker.log_artifact(tmp / "plots", "plots")
         manifest.write(tmp / "data" / "manifest.jsonl")
         tracker.log_artifact(tmp / "data", "data")
+        facts = {k: "; ".join(v) for k, v in info.items()}
         tracker.set_tags(
             {
                 "paraling.fold_digest": hashlib.blake2b(folds_arr.tobytes(), digest_size=10).hexdigest(),
-                NOTE_TAG: run_note(cfg, metrics, runner.methods, _reproduce(overrides)),
+                NOTE_TAG: run_note(cfg, metrics, runner.methods, _reproduce(overrides), facts),
             }
+            | {f"paraling.training.{k}": v[:5000] for k, v in facts.items()}
         )
         if cfg.tracking.log_model:
             runner.log_model(tracker, tmp)
@@ -312,14 +321,24 @@ def run_cv(
 
 
 NOTE_TAG = "mlflow.note.content"  # the run page's description
+_FACT_NAMES = {"capture": "training step (trainer.capture, as run)", "capture_error": "why the graph capture failed"}
 
 
 def _reproduce(overrides: list[str] | None) -> str:
     return ("paraling train " + " ".join(overrides or [])).strip()
 
 
-def run_note(cfg: DictConfig, metrics: dict[str, float], methods: tuple[str, ...], reproduce: str) -> str:
-    """The run page's description (Markdown): the headline a reader needs before any chart."""
+def run_note(
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    methods: tuple[str, ...],
+    reproduce: str,
+    facts: dict[str, str] | None = None,
+) -> str:
+    """The run page's description (Markdown): the headline a reader needs before any chart.
+
+    ``facts`` are how the folds were trained (:attr:`FoldOutput.info`), e.g. the training step that actually ran.
+    """
     lines = [
         f"**Out-of-fold UAR {metrics['uar']:.3f}** (95% CI {metrics.get('uar_ci_low', float('nan')):.3f}-"
         f"{metrics.get('uar_ci_high', float('nan')):.3f}; folds {metrics.get('uar_fold_mean', float('nan')):.3f} "
@@ -332,6 +351,8 @@ def run_note(cfg: DictConfig, metrics: dict[str, float], methods: tuple[str, ...
         lines.append(f"- UAR by aggregation: {by} (headline: `{cfg.aggregation.method}`)")
     if "uar_binary" in metrics:
         lines.append(f"- 2-class UAR ({cfg.corpus.negative_class} vs the rest): {metrics['uar_binary']:.3f}")
+    for k, v in (facts or {}).items():
+        lines.append(f"- {_FACT_NAMES.get(k, k)}: {v}")
     lines += [f"- {metrics['seconds']:.0f} s", "", f"Reproduce: `{reproduce}`"]
     return "\n".join(lines)
 

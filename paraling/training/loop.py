@@ -27,6 +27,7 @@ from paraling.scoring.metrics import uar
 from paraling.training.augment import BatchAugment
 from paraling.training.device import (
     capture_mode,
+    configure_fp32_math,
     eval_batch_size,
     load_state,
     resolve_device,
@@ -37,6 +38,7 @@ from paraling.training.device import (
     to_numpy,
 )
 from paraling.training.malloc import keep_freed_memory
+from paraling.training.optim import ScheduledSGD
 from paraling.training.steps import make_step, prepare_batch
 
 __all__ = [
@@ -96,6 +98,8 @@ class FitResult:
     seconds: float = 0.0
     windows_per_second: float = 0.0
     capture: str = "eager"
+    capture_error: str | None = None
+    captures: int = 0
 
 
 def linear_schedule(start: float, end: float, epochs: int) -> np.ndarray:
@@ -141,6 +145,7 @@ def predict_windows(
     # Results stay on the model's device until the end: one copy to the host, no wait for the GPU per batch. The
     # output is filled in place (no small per-batch blocks left between big temporaries on the CPU).
     proba = torch.empty(n, n_classes, device=device)
+    idx = to_device(idx, bank.starts.device)  # once, asynchronously: gathers then index on the bank's device
     embs = []
     sums: torch.Tensor | None = None
     g_all = to_device(torch.from_numpy(np.asarray(groups, dtype=np.int64)), device) if groups is not None else None
@@ -251,6 +256,7 @@ def fit(
     if device.type == "cpu":
         keep_freed_memory()
     dtype = resolve_precision(cfg.precision, device)
+    configure_fp32_math(device, dtype)
     channels_last = bool(cfg.channels_last)
     if hasattr(model, "kernels"):  # trainer.native=false: the ops' torch reference everywhere
         model.kernels = "auto" if bool(getattr(cfg, "native", True)) else "reference"
@@ -260,7 +266,7 @@ def fit(
     epochs = int(cfg.epochs)
     lrs = linear_schedule(float(lr_start if lr_start is not None else cfg.lr_start), float(cfg.lr_end), epochs)
     moms = linear_schedule(float(cfg.momentum_start), float(cfg.momentum_end), epochs)
-    opt = torch.optim.SGD(
+    opt = ScheduledSGD(
         model.parameters(),
         lr=float(lrs[0]),
         momentum=float(moms[0]),
@@ -296,6 +302,8 @@ def fit(
     limit = cfg.max_windows_per_epoch
     mode = capture_mode(str(getattr(cfg, "capture", "auto")), device)
     augment = BatchAugment.from_config(cfg)
+    if augment is not None:
+        augment.to(device)  # its draws happen on the device (a captured step cannot copy from the host)
     runner = make_step(
         mode,
         model,
@@ -312,8 +320,7 @@ def fit(
     t_start = time.perf_counter()
     seen = 0
     for epoch in range(start_epoch, epochs):
-        for g in opt.param_groups:
-            g["lr"], g["momentum"] = float(lrs[epoch]), float(moms[epoch])
+        opt.set_schedule(float(lrs[epoch]), float(moms[epoch]))
         freeze = frozen if frozen and epoch < freeze_epochs else []
         for name, p in model.named_parameters():
             p.requires_grad_(name.split(".")[0] not in freeze)
@@ -376,6 +383,8 @@ def fit(
     elif cfg.select == "last":
         result.best_epoch = len(result.history) - 1
     result.capture = getattr(runner, "mode", mode)
+    result.capture_error = getattr(runner, "error", None)
+    result.captures = int(getattr(runner, "captures", 0))
     result.seconds = time.perf_counter() - t_start
     result.windows_per_second = seen / result.seconds if result.seconds > 0 else 0.0
     return result

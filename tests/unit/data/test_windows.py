@@ -79,3 +79,30 @@ def test_windows_of_selects_utterances() -> None:
     bank = WindowBank(f, e, 11, 2, normalize="none")
     idx = bank.windows_of(np.array([False, True, False]))
     assert set(bank.utt[idx].tolist()) == {1} and len(idx) == 3
+
+
+def test_gather_is_the_raw_gather_finished_on_the_device() -> None:
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((30, 8)).astype(np.float32) for _ in range(3)]
+    bank = WindowBank(feats, [np.zeros(30, np.float32)] * 3, width=5, shift=2, normalize="none")
+    bank.set_global_norm()
+    idx = torch.tensor([0, 4, 7])
+    raw = bank.gather_raw(idx)
+    assert raw.shape == (3, 8, 5)
+    torch.testing.assert_close(bank.gather(idx), bank.finish(raw))
+    torch.testing.assert_close(bank.finish(raw)[:, 0], (raw - bank.mean[:, None]) / bank.std[:, None])
+
+
+def test_a_bank_bigger_than_the_process_share_stays_in_host_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four trials on one 80 GiB GPU: this one may use 20 GiB; the GPU still shows 60 GiB free. The bank (which
+    needs more than half of what is left of the share) stays on the host, and batches are copied over."""
+    gib = 2**30
+    feats = [np.zeros((40, 8), np.float32)]
+    bank = WindowBank(feats, [np.zeros(40, np.float32)], width=5, shift=1)
+    need = bank.data.numel() * 4 + bank.starts.numel() * 8
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (60 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 0.25, raising=False)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 20 * gib - need)  # share nearly used up
+    bank.to("cuda")
+    assert bank.data.device.type == "cpu" and bank.starts.device.type == "cpu"
+    assert bank.device == torch.device("cuda")  # batches are delivered there, copied per batch

@@ -42,6 +42,7 @@ class Oracle:
             embeddings=np.full((len(plan.test), 3), plan.fold, np.float32),
             windows=w if self.windows else None,
             history=[{"train_loss": 1.0 + plan.fold}],
+            info={"capture": "graph" if plan.fold == 0 else "eager (graph capture failed)"},
         )
 
     def log_model(self, tracker: RunTracker, tmp: Path) -> None:
@@ -75,6 +76,18 @@ def test_fold_uars_are_data_and_logged_per_fold(cfg: DictConfig) -> None:
     assert not [k for k in run.data.metrics if k.startswith("fold")]  # no fold0_... names any more
     assert run.data.tags["mlflow.runName"] == f"{cfg.name}-seed{cfg.seed}"
     assert list(result.oof.utt_ids) == [f"u{i}" for i in range(8)] and not result.oof.windows
+    # how the folds were trained, as it ran: a fold whose graph capture fell back is visible on the run
+    assert run.data.tags["paraling.training.capture"] == "graph; eager (graph capture failed)"
+    assert "- training step (trainer.capture, as run): graph; eager (graph capture failed)" in note
+
+
+def test_a_cpu_run_records_the_step_it_ran(tiny_cfg: Callable[..., DictConfig], mlflow_uri: str) -> None:
+    from paraling.pipeline.experiment import run_experiment
+
+    result = run_experiment(tiny_cfg("trainer.capture=graph"))  # graph asked for on the CPU: eager is what runs
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["paraling.training.capture"] == "eager"
+    assert "training step (trainer.capture, as run): eager" in run.data.tags["mlflow.note.content"]
 
 
 def test_several_methods_log_each_and_windows_map_to_utterances(cfg: DictConfig, tmp_path: Path) -> None:

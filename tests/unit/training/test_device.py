@@ -167,3 +167,113 @@ def test_checkpoint_state_loads_on_the_cpu(tmp_path: Path) -> None:
     a = torch.rand(3)
     dev.set_rng_state(saved, torch.device("cpu"))
     assert torch.equal(torch.rand(3), a)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("bogus", "is not a device"),
+        ("cuda", "no CUDA GPU is visible here"),
+        ("cuda:1", "no CUDA GPU is visible here"),
+        ("mps", "paraling runs on cpu or cuda"),
+    ],
+)
+def test_a_device_that_is_not_here_is_one_clear_error(name: str, message: str) -> None:
+    from paraling.errors import DeviceError
+
+    if torch.cuda.is_available() and name.startswith("cuda"):
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match=message):
+        dev.resolve_device(name)
+    assert dev.resolve_device("cpu") == torch.device("cpu")
+    assert dev.resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_a_gpu_index_past_the_visible_ones_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraling.errors import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert dev.resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DeviceError, match=r"only 2 CUDA GPU\(s\) are visible here \(cuda:0..cuda:1\)"):
+        dev.resolve_device("cuda:2")
+
+
+def test_same_device_treats_cuda_as_cuda_0() -> None:
+    cuda, cuda0, cuda1, cpu = (torch.device(d) for d in ("cuda", "cuda:0", "cuda:1", "cpu"))
+    assert dev.same_device(cuda, cuda0) and dev.same_device(cpu, torch.device("cpu"))
+    assert not dev.same_device(cuda, cuda1) and not dev.same_device(cpu, cuda0)
+
+
+def test_fp32_on_cuda_turns_tf32_off_and_bf16_leaves_the_default() -> None:
+    """cuDNN runs fp32 convolutions in TF32 by default: ``precision=fp32`` must mean IEEE fp32 on a GPU."""
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    try:
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        dev.configure_fp32_math(torch.device("cpu"), None)  # nothing to do on the CPU
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+        dev.configure_fp32_math(torch.device("cuda"), None)
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        dev.configure_fp32_math(torch.device("cuda"), torch.bfloat16)  # the next run of a sweep worker: bf16
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+
+
+def test_memory_budget_is_capped_by_the_process_share() -> None:
+    gib = 2**30
+    assert dev.memory_budget(60 * gib, 80 * gib, None, 0) == 60 * gib
+    assert dev.memory_budget(60 * gib, 80 * gib, 1.0, 5 * gib) == 60 * gib
+    # four trials per GPU: 20 GiB each, 5 already held by this process's allocator
+    assert dev.memory_budget(60 * gib, 80 * gib, 0.25, 5 * gib) == 15 * gib
+    assert dev.memory_budget(10 * gib, 80 * gib, 0.25, 0) == 10 * gib  # the neighbours took more than theirs
+    assert dev.memory_budget(60 * gib, 80 * gib, 0.25, 30 * gib) == 0
+
+
+def test_available_gpu_memory_reads_the_process_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (60 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 0.25, raising=False)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 4 * gib)
+    assert dev.available_memory(torch.device("cuda")) == 16 * gib
+
+
+def test_cublas_workspace_is_set_before_cuda_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert dev.prepare_determinism_env(False) and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert dev.prepare_determinism_env(True)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == dev.CUBLAS_DETERMINISTIC
+
+
+def test_cublas_workspace_set_after_cuda_started_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # a sweep worker whose earlier trial used CUDA
+    assert not dev.prepare_determinism_env(True)
+    assert "may not be bit-reproducible" in caplog.text
+
+
+def test_a_run_sets_cublas_workspace_before_it_touches_the_device(
+    tiny_cfg, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable only works when set before cuBLAS starts: the run sets it before it asks the device anything."""
+    import os
+
+    from paraling.pipeline import experiment
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+    real = experiment.available_memory
+
+    def spy(device: torch.device) -> int:
+        seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        return real(device)
+
+    monkeypatch.setattr(experiment, "available_memory", spy)
+    experiment.run_experiment(tiny_cfg("trainer.deterministic=true", "tracking=none"))
+    assert seen == [dev.CUBLAS_DETERMINISTIC]
