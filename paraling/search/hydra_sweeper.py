@@ -111,6 +111,30 @@ def _sweep_params(overrides: list[Any]) -> dict[str, Any]:
     return out
 
 
+def _job_gpus(requested: list[str] | None, launcher: str) -> list[str]:
+    """The GPUs the jobs of a batch are confined to (``CUDA_VISIBLE_DEVICES`` per job), or ``[]`` for none.
+
+    Only a launcher that starts a fresh local process per job (``submitit_local``) gets one: SLURM binds GPUs to its
+    jobs itself (``hydra.launcher.gpus_per_node``), the basic launcher runs jobs in this process and joblib reuses its
+    workers, where CUDA has already started and would ignore the variable.
+
+    Raises:
+        ConfigError: ``hydra.sweeper.gpus`` names GPUs for a launcher that cannot be confined that way.
+        DeviceError: It names GPUs that are not visible here.
+    """
+    from paraling.search.gpus import check_gpus, launcher_pins_gpus, visible_gpus
+
+    if not launcher_pins_gpus(launcher):
+        if requested:
+            raise ConfigError(
+                f"hydra.sweeper.gpus={','.join(requested)}: the launcher {launcher or 'basic'} cannot confine a job "
+                "to a GPU (its jobs run in processes where CUDA may already have started, or SLURM binds them); use "
+                "hydra/launcher=submitit_local, `paraling sweep --gpus`, or SLURM's hydra.launcher.gpus_per_node"
+            )
+        return []
+    return visible_gpus() if requested is None else check_gpus(requested, visible_gpus())
+
+
 def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     """Run the study through ``sweeper.launcher``; called by the plugin's ``sweep``.
 
@@ -127,7 +151,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from omegaconf import OmegaConf
     from optuna.trial import TrialState
 
-    from paraling.search.gpus import parse_gpus, visible_gpus
+    from paraling.search.gpus import gpu_env, gpu_shares, parse_gpus
     from paraling.search.locks import study_lock
     from paraling.search.probe import check_against_config
     from paraling.search.recovery import (
@@ -189,8 +213,8 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     deadline = time.time() + spec.timeout if spec.timeout else None
     n_jobs = max(1, int(sweeper.n_jobs))
-    gpus = parse_gpus(sweeper.gpus)
-    gpus = visible_gpus() if gpus is None else gpus
+    gpus = _job_gpus(parse_gpus(sweeper.gpus), str(OmegaConf.select(config, "hydra.launcher._target_") or ""))
+    shares = gpu_shares([gpus[j % len(gpus)] for j in range(n_jobs)]) if gpus else []
     results: list[Any] = []
     stopped: str | None = None
     job_idx = 0
@@ -236,8 +260,10 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                     log.info("trial %d FAIL (%s)", t.number, reason)
                     continue
                 env = [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"]
-                if gpus:  # one GPU per job of the batch, as `paraling sweep` gives one per worker
-                    env.append(f"++hydra.job.env_set.CUDA_VISIBLE_DEVICES={gpus[len(batch) % len(gpus)]}")
+                if gpus:  # a fresh local process per job: one GPU each, as `paraling sweep` gives one per worker
+                    j = len(batch) % n_jobs
+                    job_env = gpu_env(gpus[j % len(gpus)], shares[j])
+                    env += [f"++hydra.job.env_set.{k}={v}" for k, v in job_env.items()]
                 batch.append([*overrides, *env])
                 launched.append(t)
             if batch:

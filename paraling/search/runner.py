@@ -22,7 +22,7 @@ from typing import Any
 
 from paraling.errors import SearchError
 from paraling.search.executors import ExecutorOptions, check_cluster_storage, submit_workers
-from paraling.search.gpus import plan_gpus, visible_gpus
+from paraling.search.gpus import check_gpus, gpu_shares, plan_gpus, visible_gpus
 from paraling.search.interrupts import interrupt_once, remember_interrupt, reset_interrupt
 from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
@@ -342,7 +342,9 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
         SearchError: The storage cannot be opened or the study conflicts with the file.
     """
     options = options or SweepOptions()
-    plan = plan_gpus(visible_gpus() if options.gpus is None else options.gpus, options.trials_per_gpu, options.workers)
+    visible = visible_gpus()
+    gpus = visible if options.gpus is None or options.executor is not None else check_gpus(options.gpus, visible)
+    plan = plan_gpus(gpus, options.trials_per_gpu, options.workers)
     spec = spec.with_options(options.n_trials, options.study_name, options.storage, options.timeout)
     url = resolve_storage_url(spec)
     if options.executor is not None:
@@ -381,7 +383,8 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
                 n = len(plan) if remaining is None else min(len(plan), remaining)
                 threads = max(1, (os.cpu_count() or 1) // n) if n > 1 else None
                 quiet = TrialContext(**{**prepared.ctx.__dict__, "quiet": n > 1})
-                args = [WorkerArgs(quiet, i, n, deadline, threads, os.getpid(), plan[i]) for i in range(n)]
+                shares = gpu_shares(plan[:n])
+                args = [WorkerArgs(quiet, i, n, deadline, threads, os.getpid(), plan[i], shares[i]) for i in range(n)]
                 if n == 1 and plan[0] is None:  # no GPU to confine it to: the worker runs in this process
                     args[0].parent_pid = None
                     stopped = worker_loop(args[0], prepared.tracking)

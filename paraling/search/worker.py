@@ -58,6 +58,7 @@ class WorkerArgs:
     threads: int | None
     parent_pid: int | None = None
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES of the worker process (None: inherited)
+    gpu_share: float | None = None  # its share of that GPU's memory (1/K with K workers on it)
 
 
 def worker_seed(seed: int | None, index: int, n_workers: int, url: str, n_before: int = 0) -> int | None:
@@ -173,7 +174,7 @@ def run_processes(args_list: list[WorkerArgs]) -> str | None:
 
     def start(a: WorkerArgs) -> None:
         p = ctx.Process(target=worker_main, args=(a,), name=f"paraling-sweep-w{a.index}")
-        with worker_env(a.gpu):  # a spawned child starts with the parent's environment at start()
+        with worker_env(a.gpu, a.gpu_share):  # a spawned child starts with the parent's environment at start()
             p.start()
         procs[p.sentinel] = (p, a)
 
