@@ -28,7 +28,12 @@ from paraling.pipeline.pretrain import SOURCE_TAG, load_transfer_source
 from paraling.pipeline.results import RunResult
 from paraling.pipeline.summary import print_summary
 from paraling.progress import Progress
-from paraling.training.device import available_memory, configure_determinism, resolve_device
+from paraling.training.device import (
+    available_memory,
+    configure_determinism,
+    prepare_determinism_env,
+    resolve_device,
+)
 from paraling.training.loop import Reporter
 from paraling.training.runlock import hold_run_lock
 
@@ -68,6 +73,7 @@ def run_experiment(
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
     cfg = validate(cfg)
+    prepare_determinism_env(bool(cfg.trainer.deterministic))  # before anything starts CUDA (cuBLAS reads it once)
     if cfg.model.name != "cnn":  # utterance-level baselines (svm, rf, dnn, lr): same folds, metrics and oof format
         from paraling.pipeline.baselines import run_baseline
 

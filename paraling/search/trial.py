@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraling.errors import Pruned, SearchError
-from paraling.search.gpus import GPU_ATTR, GPU_TAG, trial_gpu
+from paraling.search.gpus import GPU_ATTR, GPU_TAG, apply_gpu_share, require_assigned_gpu, trial_gpu
 from paraling.search.interrupts import interrupt_requested
 from paraling.search.spec import StudySpec
 from paraling.secrets import mask_obj, mask_secrets
@@ -27,6 +27,22 @@ from paraling.secrets import mask_obj, mask_secrets
 __all__ = ["TrialContext", "TrialOutcome", "TrialReporter", "execute_trial", "reproduce_line"]
 
 log = logging.getLogger("paraling.search")
+
+
+def sets_key(overrides: list[str], key: str) -> bool:
+    """Whether ``overrides`` set ``key`` (``key=v``, ``+key=v``, ``++key=v``)."""
+    return any(o.lstrip("+").split("=", 1)[0].strip() == key for o in overrides)
+
+
+def trial_defaults(cfg: Any, overrides: list[str]) -> None:
+    """What a sweep trial does differently from ``paraling train`` unless its overrides say otherwise.
+
+    ``trainer.deterministic`` is off: deterministic cuDNN/cuBLAS kernels cost 10-30% of every GPU trial, and a search
+    compares configurations, not bit-exact reruns (``paraling train`` keeps it on; a study sets
+    ``trainer.deterministic=true`` in its ``overrides`` to have it).
+    """
+    if not sets_key(overrides, "trainer.deterministic"):
+        cfg.trainer.deterministic = False
 
 
 def reproduce_line(overrides: list[str]) -> str:
@@ -164,7 +180,13 @@ def execute_trial(
     outcome = TrialOutcome(number, "FAIL")
     interrupted = False
     try:
+        require_assigned_gpu()
+        share = apply_gpu_share()
+        if share is not None:  # K trials on this GPU: each capped at 1/K of its memory
+            trial.set_user_attr("gpu_share", share)
+            tags["paraling.gpu_share"] = f"{share:.3f}"
         cfg = make_cfg(list(overrides))
+        trial_defaults(cfg, list(overrides))
         if ctx.quiet:
             cfg.progress = "never"
         # One MLflow run per trial: no per-epoch checkpoints, whose run_id file would make a later trial with the
@@ -190,7 +212,8 @@ def execute_trial(
             outcome.reason = "interrupted (Ctrl-C); queued for a retry"
         else:
             outcome.reason = mask_secrets(f"{type(exc).__name__}: {exc}".strip())
-            _free_memory()
+    finally:
+        _free_memory()  # every trial: the next one (or the trial beside it on this GPU) gets the cached memory back
     outcome.seconds = time.perf_counter() - t0
     with _no_sigint() if interrupted else contextlib.nullcontext():
         if outcome.reason and outcome.state == "FAIL":
