@@ -47,7 +47,19 @@ class ParalingOptunaSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config
 
     def sweep(self, arguments: list[str]) -> Any:
-        """Run or resume the study (see :func:`paraling.search.hydra_sweeper.hydra_sweep`)."""
-        from paraling.search.hydra_sweeper import hydra_sweep
+        """Run or resume the study (see :func:`paraling.search.hydra_sweeper.hydra_sweep`).
 
-        return hydra_sweep(self, arguments)
+        A :class:`~paraling.errors.ParalingError` (a bad study file, GPUs that cannot be served, ...) ends the command
+        with its one line, as in ``paraling sweep``, not with Hydra's traceback.
+        """
+        import sys
+
+        from paraling.errors import ParalingError
+        from paraling.search.hydra_sweeper import hydra_sweep
+        from paraling.secrets import mask_secrets
+
+        try:
+            return hydra_sweep(self, arguments)
+        except ParalingError as exc:
+            print(mask_secrets(f"paraling: error: {exc}"), file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None

@@ -193,6 +193,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     def load(overrides: list[str]) -> Any:
         return loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
 
+    gpus = _job_gpus(parse_gpus(sweeper.gpus), str(OmegaConf.select(config, "hydra.launcher._target_") or ""))
     base_cfg = check_against_config(spec, fixed, load)
     base = list(spec.overrides) + fixed
     hydra_ov = [str(o) for o in OmegaConf.select(config, "hydra.overrides.hydra", default=[]) or []]
@@ -213,7 +214,6 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     deadline = time.time() + spec.timeout if spec.timeout else None
     n_jobs = max(1, int(sweeper.n_jobs))
-    gpus = _job_gpus(parse_gpus(sweeper.gpus), str(OmegaConf.select(config, "hydra.launcher._target_") or ""))
     shares = gpu_shares([gpus[j % len(gpus)] for j in range(n_jobs)]) if gpus else []
     results: list[Any] = []
     stopped: str | None = None

@@ -454,7 +454,7 @@ def test_hydra_sweeper_plugin_gives_the_same_structure(
 
 
 def test_hydra_sweeper_refuses_gpus_its_launcher_cannot_confine(tmp_path: Path, tone_corpus: Path) -> None:
-    path = write_study(tmp_path, "hgpu", space={"windows.width": [11]}, pruner="none")
+    path = write_study(tmp_path, "hgpu", space={"windows.width": [11]}, pruner="none", n_trials=1)
     cmd = [sys.executable, "-m", "paraling.cli.main", "train", "-m", "hydra/sweeper=paraling_optuna", f"+sweep={path}"]
     cmd += ["hydra/launcher=joblib", "hydra.sweeper.gpus='3,5'", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -13,6 +13,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from paraling.cli.main import main as cli_main
 from paraling.cli.sweep import main as sweep_main
 from paraling.search.storage import make_storage
 
@@ -22,9 +23,12 @@ def test_gpus_are_refused_where_cuda_is_absent(
     tone_corpus: Path, tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "gpus.yaml"
-    path.write_text(yaml.safe_dump({"study_name": "gpus", "pruner": "none", "space": {"windows.width": [11, 13]}}))
-    argv = [str(path), "--gpus", "0,1", "--trials-per-gpu", "2", "--n-trials", "4"]
-    assert sweep_main([*argv, *tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)]) == 2
+    study = {"study_name": "gpus", "pruner": "none", "n_trials": 4, "space": {"windows.width": [11, 13]}}
+    path.write_text(yaml.safe_dump(study))
+    argv = ["sweep", str(path), "--gpus", "0,1", "--trials-per-gpu", "2", "--n-trials", "4"]
+    with pytest.raises(SystemExit) as exc:
+        cli_main([*argv, *tiny_overrides(tone_corpus, tmp_path / "c", log_model=False)])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU is visible here" in err and "Traceback" not in err
     assert not (tmp_path / "gpus").exists()  # refused before the study was created
