@@ -15,7 +15,50 @@ from torch import nn
 from paraling.errors import ModelError
 from paraling.ops import Kernels, conv_block, relu_dropout, same_padding, select_kernels
 
-__all__ = ["WindowCNN", "build_model"]
+__all__ = ["MAX_PARAMETERS", "WindowCNN", "build_model", "count_parameters"]
+
+#: The most weights a CNN may have (4 GiB of float32): a model file asking for more is damaged, not a big model.
+MAX_PARAMETERS = 2**30
+
+
+def _whole(name: str, values: list[object], low: int = 1) -> list[int]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ModelError(f"{name} must hold whole numbers >= {low}, got {v!r}")
+        out.append(v)
+    return out
+
+
+def count_parameters(
+    n_mels: int,
+    width: int,
+    n_classes: int,
+    channels: list[int],
+    kernel_sizes: list[int],
+    fc_sizes: list[int],
+    pool_size: int = 2,
+) -> int:
+    """Weights and biases of the :class:`WindowCNN` these sizes describe, counted without building it.
+
+    Raises:
+        ModelError: A size that is not a whole number >= 1.
+    """
+    (n_mels, width, pool_size), n_classes = (
+        _whole("n_mels, width and pool_size", [n_mels, width, pool_size]),
+        int(n_classes),
+    )
+    channels, kernel_sizes = _whole("channels", list(channels)), _whole("kernel_sizes", list(kernel_sizes))
+    fc_sizes = _whole("fc_sizes", list(fc_sizes))
+    total, h, w, c_in = 0, n_mels, width, 1
+    for c, k in zip(channels, kernel_sizes, strict=False):
+        total += c * c_in * k * k + c
+        h, w, c_in = h // min(pool_size, h), w // min(pool_size, w), c
+    d_in = c_in * h * w
+    for d in [*fc_sizes, n_classes]:
+        total += d_in * d + d
+        d_in = d
+    return total
 
 
 class WindowCNN(nn.Module):
@@ -53,6 +96,15 @@ class WindowCNN(nn.Module):
             )
         if n_classes < 2:
             raise ModelError(f"a classifier needs at least 2 classes, got n_classes={n_classes}")
+        n_params = count_parameters(n_mels, width, n_classes, channels, kernel_sizes, fc_sizes, pool_size)
+        if n_params > MAX_PARAMETERS:
+            raise ModelError(
+                f"the CNN would have {n_params:.3g} weights (more than {MAX_PARAMETERS:.3g}): model.channels "
+                f"{channels}, model.fc_sizes {fc_sizes} on {n_mels}x{width} windows; lower them"
+            )
+        for p in [*dropout_conv, dropout_fc]:
+            if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p < 1.0:
+                raise ModelError(f"dropout rates must be numbers in [0, 1), got {p!r}")
         self.n_mels, self.width, self.n_classes = n_mels, width, n_classes
         #: Which ops run the blocks (:mod:`paraling.ops.block`): ``auto`` = native CPU kernels where they apply,
         #: ``reference`` = torch ops with fused byte-mask dropout, ``plain`` = the textbook torch modules.
@@ -129,9 +181,15 @@ class WindowCNN(nn.Module):
 
 
 def build_model(model_cfg: object, n_mels: int, width: int, n_classes: int) -> WindowCNN:
-    """Build a :class:`WindowCNN` from a ``model`` config node (first ``n_blocks`` entries of the lists)."""
-    n = int(model_cfg.n_blocks)  # type: ignore[attr-defined]
+    """Build a :class:`WindowCNN` from a ``model`` config node (first ``n_blocks`` entries of the lists).
+
+    Raises:
+        ModelError: A missing, mistyped or out-of-range key (a damaged model file as much as a bad config).
+    """
     try:
+        n = model_cfg.n_blocks  # type: ignore[attr-defined]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ModelError(f"model.n_blocks must be a whole number >= 1, got {n!r}")
         return WindowCNN(
             n_mels=n_mels,
             width=width,
@@ -143,5 +201,7 @@ def build_model(model_cfg: object, n_mels: int, width: int, n_classes: int) -> W
             dropout_fc=float(model_cfg.dropout_fc),  # type: ignore[attr-defined]
             pool_size=int(model_cfg.pool_size),  # type: ignore[attr-defined]
         )
-    except ValueError as exc:
-        raise ModelError(f"cannot build the CNN from model config: {exc}") from exc
+    except ModelError:
+        raise
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ModelError(f"cannot build the CNN from model config: {exc}") from None

@@ -135,6 +135,16 @@ class Aggregator(BaseEstimator, ABC):
     def _fit(self, X: np.ndarray, y: np.ndarray | None, energy: np.ndarray | None) -> None:
         """Learn state from validated training windows (default: nothing to learn)."""
 
+    def check_fitted(self, n_classes: int) -> None:
+        """Check a fitted state read from a file against ``n_classes`` classes (shapes, finite values).
+
+        Raises:
+            ValueError: Naming the attribute that does not fit.
+        """
+        n = getattr(self, "n_classes_", None)
+        if n != n_classes:
+            raise ValueError(f"n_classes_ is {n!r}, but the model has {n_classes} classes")
+
     @abstractmethod
     def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
         """Utterance probabilities ``(n_groups, n_classes)`` from validated windows (each subclass's rule)."""
@@ -314,6 +324,24 @@ class WeightedVote(Aggregator):
             ridge = Ridge(alpha=float(self.alpha)).fit(F[mask], correct[mask])
             coef[c], intercept[c], seen[c] = ridge.coef_, ridge.intercept_, True
         self.coef_, self.intercept_, self.class_seen_ = coef, intercept, seen
+
+    def check_fitted(self, n_classes: int) -> None:
+        """See :meth:`Aggregator.check_fitted`; also ``coef_``, ``intercept_``, ``class_seen_`` and the energy
+        scaling."""
+        super().check_fitted(n_classes)
+        n_features = n_classes + (1 if self.use_energy else 0)
+        shapes = {"coef_": (n_classes, n_features), "intercept_": (n_classes,), "class_seen_": (n_classes,)}
+        for name, shape in shapes.items():
+            value = np.asarray(getattr(self, name, None))
+            if value.shape != shape or value.dtype == object or not np.isfinite(value.astype(np.float64)).all():
+                raise ValueError(f"{name} must be {shape} finite numbers, got shape {value.shape}")
+        self.class_seen_ = np.asarray(self.class_seen_, dtype=bool)
+        for name in ("energy_mean_", "energy_scale_"):
+            v = getattr(self, name, None)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if self.energy_scale_ <= 0:
+            raise ValueError(f"energy_scale_ must be > 0, got {self.energy_scale_!r}")
 
     def weights_for(self, X: np.ndarray, energy: np.ndarray | None = None) -> np.ndarray:
         """Vote weight of each window: its argmax class's Ridge prediction, clipped at 0.

@@ -45,11 +45,14 @@ def aggregator_state(method: str, aggregator: Aggregator) -> dict[str, Any]:
 _PLAIN = (int, float, str, bool, list, type(None))
 
 
-def aggregator_from_state(state: Any, where: str = "saved aggregator state") -> Aggregator:
+def aggregator_from_state(
+    state: Any, where: str = "saved aggregator state", n_classes: int | None = None
+) -> Aggregator:
     """Rebuild a fitted estimator from :func:`aggregator_state`'s output, validating every field first.
 
     Only the estimator's own parameters and learned attributes (names ending in ``_``, never a method's name) with
-    plain JSON values are accepted, so a tampered file cannot replace a method or smuggle in an object.
+    plain JSON values are accepted, so a tampered file cannot replace a method or smuggle in an object. With
+    ``n_classes``, the learned state must also fit that many classes (class count, coefficient shapes, finite values).
 
     Raises:
         ModelError: Naming ``where`` and the field that is wrong.
@@ -84,6 +87,11 @@ def aggregator_from_state(state: Any, where: str = "saved aggregator state") -> 
             setattr(est, k, np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
     except (TypeError, ValueError) as exc:
         raise bad(str(exc)) from None
+    if n_classes is not None:
+        try:
+            est.check_fitted(n_classes)
+        except (TypeError, ValueError) as exc:
+            raise bad(str(exc)) from None
     return est
 
 
@@ -97,20 +105,25 @@ def fold_state(
     return {"aggregation": aggregator_state(method, aggregator), "norm": norm}
 
 
-def fold_file(path: Path, n_mels: int) -> tuple[Aggregator, torch.Tensor | None, torch.Tensor | None]:
-    """Read and validate ``fold<k>.json``: the fitted vote and the global normalisation (or none)."""
+def fold_file(
+    path: Path, n_mels: int, n_classes: int | None = None
+) -> tuple[Aggregator, torch.Tensor | None, torch.Tensor | None]:
+    """Read and validate ``fold<k>.json``: the fitted vote (fitting ``n_classes`` classes when given) and the global
+    normalisation (or none)."""
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: not readable JSON ({exc}); re-log the run's model") from None
     if not isinstance(state, dict):
         raise ModelError(f"{path}: expected a JSON object; re-log the run's model")
-    agg = aggregator_from_state(state.get("aggregation"), str(path))
+    agg = aggregator_from_state(state.get("aggregation"), str(path), n_classes)
     norm = state.get("norm")
     if not norm:
         return agg, None, None
     ok = isinstance(norm, dict) and all(
-        isinstance(norm.get(k), list) and len(norm[k]) == n_mels and all(isinstance(x, int | float) for x in norm[k])
+        isinstance(norm.get(k), list)
+        and len(norm[k]) == n_mels
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) for x in norm[k])
         for k in ("mean", "std")
     )
     if not ok:

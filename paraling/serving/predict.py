@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,12 +44,14 @@ from paraling.models.cnn import WindowCNN, build_model
 from paraling.scoring.aggregation import Aggregator, make_aggregator
 from paraling.scoring.aggregation_state import fold_file
 from paraling.serving.prediction_table import predictions_frame, write_predictions
+from paraling.tracking.bundle import BUNDLE_FILE, BUNDLE_FORMAT, read_bundle
 from paraling.tracking.model_dir import SPEC_FILE, ModelDir, state_name, weights_name
 from paraling.training.device import to_numpy
 from paraling.training.loop import predict_windows, resolve_device
 
 __all__ = [
     "BUNDLE_FILE",
+    "BUNDLE_FORMAT",
     "CNNMember",
     "FilePrediction",
     "MemberDetail",
@@ -60,9 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-BUNDLE_FILE = "bundle.json"
-BUNDLE_FORMAT = "paraling-bundle/1"
 
 
 # --- one member: the fold CNNs of a training run ------------------------------------------------------------
@@ -140,9 +138,12 @@ class CNNMember:
         folds = []
         for k in spec.folds:
             state = folder.weights(k)
-            model = build_model(
-                SimpleNamespace(**spec.model), spec.n_mels, int(spec.windows["width"]), len(spec.classes)
-            )
+            try:
+                model = build_model(
+                    SimpleNamespace(**spec.model), spec.n_mels, int(spec.windows["width"]), len(spec.classes)
+                )
+            except ModelError as exc:
+                raise ModelError(f"member {name}: {folder.path / SPEC_FILE}: {exc}; re-log the run's model") from None
             try:
                 model.load_state_dict(state)
             except RuntimeError as exc:
@@ -151,7 +152,7 @@ class CNNMember:
             mean = std = None
             state_file = folder.state_path(k)
             if state_file is not None:
-                agg, mean, std = fold_file(state_file, spec.n_mels)
+                agg, mean, std = fold_file(state_file, spec.n_mels, len(spec.classes))
             elif not spec.method.startswith("weighted"):
                 agg = make_aggregator(spec.method)
                 agg.n_classes_ = len(spec.classes)
@@ -315,11 +316,9 @@ class Predictor:
         d = _find_bundle(Path(path))
         if not (d / BUNDLE_FILE).is_file():
             return cls([CNNMember.load(d, name)], [1], "mean", device)
-        info = json.loads((d / BUNDLE_FILE).read_text())
-        if info.get("format") != BUNDLE_FORMAT:
-            raise ModelError(f"{d / BUNDLE_FILE}: unknown format {info.get('format')!r} (expected {BUNDLE_FORMAT})")
-        members = [CNNMember.load(d / m["dir"], m["run_id"]) for m in info["members"]]
-        return cls(members, [m["weight"] for m in info["members"]], info["combiner"], device)
+        bundle = read_bundle(d)
+        members = [CNNMember.load(m.path, m.run_id) for m in bundle.members]
+        return cls(members, [m.weight for m in bundle.members], bundle.combiner, device)
 
     def predict(self, paths: Sequence[str | Path], details: bool = False, chunk: int = 64) -> list[FilePrediction]:
         """Label files; unreadable or too-short files get ``error`` and do not stop the batch.

@@ -131,9 +131,17 @@ class ModelSpec:
                 precision=str(d.get("precision", "fp32")),
                 channels_last=bool(d.get("channels_last", False)),
             )
-            _ = (int(spec.windows["width"]), int(spec.windows.get("shift", 1)))
+            geometry = (int(spec.windows["width"]), int(spec.windows.get("shift", 1)), spec.n_mels)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: not a valid paraling spec ({exc!r}); re-log the run's model") from None
+        if min(geometry) < 1:
+            raise ModelError(
+                f"{where}: windows.width, windows.shift and n_mels must be >= 1, got {geometry}; re-log the run's model"
+            )
+        if len(spec.classes) < 2 or len(set(spec.classes)) != len(spec.classes):
+            raise ModelError(f"{where}: 'classes' must name at least two distinct classes, got {spec.classes}")
+        if not spec.model:
+            raise ModelError(f"{where}: 'model' is empty; re-log the run's model")
         if spec.precision not in ("fp32", "bf16"):
             raise ModelError(f"{where}: precision {spec.precision!r} is neither fp32 nor bf16")
         return spec

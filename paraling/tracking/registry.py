@@ -1,7 +1,7 @@
 """paraling models in the MLflow model registry.
 
 A registered model is defined by code (MLflow "models from code", nothing is pickled); its only artifact is a
-paraling bundle (:func:`paraling.serving.bundle.save_bundle`): the members' CNN weights (safetensors), ``spec.json``
+paraling bundle (:func:`paraling.tracking.bundle.save_bundle`): the members' CNN weights (safetensors), ``spec.json``
 (feature, window, model config), fitted votes (JSON) and the combiner. Input: a DataFrame with a ``path`` column of
 audio files; output: ``path``, ``label``, ``error`` and ``proba_<class>`` columns. Ensembles are assembled, logged
 and registered by :func:`paraling.ensemble.assembly.assemble_ensemble`.

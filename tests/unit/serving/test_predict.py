@@ -17,9 +17,9 @@ from paraling.errors import ModelError
 from paraling.models.cnn import WindowCNN
 from paraling.scoring.aggregation import METHODS, make_aggregator
 from paraling.scoring.aggregation_state import aggregator_from_state, aggregator_state, fold_state
-from paraling.serving.bundle import save_bundle
 from paraling.serving.explain import indicative_segments
 from paraling.serving.predict import Predictor, predictions_frame
+from paraling.tracking.bundle import save_bundle
 
 CLASSES = ["high", "low", "noise"]
 MODEL = {
