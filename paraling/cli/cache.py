@@ -1,19 +1,24 @@
-"""``paraling cache info|clean [--cache-dir DIR] [--older-than DAYS]``: inspect or empty the feature cache.
+"""``paraling cache info|clean [--cache-dir DIR] [--older-than DAYS] [--yes]``: inspect or empty the feature cache.
 
 Sections are the cache's sub-folders: ``features`` (one entry per audio file and augmentation), ``packed`` (one
 memory-mapped pack per corpus and window layout; removed as whole folders, never file by file), ``checkpoints``, ...
+``clean`` deletes only inside a folder that is paraling's cache (:mod:`paraling.cache_marker`: its ``CACHEDIR.TAG``,
+or paraling's layout), refuses negative or non-finite ages, and on a terminal asks before deleting everything.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import stat
+import sys
 import time
 from pathlib import Path
 
+from paraling.cache_marker import SECTIONS, TAG_FILE, is_paraling_cache, mark_cache
 from paraling.errors import ConfigError
 
 __all__ = ["SECTIONS", "cache_info", "clean_cache", "main"]
@@ -30,9 +35,6 @@ def cache_info(cache_dir: Path) -> dict[str, dict[str, float]]:
         files = [f for f in section.rglob("*") if f.is_file()]
         out[section.name] = {"files": len(files), "mb": sum(f.stat().st_size for f in files) / 1e6}
     return out
-
-
-SECTIONS = ("features", "packed", "functionals", "checkpoints")
 
 
 def _section_roots(cache_dir: Path, section: str | None) -> list[Path]:
@@ -64,15 +66,35 @@ def _files(root: Path) -> list[Path]:
     return out
 
 
+def check_clean(cache_dir: Path, older_than_days: float | None) -> None:
+    """Refuse to clean what is not paraling's cache, and ages that would delete everything by accident.
+
+    Raises:
+        ConfigError: ``older_than_days`` negative or not finite; ``cache_dir`` not a paraling cache.
+    """
+    if older_than_days is not None and not (math.isfinite(older_than_days) and older_than_days >= 0):
+        raise ConfigError(f"--older-than must be a number of days >= 0, but got --older-than {older_than_days}")
+    if cache_dir.exists() and not is_paraling_cache(cache_dir):
+        raise ConfigError(
+            f"{cache_dir} is not a paraling cache (no {TAG_FILE} written by paraling, and it holds other things than "
+            f"paraling's sections {', '.join(SECTIONS)}); nothing was deleted. Point --cache-dir at the cache "
+            "(the cache_dir of your runs, default .cache/paraling)"
+        )
+
+
 def clean_cache(cache_dir: Path, older_than_days: float | None = None, section: str | None = None) -> int:
     """Delete cache files (all, or those not used for ``older_than_days``); returns how many were removed.
 
-    Only the sections in :data:`SECTIONS` are touched, and only inside ``cache_dir``.
+    Only the sections in :data:`SECTIONS` are touched, and only inside a folder that is paraling's cache.
 
     Raises:
-        ConfigError: ``section`` is not a section name.
+        ConfigError: ``section`` is not a section name, the age is negative, or ``cache_dir`` is not a paraling
+            cache (:func:`check_clean`).
     """
+    check_clean(cache_dir, older_than_days)
     roots = _section_roots(cache_dir, section)
+    if roots:
+        mark_cache(cache_dir)  # an untagged cache recognised by its layout: tag it
     if older_than_days is None:
         n = sum(len(_files(r)) for r in roots)
         for r in roots:
@@ -107,6 +129,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--cache-dir", default=".cache/paraling", help="cache folder (default: .cache/paraling)")
     p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="clean only entries unused for DAYS")
     p.add_argument("--section", default=None, help=f"only this section: {', '.join(SECTIONS)}")
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting everything (on a terminal)")
     a = p.parse_args(argv)
     root = Path(a.cache_dir)
     if a.action == "info":
@@ -117,6 +140,18 @@ def main(argv: list[str]) -> int:
             print(f"{name:<14} {int(v['files']):>8} files {v['mb']:>10.1f} MB")
         print(f"free disk space: {shutil.disk_usage(root if root.exists() else Path('.')).free / 1e9:.1f} GB")
     else:
+        check_clean(root, a.older_than)
+        if a.older_than is None and not a.yes and sys.stdin.isatty() and not _confirm(root, a.section):
+            print("nothing deleted")
+            return 1
         n = clean_cache(root, a.older_than, a.section)
         print(f"removed {n} file(s) from {root}")
     return 0
+
+
+def _confirm(root: Path, section: str | None) -> bool:
+    info = cache_info(root)
+    files = sum(int(v["files"]) for k, v in info.items() if section in (None, k) and k in SECTIONS)
+    mb = sum(v["mb"] for k, v in info.items() if section in (None, k) and k in SECTIONS)
+    answer = input(f"delete {files} file(s), {mb:.0f} MB, from the paraling cache {root}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from paraling.cache_marker import mark_cache
 from paraling.config_checks import check_training_memory, validate
 from paraling.data.manifest import Manifest
 from paraling.pipeline.cnn import CNNRunner
@@ -74,6 +75,7 @@ def run_experiment(
         cfg = OmegaConf.structured(cfg)
     cfg = validate(cfg)
     prepare_determinism_env(bool(cfg.trainer.deterministic))  # before anything starts CUDA (cuBLAS reads it once)
+    mark_cache(cfg.cache_dir)  # paraling cache clean deletes only in folders tagged (or laid out) as paraling's
     if cfg.model.name != "cnn":  # utterance-level baselines (svm, rf, dnn, lr): same folds, metrics and oof format
         from paraling.pipeline.baselines import run_baseline
 
