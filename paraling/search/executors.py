@@ -10,11 +10,19 @@ up the study again. The process that submitted the jobs waits for them and then 
 
 Across cluster nodes only a database storage works: journal files and SQLite need one file system with working
 locks, which cluster file systems do not promise, so ``--executor slurm`` refuses them.
+
+The job files submitit writes (the pickled worker arguments) hold the storage URL and the tracking URI, passwords
+included, because the jobs need them. They are private: the job folder is ``0700`` and everything in it ``0600``
+(:func:`private_files`, also used for the Hydra submitit launcher's ``.submitit`` folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +30,7 @@ from typing import Any
 from paraling.errors import SearchError
 from paraling.search.storage import is_rdb_url
 
-__all__ = ["EXECUTORS", "ExecutorOptions", "SweepJob", "check_cluster_storage", "submit_workers"]
+__all__ = ["EXECUTORS", "ExecutorOptions", "SweepJob", "check_cluster_storage", "private_files", "submit_workers"]
 
 log = logging.getLogger("paraling.search")
 
@@ -68,6 +76,36 @@ def check_cluster_storage(url: str, kind: str) -> None:
             "database; use PostgreSQL: --storage postgresql://USER:PASSWORD@HOST:5432/optuna (docs/sweeps.md, "
             "'Many machines')"
         )
+
+
+def _make_private(folder: Path) -> None:
+    """``0700`` folders and ``0600`` files under ``folder`` (links are left alone: never follow them)."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        with contextlib.suppress(OSError):
+            os.chmod(dirpath, 0o700)
+        for name in filenames:
+            f = Path(dirpath) / name
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(f.lstat().st_mode):
+                    os.chmod(f, 0o600)
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+
+
+@contextlib.contextmanager
+def private_files(folder: Path) -> Iterator[None]:
+    """Files written under ``folder`` in the block (and by processes started in it) readable by this user only.
+
+    The umask is ``077`` inside the block (submitit's pickles, local jobs and, through SLURM's umask propagation, the
+    cluster jobs' own files); what already exists under ``folder`` is made private before and after.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    _make_private(folder)
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+        _make_private(folder)
 
 
 class SweepJob:
@@ -119,7 +157,8 @@ def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Pat
         if options.partition:
             params["slurm_partition"] = options.partition
     executor.update_parameters(**params, **options.extra)
-    jobs = executor.map_array(SweepJob(), worker_args)
+    with private_files(folder):  # the pickled arguments hold the storage and tracking passwords
+        jobs = executor.map_array(SweepJob(), worker_args)
     log.info("submitted %d %s jobs: %s (logs in %s)", len(jobs), options.kind, [j.job_id for j in jobs], folder)
     reasons, failed = [], []
     try:
@@ -132,6 +171,7 @@ def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Pat
         for job in jobs:
             job.cancel(check=False)
         raise
+    _make_private(folder)  # result pickles and logs the jobs wrote
     if failed:
         raise SearchError("sweep jobs failed: " + "; ".join(failed))
     return reasons

@@ -13,6 +13,7 @@ Hydra sweep syntax in the overrides adds parameters: ``a=1,2``/``choice(...)`` (
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -151,6 +152,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from omegaconf import OmegaConf
     from optuna.trial import TrialState
 
+    from paraling.search.executors import private_files
     from paraling.search.gpus import gpu_env, gpu_shares, parse_gpus
     from paraling.search.locks import study_lock
     from paraling.search.probe import check_against_config
@@ -214,6 +216,8 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     deadline = time.time() + spec.timeout if spec.timeout else None
     n_jobs = max(1, int(sweeper.n_jobs))
+    sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir") or "multirun"))
+    pickles = "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
     shares = gpu_shares([gpus[j % len(gpus)] for j in range(n_jobs)]) if gpus else []
     results: list[Any] = []
     stopped: str | None = None
@@ -267,7 +271,9 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 batch.append([*overrides, *env])
                 launched.append(t)
             if batch:
-                rets = launcher.launch(batch, initial_job_idx=job_idx)
+                # a submitit launcher pickles the trial context (storage password) into its job folder
+                with private_files(sweep_dir) if pickles else contextlib.nullcontext():
+                    rets = launcher.launch(batch, initial_job_idx=job_idx)
                 job_idx += len(batch)
                 results.append(rets)
                 for t, ret in zip(launched, rets, strict=False):

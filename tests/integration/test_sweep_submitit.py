@@ -54,6 +54,18 @@ def test_local_executor_runs_the_study_as_a_job_array(
     assert len(parents) == 1 and len(children) == 4
     assert all(r.info.status != "RUNNING" for r in runs)
     assert (tmp_path / "jobs" / "submitit").is_dir()  # job files and logs beside the journal
+    _assert_private(tmp_path / "jobs" / "submitit")
+
+
+def _assert_private(folder: Path) -> None:
+    """The pickled job arguments hold the storage and tracking URLs (passwords included): this user's only."""
+    import stat
+
+    pickles = list(folder.rglob("*.pkl"))
+    assert pickles
+    for p in [folder, *folder.rglob("*")]:
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        assert mode & 0o077 == 0, f"{p} is readable by others: {oct(mode)}"
 
 
 def test_a_cluster_run_refuses_a_journal_or_sqlite_storage(tmp_path: Path, mlflow_uri: str) -> None:
@@ -153,3 +165,4 @@ def test_hydra_submitit_launcher_runs_the_sweepers_study(
     assert all(r.info.status != "RUNNING" for r in runs)
     assert sorted(c.data.tags["paraling.state"] for c in children) == ["COMPLETE", "COMPLETE", "PRUNED", "PRUNED"]
     assert list((tmp_path / "multirun").rglob("*_submitted.pkl"))  # the jobs really went through submitit
+    _assert_private(tmp_path / "multirun" / ".submitit")
