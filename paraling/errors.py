@@ -71,6 +71,10 @@ class SearchError(ParalingError):
     """An Optuna study cannot be created, resumed or run."""
 
 
+class StorageUnavailableError(SearchError):
+    """The Optuna storage's database stopped answering for longer than the sweep waits (``storage.outage_timeout``)."""
+
+
 class EnsembleError(ParalingError):
     """Runs cannot be combined into an ensemble (misaligned utterances or folds, no runs)."""
 

@@ -26,6 +26,20 @@ if TYPE_CHECKING:
 SR = 16000
 
 
+def _load_helper(name: str) -> Any:
+    """A helper module beside this file (tests/ is not a package under --import-mode=importlib)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PostgresCluster = _load_helper("postgres_cluster").PostgresCluster
+
+
 def make_tone_corpus(
     root: Path,
     n_speakers: int = 6,
@@ -224,6 +238,22 @@ def tiny_overrides() -> Callable[..., list[str]]:
     """``tiny_overrides(corpus, cache, epochs=1, log_model=True)``: overrides of a seconds-long run on a CSV corpus
     (two folds, a small CNN, caches under ``cache``), for subprocesses and sweeps that take override lists."""
     return _tiny_overrides
+
+
+@pytest.fixture()
+def postgres(free_port: Callable[[], int]) -> Iterator[Any]:
+    """A fresh PostgreSQL cluster on 127.0.0.1 that the test may stop and start (tests/postgres_cluster.py)."""
+    cluster = PostgresCluster(free_port)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture()
+def postgres_url(postgres: PostgresCluster) -> str:
+    """The URL of :func:`postgres`."""
+    return postgres.url
 
 
 class MlflowServers:

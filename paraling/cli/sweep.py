@@ -142,13 +142,7 @@ def main(argv: list[str]) -> int:
     if summary.stopped == "interrupted":
         return 130
     if not summary.ok:
-        reasons = "; ".join(summary.fail_reasons[:3])
-        if summary.stopped == "failure_budget":
-            raise SearchError(
-                f"study {summary.study_name} stopped: {summary.failed} trials failed, failure budget "
-                f"{summary.failure_budget} spent ({reasons})"
-            )
-        raise SearchError(f"study {summary.study_name} is incomplete ({summary.stopped}); re-run the command to resume")
+        raise SearchError(summary.error_line())
     return 0
 
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from paraling.errors import ConfigError, SearchError
+from paraling.errors import ConfigError, SearchError, StorageUnavailableError, TrackingStoreError
 from paraling.search.recovery import frozen_trial
 from paraling.search.space import SearchSpace
 from paraling.search.trial import TrialContext, TrialOutcome, execute_trial
@@ -54,7 +54,7 @@ class TrialTask:
         from paraling.search.mlflow_parent import SweepTracking
         from paraling.search.recovery import trial_id
         from paraling.search.samplers import make_pruner
-        from paraling.search.storage import create_or_load_study, make_storage
+        from paraling.search.storage import create_or_load_study, study_storage
 
         ctx, spec = self.ctx, self.ctx.spec
         number = int(os.environ[TRIAL_ENV])
@@ -68,7 +68,7 @@ class TrialTask:
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         if frozen is None:
             raise SearchError(f"trial {number} of study {spec.study_name} not found in the storage")
-        storage = make_storage(ctx.storage_url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+        storage = study_storage(ctx.storage_url, spec.storage)
         trial = optuna.trial.Trial(study, trial_id(storage, study, number))
         sync = None
         if ctx.parent_run_id and ctx.tracking_uri:
@@ -165,10 +165,10 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         retry_trial,
         trial_id,
     )
-    from paraling.search.runner import finish, prepare_study, resolve_storage_url
+    from paraling.search.runner import close_after_error, finish, prepare_study, resolve_storage_url
     from paraling.search.samplers import make_sampler
     from paraling.search.spec import load_study_spec
-    from paraling.search.storage import make_storage
+    from paraling.search.storage import study_storage
     from paraling.search.worker import worker_seed
 
     config = sweeper.config
@@ -212,7 +212,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=sweeper.hydra_context, task_function=TrialTask(ctx), config=config
     )
-    storage = make_storage(url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    storage = study_storage(url, spec.storage)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     deadline = time.time() + spec.timeout if spec.timeout else None
     n_jobs = max(1, int(sweeper.n_jobs))
@@ -228,7 +228,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             if deadline is not None and time.time() >= deadline:
                 stopped = "timeout"
                 break
-            with study_lock(url, spec.study_name):
+            with study_lock(url, spec.study_name, spec.storage.outage_timeout):
                 if (
                     fail_stale_trials(study, spec.storage.grace_period, storage)
                     and prepared.tracking
@@ -278,6 +278,9 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 results.append(rets)
                 for t, ret in zip(launched, rets, strict=False):
                     _settle(study, t, ret, sync)
+                down = next((e for e in map(_job_error, rets) if isinstance(e, SERVICE_DOWN)), None)
+                if down is not None:  # its trial was queued again; every next trial would fail the same way
+                    raise down
             for t in batch_trials:
                 heartbeat.remove(ids[t.number])
             batch_trials = []
@@ -291,10 +294,11 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 retry_trial(study, frozen, max_retry=None)
                 if sync:
                     sync(frozen)
-    except Exception as exc:  # the launcher itself failed: record the batch, close the parent, re-raise
-        for t in batch_trials:
-            _settle(study, t, _Failed(exc), sync)
-        finish(prepared, "error")
+    except Exception as exc:  # the launcher or a service failed: record the batch, close the parent, re-raise
+        if not isinstance(exc, StorageUnavailableError):
+            for t in batch_trials:
+                _settle(study, t, _Failed(exc), sync)
+        close_after_error(prepared, exc)
         raise
     finally:
         heartbeat.close()
@@ -304,10 +308,17 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     if summary.stopped == "interrupted":
         raise SystemExit(130)
     if not summary.ok:
-        raise SearchError(
-            f"study {summary.study_name} stopped ({summary.stopped}): " + "; ".join(summary.fail_reasons[:3])
-        )
+        raise SearchError(summary.error_line())
     return results
+
+
+SERVICE_DOWN = (TrackingStoreError, StorageUnavailableError)
+
+
+def _job_error(ret: Any) -> BaseException | None:
+    """The exception a launcher job ended with (Hydra keeps it on its JobReturn), or ``None``."""
+    err = getattr(ret, "_return_value", None)
+    return err if isinstance(err, BaseException) else None
 
 
 class _Failed:

@@ -213,6 +213,19 @@ class SweepTracking:
                 n += 1
         return n
 
+    def abandon(self, parent_run_id: str, reason: str) -> None:
+        """End the parent run FAILED with ``reason`` when the study itself cannot be read (its storage is down):
+        no run of the sweep stays RUNNING. A re-run of the command resumes the parent."""
+        from paraling.secrets import mask_secrets
+
+        reason = mask_secrets(reason)[:4000]
+        try:
+            self.client.set_tag(parent_run_id, "paraling.sweep.stopped", "error")
+            self.client.set_tag(parent_run_id, "paraling.error", reason)
+            self.client.set_terminated(parent_run_id, status="FAILED")
+        except Exception as exc:  # the tracking server may be what is down
+            log.error("could not end the MLflow parent run %s: %s", parent_run_id, mask_secrets(str(exc)))
+
     def finalize(self, parent_run_id: str, study: Any, summary: Any, status: str | None) -> None:
         """Log best value, best trial's ``paraling train`` line, counts and plots on the parent; end it.
 

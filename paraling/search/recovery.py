@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from paraling.search.outage import through_outages
 from paraling.search.storage import heartbeat_enabled
 
 __all__ = [
@@ -257,7 +258,7 @@ def fail_stale_trials(study: Any, grace_period: float, storage: Any) -> list[int
 
     by_attr = not heartbeat_enabled(storage)
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
+    through_outages(storage, optuna.storages.fail_stale_trials, study)
     failed = []
     now, host = time.time(), socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

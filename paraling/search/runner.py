@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from paraling.errors import SearchError
+from paraling.errors import ParalingError, SearchError, StorageUnavailableError
 from paraling.search.executors import ExecutorOptions, check_cluster_storage, submit_workers
 from paraling.search.gpus import check_gpus, gpu_shares, plan_gpus, visible_gpus
 from paraling.search.interrupts import interrupt_once, remember_interrupt, reset_interrupt
@@ -35,6 +35,7 @@ from paraling.search.storage import (
     describe_storage,
     is_rdb_url,
     make_storage,
+    study_storage,
 )
 from paraling.search.study_ensemble import assemble_for_study
 from paraling.search.trial import TrialContext, reproduce_line
@@ -92,8 +93,28 @@ class SweepSummary:
 
     @property
     def ok(self) -> bool:
-        """Whether the sweep ended normally (budget reached, timeout, or other machines still running)."""
-        return self.stopped in ("complete", "timeout", "others_running")
+        """Whether the sweep ended normally (budget reached, timeout, or other machines still running) and some trial
+        completed (a study whose every trial failed or was pruned has no result)."""
+        if self.stopped == "others_running":
+            return True
+        return self.stopped in ("complete", "timeout") and self.complete > 0
+
+    def error_line(self) -> str:
+        """Why the sweep did not end normally, in one line (for a non-zero exit)."""
+        reasons = "; ".join(self.fail_reasons[:3])
+        if self.stopped == "failure_budget":
+            return (
+                f"study {self.study_name} stopped: {self.failed} trials failed, failure budget {self.failure_budget} "
+                f"spent ({reasons})"
+            )
+        if self.stopped in ("complete", "timeout"):
+            why = f": {reasons}" if reasons else ""
+            return (
+                f"study {self.study_name}: no trial completed ({self.failed} failed, {self.pruned} pruned){why}. Fix "
+                "the cause, then raise --n-trials (the finished trials stay in the study) or start a new study with "
+                "--study-name"
+            )
+        return f"study {self.study_name} is incomplete ({self.stopped}); re-run the command to resume"
 
     def format(self) -> str:
         """Human-readable summary lines."""
@@ -147,7 +168,7 @@ class PreparedStudy:
 
 def _storage_of(url: str, spec: StudySpec) -> Any:
     """The (per-process cached) storage object of ``url`` with the study's heartbeat settings."""
-    return make_storage(url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    return study_storage(url, spec.storage)
 
 
 def resolve_storage_url(spec: StudySpec) -> str:
@@ -259,7 +280,7 @@ def _stop_reason(prepared: PreparedStudy, stopped: str | None) -> str:
 def finish(prepared: PreparedStudy, stopped: str | None) -> SweepSummary:
     """Final recovery pass, parent run results and status, and the summary."""
     study = prepared.study
-    with study_lock(prepared.url, prepared.spec.study_name):
+    with study_lock(prepared.url, prepared.spec.study_name, prepared.spec.storage.outage_timeout):
         fail_stale_trials(study, prepared.spec.storage.grace_period, _storage_of(prepared.url, prepared.spec))
         reason = _stop_reason(prepared, stopped)
         summary = summarize(prepared, reason)
@@ -329,6 +350,26 @@ def _run_jobs(
     return None
 
 
+def close_after_error(prepared: PreparedStudy, exc: BaseException) -> None:
+    """A worker stopped on a service that went away: end the sweep's MLflow runs so that none stays RUNNING.
+
+    With the storage down the study cannot be read, so the parent run is ended FAILED directly; otherwise the normal
+    final pass runs (its own failures are logged, the original error is what the user sees).
+    """
+    parent = prepared.ctx.parent_run_id
+    if not isinstance(exc, StorageUnavailableError):
+        try:
+            finish(prepared, "error")
+            return
+        except StorageUnavailableError:
+            pass
+        except Exception as err:  # the tracking server may be what is down: finish logs what it could not do
+            log.error("could not close the sweep's runs: %s", mask_secrets(str(err)))
+            return
+    if prepared.tracking is not None and parent:
+        prepared.tracking.abandon(parent, str(exc))
+
+
 def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str = "") -> SweepSummary:
     """Run or resume the study ``spec`` until ``n_trials``/``timeout`` is reached; returns the summary.
 
@@ -392,5 +433,12 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
                     stopped = run_processes(args)
         except KeyboardInterrupt:
             stopped = "interrupted"
-        summary = finish(prepared, stopped)
+        except ParalingError as exc:  # a service went away (storage past its outage budget, tracking server)
+            close_after_error(prepared, exc)
+            raise
+        try:
+            summary = finish(prepared, stopped)
+        except StorageUnavailableError as exc:
+            close_after_error(prepared, exc)
+            raise
     return summary

@@ -15,7 +15,7 @@ naming the field (``sampler.n_startup_trials``, ``space.model.n_blocks.low``...)
 ``n_trials``         Trials the study should hold (COMPLETE + PRUNED + FAIL, running/queued included).
 ``timeout``          Seconds after which this command starts no new trial.
 ``failure_budget``   Stop once this many trials have failed (default ``max(3, n_trials // 4)``).
-``storage``          ``{url: null, heartbeat_interval: 30, grace_period: 120}``.
+``storage``          ``{url: null, heartbeat_interval: 30, grace_period: 120, outage_timeout: 120}``.
 ===================  ===================================================================================
 """
 
@@ -98,6 +98,7 @@ class StorageSpec:
     url: str | None = None
     heartbeat_interval: int = 30
     grace_period: int = 120
+    outage_timeout: int = 120  # seconds a database storage may stop answering mid-sweep (paraling.search.outage)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ def _parse_storage(raw: Any) -> StorageSpec:
         raise ConfigError(
             f"storage must be a URL or {{url: ..., heartbeat_interval: 30, grace_period: 120}}, got {raw!r}"
         )
-    allowed = ("url", "heartbeat_interval", "grace_period")
+    allowed = ("url", "heartbeat_interval", "grace_period", "outage_timeout")
     for k in raw:
         if k not in allowed:
             raise ConfigError(f"storage.{k} is not a storage setting{_suggest(k, allowed)}; allowed: {list(allowed)}")
@@ -268,7 +269,8 @@ def _parse_storage(raw: Any) -> StorageSpec:
     gp = int(_positive(raw.get("grace_period", max(120, 4 * hb)), "storage.grace_period", integer=True))
     if gp <= hb:
         raise ConfigError(f"storage.grace_period must exceed storage.heartbeat_interval, but got {gp} <= {hb}")
-    return StorageSpec(url, hb, gp)
+    outage = int(_positive(raw.get("outage_timeout", 120), "storage.outage_timeout", integer=True))
+    return StorageSpec(url, hb, gp, outage)
 
 
 def parse_study_spec(
@@ -389,6 +391,10 @@ def load_study_spec(path: str | Path) -> StudySpec:
     p = find_study_file(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: the study file is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: cannot read the study file: {exc}") from exc
+        raise ConfigError(f"{p}: cannot read the study file: {' '.join(str(exc).split())}") from None
     return parse_study_spec(data, str(p), p.stem, p.resolve())

@@ -24,13 +24,14 @@ __all__ = [
     "is_rdb_url",
     "make_storage",
     "sqlalchemy_url",
+    "study_storage",
     "unreachable",
 ]
 
 log = logging.getLogger(__name__)
 
 _RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql", "mariadb", "oracle", "mssql")
-_storages: dict[tuple[str, int, int], Any] = {}
+_storages: dict[tuple[str, int, int, int], Any] = {}
 
 
 def is_rdb_url(url: str) -> bool:
@@ -73,13 +74,16 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120) -> Any:
+def make_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120, outage_timeout: int = 120) -> Any:
     """Open (and cache per process) the storage behind ``url``.
+
+    A database storage waits out an outage of up to ``outage_timeout`` seconds in every later call
+    (:mod:`paraling.search.outage`); it must answer now.
 
     Raises:
         SearchError: The database cannot be reached or the journal file cannot be created.
     """
-    key = (url, heartbeat_interval, grace_period)
+    key = (url, heartbeat_interval, grace_period, outage_timeout)
     if key in _storages:
         return _storages[key]
     import optuna
@@ -92,8 +96,11 @@ def make_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
                 engine_kwargs["connect_args"] = {"timeout": 60}
             else:
                 engine_kwargs["pool_pre_ping"] = True
-            storage = optuna.storages.RDBStorage(
+            from paraling.search.outage import resilient_rdb_storage
+
+            storage = resilient_rdb_storage(
                 sqlalchemy_url(url),
+                outage_timeout,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
@@ -111,6 +118,11 @@ def make_storage(url: str, heartbeat_interval: int = 30, grace_period: int = 120
         raise unreachable(url, exc) from None
     _storages[key] = storage
     return storage
+
+
+def study_storage(url: str, settings: Any) -> Any:
+    """:func:`make_storage` with a study's ``storage`` settings (heartbeat interval, grace period, outage timeout)."""
+    return make_storage(url, settings.heartbeat_interval, settings.grace_period, settings.outage_timeout)
 
 
 def unreachable(url: str, exc: BaseException) -> SearchError:
@@ -139,7 +151,7 @@ def create_or_load_study(url: str, spec: Any, sampler: Any = None, pruner: Any =
 
     from paraling.search.samplers import make_pruner, make_sampler
 
-    storage = make_storage(url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    storage = study_storage(url, spec.storage)
     sampler = sampler if sampler is not None else make_sampler(spec.sampler, spec.space)
     pruner = pruner if pruner is not None else make_pruner(spec.pruner)
     try:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from paraling.errors import Pruned, SearchError
+from paraling.errors import Pruned, SearchError, StorageUnavailableError, TrackingStoreError
 from paraling.search.gpus import GPU_ATTR, GPU_TAG, apply_gpu_share, require_assigned_gpu, trial_gpu
 from paraling.search.interrupts import interrupt_requested
 from paraling.search.spec import StudySpec
@@ -150,7 +150,10 @@ def execute_trial(
 
     Exceptions of the experiment (bad combination, ``TrainingError`` on NaN loss, CUDA out-of-memory) make the trial
     FAIL with the reason in the ``fail_reason`` user attribute and the child run's ``paraling.error`` tag. Ctrl-C makes
-    it FAIL as interrupted, queues it for a retry and re-raises ``KeyboardInterrupt``.
+    it FAIL as interrupted, queues it for a retry and re-raises ``KeyboardInterrupt``. A service that went away (the
+    tracking server after MLflow's retries, the storage after its outage budget) is not the trial's fault: the trial
+    is failed and queued again like a dead worker's (not charged to ``n_trials`` or the failure budget), and the
+    error is re-raised so that the worker stops instead of failing every remaining trial within seconds.
 
     Args:
         study: The Optuna study.
@@ -179,6 +182,7 @@ def execute_trial(
     t0 = time.perf_counter()
     outcome = TrialOutcome(number, "FAIL")
     interrupted = False
+    service_down: BaseException | None = None
     try:
         require_assigned_gpu()
         share = apply_gpu_share()
@@ -206,6 +210,9 @@ def execute_trial(
     except KeyboardInterrupt:
         interrupted = True
         outcome.reason = "interrupted (Ctrl-C); queued for a retry"
+    except (TrackingStoreError, StorageUnavailableError) as exc:
+        service_down = exc
+        outcome.reason = mask_secrets(f"a service went away, queued for a retry: {exc}")
     except Exception as exc:  # the sweep goes on: any error of one trial is that trial's FAIL
         if interrupt_requested():  # the interrupt landed in a library's clean-up and was replaced by this error
             interrupted = True
@@ -230,7 +237,7 @@ def execute_trial(
                 frozen.state.name,
             )
             outcome.state = frozen.state.name
-        if interrupted:
+        if interrupted or service_down is not None:
             retry_trial(study, frozen, max_retry=None)
         if sync is not None:
             try:
@@ -242,6 +249,8 @@ def execute_trial(
     log.info("%strial %d %s%s in %.1f s%s", _prefix(ctx), number, outcome.state, value, outcome.seconds, why)
     if interrupted:
         raise KeyboardInterrupt
+    if service_down is not None:
+        raise service_down
     return outcome
 
 

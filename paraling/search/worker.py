@@ -29,7 +29,7 @@ from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
 from paraling.search.recovery import Heartbeat, count_trials, fail_stale_trials, mark_worker, trial_id
 from paraling.search.samplers import make_pruner, make_sampler
-from paraling.search.storage import create_or_load_study, is_rdb_url, make_storage
+from paraling.search.storage import create_or_load_study, is_rdb_url, study_storage
 from paraling.search.trial import TrialContext, execute_trial
 from paraling.secrets import install_log_masking, mask_secrets
 
@@ -92,7 +92,7 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
         ``complete``, ``timeout``, ``failure_budget`` or ``orphaned`` (the coordinating process died).
     """
     ctx, spec = args.ctx, args.ctx.spec
-    storage = make_storage(ctx.storage_url, spec.storage.heartbeat_interval, spec.storage.grace_period)
+    storage = study_storage(ctx.storage_url, spec.storage)
     study = create_or_load_study(ctx.storage_url, spec, None, make_pruner(spec.pruner), create=False)
     n_before = len(study.get_trials(deepcopy=False))
     seed = worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url, n_before)
@@ -109,7 +109,7 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
                     return "timeout"
                 if args.parent_pid is not None and os.getppid() != args.parent_pid:
                     return "orphaned"
-                with study_lock(ctx.storage_url, spec.study_name):
+                with study_lock(ctx.storage_url, spec.study_name, spec.storage.outage_timeout):
                     stale = fail_stale_trials(study, spec.storage.grace_period, storage)
                     if stale and tracking is not None and ctx.parent_run_id:
                         tracking.end_orphans(ctx.parent_run_id, study)

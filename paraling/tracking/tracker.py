@@ -32,6 +32,7 @@ __all__ = [
     "mask_secrets",
     "owner_tags",
     "resolve_tracking_uri",
+    "store_unreachable",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,27 @@ def _tag(key: str, value: str) -> Any:
     from mlflow.entities import RunTag
 
     return RunTag(key, mask_secrets(str(value))[:5000])
+
+
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Connection aborted", "Connection reset", "timed out")
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the tracking store could not be reached (after MLflow's own retries), as opposed to a
+    request it refused: a connection refused, reset or timed out, or a database that is not answering."""
+    import requests
+    from sqlalchemy import exc as sa
+
+    e: BaseException | None = exc
+    for _ in range(6):
+        if e is None:
+            return False
+        if isinstance(e, requests.ConnectionError | requests.Timeout | sa.OperationalError):
+            return True
+        if any(m in str(e) for m in _UNREACHABLE):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 class RunTracker:
@@ -105,9 +127,8 @@ class RunTracker:
                 self.experiment_id, run_name=run_name, tags={k: mask_secrets(str(v)) for k, v in all_tags.items()}
             )
         except Exception as exc:  # MlflowException, sqlalchemy, requests errors
-            raise TrackingError(
-                f"cannot open an MLflow run at {mask_secrets(self.uri)}: {mask_secrets(str(exc))}"
-            ) from None
+            kind = TrackingStoreError if store_unreachable(exc) else TrackingError
+            raise kind(f"cannot open an MLflow run at {mask_secrets(self.uri)}: {mask_secrets(str(exc))}") from None
         self.run_id = run.info.run_id
 
     @classmethod

@@ -8,17 +8,11 @@ refuses to run as root, so under root the cluster runs as the ``postgres`` (or `
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,70 +291,6 @@ def test_sigkilled_worker_trial_fails_is_retried_and_nothing_stays_running(
     assert not [r for r in children if r.info.status == "RUNNING"]
     assert_states_match(study, children)
     assert "killed by signal 9" in out and "starting a replacement" in out
-
-
-def pg_bindir() -> Path | None:
-    """Folder of initdb/pg_ctl: Debian's /usr/lib/postgresql/<version>/bin (newest), else $PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def run_as_prefix(folder: Path) -> list[str]:
-    """Under root, run the server as an unprivileged user who owns ``folder``."""
-    if os.geteuid() != 0:
-        return []
-    for user in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            pw = pwd.getpwnam(user)
-            os.chown(folder, pw.pw_uid, pw.pw_gid)
-            runuser = shutil.which("runuser")
-            if runuser is None:
-                pytest.skip("running as root and runuser is missing; PostgreSQL refuses to run as root")
-            return [runuser, "-u", user, "--"]
-    pytest.skip("running as root without a 'postgres' or 'nobody' user to run PostgreSQL")
-
-
-@pytest.fixture()
-def postgres_url(free_port: Callable[[], int]) -> Iterator[str]:
-    """A fresh PostgreSQL cluster (trust auth, fsync off) on 127.0.0.1:<free port>; yields its URL."""
-    bindir = pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="paraling-pg-"))
-    os.chmod(root, 0o755)
-    prefix = run_as_prefix(root)
-    data, log = root / "data", root / "server.log"
-    subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "paraling", "--auth=trust", "-E", "UTF8", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    port = None
-    for _ in range(3):  # the port may be taken between choosing and binding
-        port = free_port()
-        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
-        r = subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode == 0:
-            break
-        port = None
-    if port is None:
-        text = log.read_text() if log.exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {text[-2000:]}")
-    try:
-        yield f"postgresql://paraling@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.service
