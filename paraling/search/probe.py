@@ -1,8 +1,9 @@
 """Check a study against the configuration schema before any trial runs.
 
 Every override and every parameter's bounds and choices are applied to the composed configuration: values through
-OmegaConf's typed schema (fast), config-group choices through composition, then the all-low and all-high corners are
-composed. Errors name ``overrides`` or ``space.<param>`` and carry Hydra's reason.
+OmegaConf's typed schema and the config checks (:func:`paraling.config_checks.validate`: a space such as
+``model.n_blocks`` in [-5, 0] can only fail), config-group choices through composition, then the all-low and all-high
+corners are composed and checked. Errors name ``overrides`` or ``space.<param>`` and carry the reason.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list
                     if OmegaConf.select(probe, key, default="__missing__") == "__missing__":
                         raise ConfigError(f"no config key {key!r} (check the spelling; lists use key.INDEX)")
                     OmegaConf.update(probe, key, parsed.value(), merge=True)
+                    validate(probe)  # a value the config checks refuse would only fail every trial
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
             except Exception as exc:
@@ -82,12 +84,15 @@ def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list
                 ) from exc
     for high in (False, True):
         corner = spec.space.overrides(spec.space.corner(high))
+        which = "high" if high else "low"
         try:
-            load([*base, *corner])
+            composed = load([*base, *corner])
         except Exception as exc:
-            raise ConfigError(
-                f"space: the {'high' if high else 'low'} corner {corner} does not compose: {_first_line(exc)}"
-            ) from exc
+            raise ConfigError(f"space: the {which} corner {corner} does not compose: {_first_line(exc)}") from exc
+        try:
+            validate(composed)
+        except ConfigError as exc:
+            raise ConfigError(f"space: the {which} corner {corner} fails the config checks: {exc}") from exc
     return cfg
 
 

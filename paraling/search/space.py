@@ -38,6 +38,8 @@ __all__ = ["Condition", "ParamSpec", "SearchSpace", "format_value", "render_over
 
 _KEY = re.compile(r"^[+~]?[A-Za-z_][\w\-]*(\.(\w[\w\-]*))*$")
 _PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "condition", "foreach"}
+#: The most values one parameter, and the most points a whole grid, may have (a grid is meant to be run in full).
+GRID_LIMIT, GRID_POINTS_LIMIT = 10_000, 1_000_000
 _SIMPLE_STR = re.compile(r"^[A-Za-z_/][\w\-./:]*$")
 
 
@@ -149,24 +151,33 @@ class ParamSpec:
             return list(self.choices)
         return [self.low, self.high]
 
-    def grid_values(self, where: str, limit: int = 10000) -> list[Any]:
-        """Every value of this parameter on a grid (needs ``step`` for floats)."""
+    def grid_size(self, where: str) -> int:
+        """How many values :meth:`grid_values` gives, computed without building them."""
+        if self.kind == "categorical":
+            return len(self.choices)
+        if self.kind == "int":
+            return (int(self.high) - int(self.low)) // int(self.step or 1) + 1  # type: ignore[arg-type]
+        if self.step is None:
+            raise ConfigError(
+                f"{where}: the grid sampler needs `step` for float parameters (or use a categorical list), "
+                f"but {self.name} has step=None"
+            )
+        return math.floor((float(self.high) - float(self.low)) / float(self.step) + 1e-9) + 1  # type: ignore[arg-type]
+
+    def grid_values(self, where: str, limit: int = GRID_LIMIT) -> list[Any]:
+        """Every value of this parameter on a grid (needs ``step`` for floats); the size is checked first.
+
+        Raises:
+            ConfigError: More than ``limit`` values, or a float without ``step``.
+        """
+        n = self.grid_size(where)
+        if n > limit:
+            raise ConfigError(f"{where}: {n} grid values for {self.name}; more than {limit} is not a grid")
         if self.kind == "categorical":
             return list(self.choices)
         if self.kind == "int":
-            step = int(self.step or 1)
-            vals: list[Any] = list(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
-        else:
-            if self.step is None:
-                raise ConfigError(
-                    f"{where}: the grid sampler needs `step` for float parameters (or use a categorical list), "
-                    f"but {self.name} has step=None"
-                )
-            n = math.floor((float(self.high) - float(self.low)) / float(self.step) + 1e-9)  # type: ignore[arg-type]
-            vals = [round(float(self.low) + i * float(self.step), 12) for i in range(n + 1)]  # type: ignore[arg-type]
-        if len(vals) > limit:
-            raise ConfigError(f"{where}: {len(vals)} grid values for {self.name}; more than {limit} is not a grid")
-        return vals
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))  # type: ignore[arg-type]
+        return [round(float(self.low) + i * float(self.step), 12) for i in range(n)]  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (logged on the MLflow parent run)."""
@@ -187,6 +198,8 @@ class ParamSpec:
 def _number(v: Any, where: str, field_name: str, integer: bool) -> float | int:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ConfigError(f"{where}.{field_name} must be a number, but got {field_name}={v!r}")
+    if not math.isfinite(v):
+        raise ConfigError(f"{where}.{field_name} must be a finite number, but got {field_name}={v!r}")
     if integer and not (isinstance(v, int) or float(v).is_integer()):
         raise ConfigError(f"{where}.{field_name} must be an integer for type int, but got {field_name}={v!r}")
     return int(v) if integer else float(v)
@@ -279,14 +292,30 @@ def _expand(name: str, body: Any, where: str) -> list[tuple[str, Any, str]]:
     rest = {k: v for k, v in body.items() if k != "foreach"}
     out = []
     for combo in itertools.product(*fe.values()):
-        sub = dict(zip(fe, combo, strict=True))
-        n = name.format(**sub)
+        sub = {k: str(v) for k, v in zip(fe, combo, strict=True)}
+        n = _substitute(name, sub, where)
         b = dict(rest)
         if "condition" in b:
             c = b["condition"]
-            b["condition"] = [x.format(**sub) for x in c] if isinstance(c, list) else str(c).format(**sub)
+            texts = c if isinstance(c, list) else [c]
+            done = [_substitute(str(x), sub, f"{where}.condition") for x in texts]
+            b["condition"] = done if isinstance(c, list) else done[0]
         out.append((n, b, f"space.{n}"))
     return out
+
+
+def _substitute(text: str, sub: Mapping[str, str], where: str) -> str:
+    """``{var}`` replaced by ``sub[var]``; any other ``{...}`` is an error naming it (not a KeyError)."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) not in sub:
+            raise ConfigError(
+                f"{where}: {m.group(0)!r} is not a foreach placeholder; foreach defines {sorted(sub)} "
+                f"(write them as {', '.join('{' + k + '}' for k in sorted(sub))})"
+            )
+        return sub[m.group(1)]
+
+    return re.sub(r"\{([^{}]*)\}", one, text)
 
 
 @dataclass(frozen=True)
@@ -350,7 +379,22 @@ class SearchSpace:
         return [by_name[k].override(v) if k in by_name else render_override(k, v) for k, v in values.items()]
 
     def grid(self, where: str = "space") -> dict[str, list[Any]]:
-        """The Cartesian grid for :class:`optuna.samplers.GridSampler`."""
+        """The Cartesian grid for :class:`optuna.samplers.GridSampler` (its size is checked before it is built).
+
+        Raises:
+            ConfigError: A parameter with too many values, or more than :data:`GRID_POINTS_LIMIT` points.
+        """
+        points = 1
+        for p in self.params:
+            n = p.grid_size(f"{where}.{p.name}")
+            if n > GRID_LIMIT:
+                raise ConfigError(f"{where}.{p.name}: {n} grid values for {p.name}; more than {GRID_LIMIT} is not a grid")
+            points *= n
+            if points > GRID_POINTS_LIMIT:
+                raise ConfigError(
+                    f"{where}: the grid has more than {GRID_POINTS_LIMIT} points (at {p.name}); a grid is run in "
+                    "full: use fewer values, or the tpe/random sampler"
+                )
         return {p.name: p.grid_values(f"{where}.{p.name}") for p in self.params}
 
     def corner(self, high: bool) -> dict[str, Any]:

@@ -171,3 +171,65 @@ def test_ensemble_block() -> None:
     ):
         with pytest.raises(ConfigError, match=needle):
             _spec(ensemble=bad)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"model.n_blocks": {"type": "int", "low": -5, "high": 0}},
+            r"space\.model\.n_blocks: .*model\.n_blocks must be",
+        ),
+        ({"trainer.lr_start": {"type": "float", "low": 0.0, "high": 0.1}}, r"space\.trainer\.lr_start: .*must be > 0"),
+        ({"trainer.lr_start": {"type": "float", "low": 0.01, "high": float("inf")}}, r"high must be a finite number"),
+        ({"trainer.lr_start": {"type": "float", "low": float("nan"), "high": 0.1}}, r"low must be a finite number"),
+    ],
+)
+def test_check_refuses_spaces_that_can_only_fail(space: dict, message: str) -> None:
+    """`sweep --check` used to accept them; every trial would then have failed."""
+    with pytest.raises(ConfigError, match=message):
+        _probe(space)
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ({"type": "int", "low": 0, "high": 10**12}, r"1000000000001 grid values"),
+        ({"type": "float", "low": 0.0, "high": 1.0, "step": 1e-12}, r"grid values for x; more than 10000"),
+    ],
+)
+def test_a_huge_grid_is_refused_before_it_is_built(param: dict, message: str) -> None:
+    """Computing the size first: building 10^12 values was a MemoryError or a hang."""
+    spec = parse_study_spec({"space": {"x": param}, "sampler": {"name": "random"}, "n_trials": 2}, "g.yaml", "g")
+    with pytest.raises(ConfigError, match=message):
+        spec.space.grid()
+
+
+def test_a_grid_with_too_many_points_in_all_is_refused() -> None:
+    space = {f"p{i}": {"type": "int", "low": 0, "high": 99} for i in range(4)}  # 10^8 points
+    spec = parse_study_spec({"space": space, "sampler": {"name": "random"}, "n_trials": 2}, "g.yaml", "g")
+    with pytest.raises(ConfigError, match=r"more than 1000000 points"):
+        spec.space.grid()
+
+
+def test_a_study_file_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    bad = tmp_path / "latin.yaml"
+    bad.write_bytes("description: caf\xe9\nspace: {a: [1, 2]}\nn_trials: 2\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.yaml: the study file is not UTF-8 text"):
+        load_study_spec(bad)
+
+
+@pytest.mark.parametrize("cond", ["{j} < model.n_blocks", "{} < model.n_blocks", "{i.x} < model.n_blocks"])
+def test_a_foreach_condition_with_an_unknown_placeholder_is_one_error(cond: str) -> None:
+    space = {
+        "model.n_blocks": [1, 2],
+        "model.dropout_conv.{i}": {
+            "type": "float",
+            "low": 0.0,
+            "high": 0.5,
+            "foreach": {"i": [0, 1]},
+            "condition": cond,
+        },
+    }
+    with pytest.raises(ConfigError, match=r"is not a foreach placeholder; foreach defines \['i'\]"):
+        parse_study_spec({"space": space, "n_trials": 2}, "f.yaml", "f")
