@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the Figure-3 view per file (PNG) and segments.json with indicative segments",
     )
     p.add_argument("--tracking-uri", help="MLflow tracking/registry URI for run ids and models:/ URIs")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--force", action="store_true", help="overwrite an --out file that is not a prediction table")
     return p
 
 
@@ -43,8 +44,14 @@ def main(argv: list[str]) -> int:
     """Entry point; returns 0 when at least one file was predicted, else 1."""
     a = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from paraling.serving.outputs import check_explain_dir, check_out
     from paraling.serving.predict import Predictor, predictions_frame, write_predictions
     from paraling.tracking.model_fetch import fetch_model
+    from paraling.training.device import resolve_device
+
+    resolve_device(a.device)  # before anything is downloaded or predicted: bad targets fail first
+    check_out(a.out, a.files, a.force)
+    check_explain_dir(a.explain)
 
     with tempfile.TemporaryDirectory(prefix="paraling-predict-") as tmp:
         name = a.model.removeprefix("runs:/").split("/")[0]

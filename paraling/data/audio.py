@@ -19,11 +19,17 @@ from scipy.signal import resample_poly
 
 from paraling.errors import AudioError
 
-__all__ = ["AudioInfo", "audio_info", "file_digest", "load_audio", "resample"]
+__all__ = ["MAX_RATE", "MAX_SECONDS", "MIN_RATE", "AudioInfo", "audio_info", "file_digest", "load_audio", "resample"]
 
 log = logging.getLogger(__name__)
 
 _CONVERT_FIX = "convert it with e.g. `sox IN.any -r 16000 -c 1 OUT.wav` or remove it from the corpus."
+
+#: Sample rates paraling reads (a header outside them is damaged or not speech audio: a 1 Hz header on an 80 KB file
+#: is 11 hours of samples after resampling, a 2 GHz one cannot be resampled).
+MIN_RATE, MAX_RATE = 1_000, 768_000
+#: The longest recording decoded at once (6 hours): bounds the memory a header can ask for.
+MAX_SECONDS = 6 * 3600.0
 
 
 class AudioInfo:
@@ -62,7 +68,27 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioError(path, f"not a readable audio file ({exc}).", _CONVERT_FIX) from exc
     if info.frames <= 0:
         raise AudioError(path, "contains no samples.", "re-export the recording or remove it from the corpus.")
+    _check_header(path, int(info.samplerate), int(info.frames))
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def _check_header(path: Path, sample_rate: int, frames: int) -> None:
+    """Refuse a header whose rate or length would make decoding or resampling unbounded."""
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise AudioError(
+            path,
+            f"its header says {sample_rate} Hz, outside the {MIN_RATE}-{MAX_RATE} Hz paraling reads "
+            "(a damaged header?).",
+            _CONVERT_FIX,
+        )
+    seconds = frames / sample_rate
+    if seconds > MAX_SECONDS:
+        raise AudioError(
+            path,
+            f"its header says {seconds / 3600:.1f} hours of audio, more than the {MAX_SECONDS / 3600:.0f} hours "
+            "paraling decodes at once.",
+            "cut it into shorter files (e.g. `sox IN.wav OUT.wav trim 0 3600 : newfile : restart`).",
+        )
 
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -91,7 +117,12 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> np.ndarray:
     _check_file(path)
     try:
         with open(path, "rb") as fh:
+            info = sf.info(fh)
+            _check_header(path, int(info.samplerate), int(info.frames))
+            fh.seek(0)
             data, sr = sf.read(fh, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as exc:
         raise AudioError(path, f"cannot be decoded as audio ({exc}).", _CONVERT_FIX) from exc
     if data.shape[0] == 0:

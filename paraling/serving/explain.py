@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from paraling.atomic import atomic_path
 from paraling.serving.predict import CNNMember, FilePrediction, MemberDetail, Predictor
 
 __all__ = ["explain_predictions", "indicative_segments", "plot_explanation"]
@@ -174,5 +175,6 @@ def explain_predictions(
         used.add(name)
         plot_explanation(p, member, detail, predictor.classes, segs, out_dir / name)
         rows.append({"path": p.path, "label": p.label, "member": member.name, "png": name, "segments": segs})
-    (out_dir / "segments.json").write_text(json.dumps(rows, indent=2))
+    with atomic_path(out_dir / "segments.json") as tmp:  # a planted link is replaced, never written through
+        tmp.write_text(json.dumps(rows, indent=2))
     return rows

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from paraling.atomic import atomic_path
+
 __all__ = ["PROBA_PREFIX", "predictions_frame", "proba_column", "write_predictions"]
 
 PROBA_PREFIX = "proba_"
@@ -43,9 +45,9 @@ def write_predictions(frame: Any, out: str | Path | None) -> None:
         frame.to_csv(sys.stdout, index=False)
         return
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".json":
-        records = json.loads(frame.to_json(orient="records"))
-        out.write_text(json.dumps(records, indent=2))
-    else:
-        frame.to_csv(out, index=False)
+    with atomic_path(out) as tmp:  # a reader never sees half a table; a link at ``out`` is replaced, not followed
+        if out.suffix.lower() == ".json":
+            records = json.loads(frame.to_json(orient="records"))
+            tmp.write_text(json.dumps(records, indent=2))
+        else:
+            frame.to_csv(tmp, index=False)

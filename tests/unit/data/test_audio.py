@@ -105,3 +105,37 @@ def test_digest_depends_on_bytes(tmp_path: Path) -> None:
     sf.write(a, _tone(16000), 16000)
     sf.write(b, _tone(16000) * 0.5, 16000)
     assert file_digest(a) == file_digest(a) != file_digest(b)
+
+
+def _with_header_rate(path: Path, rate: int) -> Path:
+    """A real 16-bit WAV whose header claims ``rate`` (the samples are 40,000 random values)."""
+    import struct
+
+    sf.write(path, (np.random.default_rng(0).standard_normal(40_000) * 1000).astype(np.int16), 16000)
+    b = bytearray(path.read_bytes())
+    b[24:28], b[28:32] = struct.pack("<I", rate), struct.pack("<I", rate * 2)
+    path.write_bytes(bytes(b))
+    return path
+
+
+@pytest.mark.parametrize(("rate", "message"), [(1, "says 1 Hz"), (2_000_000_000, "says 2000000000 Hz")])
+def test_a_header_rate_outside_what_audio_has_is_refused_before_decoding(
+    tmp_path: Path, rate: int, message: str
+) -> None:
+    """An 80 KB WAV claiming 1 Hz is 11 hours at 16 kHz (~17 GB of float32 after resampling); 2 GHz cannot be
+    resampled at all: both are one AudioError naming the file."""
+    path = _with_header_rate(tmp_path / "x.wav", rate)
+    with pytest.raises(AudioError, match=message) as exc:
+        load_audio(path, 16000)
+    assert str(path) in str(exc.value)
+    with pytest.raises(AudioError, match=message):
+        audio_info(path)
+
+
+def test_a_header_longer_than_six_hours_is_refused(tmp_path: Path) -> None:
+    path = _with_header_rate(tmp_path / "long.wav", 1000)  # 40,000 samples at 1 kHz: 40 s, fine
+    assert len(load_audio(path, 16000)) == 640_000
+    from paraling.data import audio
+
+    with pytest.raises(AudioError, match="hours of audio"):
+        audio._check_header(path, 1000, int(audio.MAX_SECONDS * 1000) + 1)
