@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,17 @@ class Manifest:
                     u = Utterance.from_json(line, where=f"{path}:{n}")
                     utts.append(replace(u, path=str(confine(root, u.path, allow_outside_root, f"{path}:{n}"))))
         return cls(utts, source=str(path))
+
+    def audio_digest(self, content: Callable[[str], str]) -> str:
+        """A short hash of every original utterance's id and audio bytes (``content(path)`` digests a file's bytes).
+
+        Two corpora with the same ids, labels, speakers and folds but other audio (re-rendered, re-encoded) have the
+        same :meth:`digest` and different audio digests: runs trained on them must not be combined.
+        """
+        h = hashlib.blake2b(digest_size=12)
+        for u in sorted((u for u in self.utterances if u.augmented_from is None), key=lambda u: u.id):
+            h.update(f"{u.id}\t{content(u.path)}\n".encode())
+        return h.hexdigest()
 
     def digest(self) -> str:
         """A short hash of ids, labels, speakers and folds (logged so runs can be compared)."""

@@ -146,7 +146,8 @@ def assemble_ensemble(
     with tempfile.TemporaryDirectory(prefix="paraling-ensemble-") as tmp_name:
         tmp = Path(tmp_name)
         scores = load_scores(runs, tmp / "scores", client=client)
-        S, y, fold = stack_oof(scores, [f"{r.run_id} ({r.name})" for r in runs])
+        audio = [r.tags.get("paraling.audio_digest") for r in runs]
+        S, y, fold = stack_oof(scores, [f"{r.run_id} ({r.name})" for r in runs], audio)
         ref = scores[0].sorted()
         report = evaluate_selection(S, y, fold, ref.split, selector)
         result = EnsembleResult(runs, report, skipped, classes=[str(c) for c in ref.classes])
@@ -275,7 +276,7 @@ def _log_ensemble(
         NAME_TAG: run_name or "ensemble",
         MEMBERS_TAG: ",".join(r.run_id for r, _ in members),
     }
-    for t in ("paraling.manifest_digest", "paraling.fold_digest", "paraling.corpus"):
+    for t in ("paraling.manifest_digest", "paraling.audio_digest", "paraling.fold_digest", "paraling.corpus"):
         if t in first.tags:
             tags[t] = first.tags[t]
     if experiment is None:  # explicit run ids: log next to the first member

@@ -89,14 +89,18 @@ class FeatureStore:
 
     def key(self, path: str | Path, variant: str = "") -> str:
         """Cache key of ``path`` (file bytes) under this spec and an optional variant tag (augmentation)."""
-        p = os.fspath(path)
-        if p not in self._digests:
-            self._digests[p] = self._file_digest(p)
         h = hashlib.blake2b(digest_size=16)
-        h.update(self._digests[p].encode())
+        h.update(self.content_digest(path).encode())
         h.update(self.spec.key().encode())
         h.update(variant.encode())
         return h.hexdigest()
+
+    def content_digest(self, path: str | Path) -> str:
+        """The digest of ``path``'s bytes (memoised per process, and on disk when the cache is enabled)."""
+        p = os.fspath(path)
+        if p not in self._digests:
+            self._digests[p] = self._file_digest(p)
+        return self._digests[p]
 
     def _file_digest(self, p: str) -> str:
         """Content digest of ``p``, memoised on disk by (size, mtime, inode) so cache hits need not read the audio."""

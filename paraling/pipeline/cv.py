@@ -166,11 +166,27 @@ class FoldRunner(Protocol):
         ...
 
 
+AUDIO_DIGEST_TAG = "paraling.audio_digest"
+
+
+def audio_digest(cfg: DictConfig, manifest: Manifest) -> str:
+    """The digest of the corpus's audio bytes (:meth:`Manifest.audio_digest`), through the feature cache's memo of
+    file digests, so a cached corpus is not read again."""
+    from paraling.features import LogMelSpec
+    from paraling.features.store import FeatureStore
+
+    store = FeatureStore(
+        Path(cfg.cache_dir) / "features", LogMelSpec.from_config(cfg.features), bool(cfg.features.cache)
+    )
+    return manifest.audio_digest(store.content_digest)
+
+
 def _run_tags(cfg: DictConfig, data: CVData, overrides: list[str] | None, tags: dict[str, str] | None) -> dict:
     return {
         NAME_TAG: cfg.name,
         "paraling.reproduce": _reproduce(overrides),
         "paraling.manifest_digest": data.manifest.digest(),
+        AUDIO_DIGEST_TAG: audio_digest(cfg, data.manifest),
         "paraling.corpus": cfg.corpus.name,
         "paraling.seed": str(cfg.seed),
         **data.tags,

@@ -110,6 +110,29 @@ def test_misaligned_runs_are_refused_by_name(store: dict[str, Any]) -> None:
     assert ids["a"] in str(err.value) and ids["x"] in str(err.value) and "fold" in str(err.value)
 
 
+def test_runs_on_other_audio_with_the_same_file_names_are_refused(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same ids, labels, speakers and folds (so the manifest digest matches), other recordings: not one corpus."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(store["csv"].parent, copy)
+    for wav in sorted(copy.rglob("*.wav")):
+        x, sr = sf.read(wav)
+        sf.write(wav, np.roll(x, 97) * 0.9, sr)  # other audio under the same name
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    other = run_experiment(_cfg(copy / store["csv"].name, tmp_path, store["uri"], "lib", name="a-other-audio"))
+    client = make_client(store["uri"])
+    a, b = client.get_run(store["ids"]["a"]), client.get_run(other.run_id)
+    assert a.data.tags["paraling.manifest_digest"] == b.data.tags["paraling.manifest_digest"]
+    assert a.data.tags["paraling.audio_digest"] != b.data.tags["paraling.audio_digest"]
+    with pytest.raises(EnsembleError, match=r"audio \(same file names, other recordings\)") as err:
+        assemble_ensemble(run_ids=[store["ids"]["a"], other.run_id], uri=store["uri"], log_run=False)
+    assert other.run_id in str(err.value)
+    client.delete_run(other.run_id)  # the module's other tests see the store as it was
+
+
 def test_ensemble_run_registry_and_pyfunc_equals_cli(
     store: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
