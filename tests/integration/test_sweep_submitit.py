@@ -42,7 +42,8 @@ def test_local_executor_runs_the_study_as_a_job_array(
     )
     overrides = tiny_overrides(tone_corpus, tmp_path / "c", epochs=2, log_model=False)
     argv = [str(path), "--executor", "local", "--jobs", "2", "--slurm-time", "20", *overrides]
-    assert sweep_main(argv) == 0
+    with pytest.raises(SearchError, match=r"no trial completed \(0 failed, 4 pruned\)"):  # a study without a result
+        sweep_main(argv)
     study = optuna.load_study(study_name="jobs", storage=make_storage(str(tmp_path / "jobs" / "journal.log")))
     states = [t.state for t in study.trials]
     assert len(states) == 4 and set(states) == {TrialState.PRUNED}  # pruned at step 2 (fold 1, epoch 0)
