@@ -118,22 +118,22 @@ def _data(argv: list[str]) -> int:
     if a.which == "speech":
         from paraling.data.recipes.speech import prepare_speech
 
-        if a.snr_db:
+        if a.snr_db is not None:
             kwargs["snr_db"] = tuple(a.snr_db)
         print(prepare_speech(Path(a.out), a.root, utts_per_class=a.utts_per_class, **kwargs))
         return 0
     if a.which == "demo":
         from paraling.data.recipes.demo import prepare_demo
 
-        if a.utts_per_class:
+        if a.utts_per_class is not None:
             kwargs["utts_per_class"] = a.utts_per_class
-        if a.snr_db:
+        if a.snr_db is not None:
             kwargs["snr_db"] = tuple(a.snr_db)
         path = prepare_demo(Path(a.out), n_speakers=a.speakers, **kwargs)
     else:
         from paraling.data.recipes.langid import prepare_langid
 
-        if a.speakers:
+        if a.speakers is not None:
             kwargs["n_speakers"] = a.speakers
         path = prepare_langid(Path(a.out), **kwargs)
     print(path)

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import logging
+import math
 import multiprocessing
 import shutil
 from collections.abc import Callable, Sequence
@@ -142,6 +143,64 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
 
 
+#: The largest synthetic corpus paraling renders (speakers, utterances): beyond it a typo (--speakers 100000000) would
+#: render for days before anything is written.
+MAX_SPEAKERS, MAX_UTTERANCES = 10_000, 200_000
+
+
+def check_synthetic_args(n_speakers: int, utts_per_class: int, seed: int, sample_rate: int, n_classes: int = 7) -> None:
+    """Refuse arguments of a generated corpus that are out of range, before anything is planned or rendered.
+
+    Raises:
+        ConfigError: Naming the argument and the allowed range.
+    """
+    for name, v in (("n_speakers", n_speakers), ("utts_per_class", utts_per_class)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, but got {name}={v!r}")
+    if n_speakers > MAX_SPEAKERS:
+        raise ConfigError(f"n_speakers must be <= {MAX_SPEAKERS}, but got n_speakers={n_speakers}")
+    if n_speakers * utts_per_class * n_classes > MAX_UTTERANCES:
+        raise ConfigError(
+            f"{n_speakers} speakers x {utts_per_class} utterances x {n_classes} classes is more than {MAX_UTTERANCES} "
+            "utterances; lower --speakers or --utts-per-class"
+        )
+    if seed < 0:
+        raise ConfigError(f"seed must be non-negative, but got {seed=}")
+    if sample_rate < 8000:
+        raise ConfigError(f"sample_rate must be >= 8000, but got {sample_rate=}")
+
+
+def check_snr(snr_db: Sequence[float]) -> tuple[float, float]:
+    """``(low, high)`` of a speech-to-noise range in dB: finite, low <= high, within [-60, 60].
+
+    Raises:
+        ConfigError: Naming the range.
+    """
+    lo, hi = (float(x) for x in snr_db)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi or lo < -60 or hi > 60:
+        raise ConfigError(
+            f"snr_db must be a finite (low, high) range in dB with -60 <= low <= high <= 60, but got {tuple(snr_db)}"
+        )
+    return lo, hi
+
+
+def check_target(out_dir: Path) -> Path:
+    """The real folder to generate into (a symbolic link is followed to its target, where the corpus is written and
+    renamed into place), refused up front when it cannot become a corpus folder.
+
+    Raises:
+        CorpusError: ``out_dir`` is a dangling link, the current folder or one above it, or not a folder.
+    """
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise CorpusError(f"{out_dir} is a symbolic link to nothing ({out_dir.resolve()}); give a real folder")
+    resolved, cwd = out_dir.absolute().resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise CorpusError(f"--out {out_dir} is the current folder (or above it); give a new sub-folder, e.g. data/demo")
+    if resolved.exists() and not resolved.is_dir():
+        raise CorpusError(f"{out_dir} exists and is not a folder; pick another --out")
+    return resolved
+
+
 def _check_existing(out_dir: Path, params: dict[str, Any], csv_name: str) -> Path | None:
     """Return the CSV of a finished identical corpus, ``None`` when ``out_dir`` is free; raise otherwise."""
     if not out_dir.exists():
@@ -212,7 +271,7 @@ def build_corpus(
     """
     if n_jobs < 1:
         raise ConfigError(f"n_jobs must be >= 1, but got {n_jobs=}")
-    out_dir = Path(out_dir)
+    out_dir = check_target(Path(out_dir))
     params = json.loads(json.dumps(params, sort_keys=True))  # tuples -> lists, as they come back from the marker
     sample_rate = int(params["sample_rate"])
     found = _check_existing(out_dir, params, csv_name)

@@ -34,6 +34,8 @@ from paraling.data.recipes._synthetic import (
     active_rms,
     bandpass,
     build_corpus,
+    check_snr,
+    check_synthetic_args,
     lowpass,
     pink_noise,
     rng_for,
@@ -350,15 +352,8 @@ def prepare_demo(
     Example:
         >>> csv_path = prepare_demo("data/demo", n_speakers=4, utts_per_class=1)  # doctest: +SKIP
     """
-    if n_speakers < 1 or utts_per_class < 1:
-        raise ConfigError(f"n_speakers and utts_per_class must be >= 1, but got {n_speakers=}, {utts_per_class=}")
-    if seed < 0:
-        raise ConfigError(f"seed must be non-negative, but got {seed=}")
-    lo, hi = (float(x) for x in snr_db)
-    if lo > hi:
-        raise ConfigError(f"snr_db must be (low, high) with low <= high, but got {snr_db=}")
-    if sample_rate < 8000:
-        raise ConfigError(f"sample_rate must be >= 8000, but got {sample_rate=}")
+    check_synthetic_args(n_speakers, utts_per_class, seed, sample_rate)
+    lo, hi = check_snr(snr_db)
     params = {
         "recipe": "demo",
         "version": _VERSION,

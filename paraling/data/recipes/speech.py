@@ -30,7 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from paraling.data.audio import resample
-from paraling.data.recipes._synthetic import MARKER, Plan, active_rms, build_corpus, lowpass, rng_for
+from paraling.data.recipes._synthetic import MARKER, Plan, active_rms, build_corpus, check_snr, lowpass, rng_for
 from paraling.data.recipes.demo import DEFAULT_SNR_DB, LABELS, eating_profile, mix_eating
 from paraling.errors import ConfigError, CorpusError
 
@@ -205,9 +205,7 @@ def prepare_speech(
         )
     if seed < 0:
         raise ConfigError(f"seed must be non-negative, but got {seed=}")
-    lo, hi = (float(x) for x in snr_db)
-    if lo > hi:
-        raise ConfigError(f"snr_db must be (low, high) with low <= high, but got {snr_db=}")
+    lo, hi = check_snr(snr_db)
     if sample_rate < 8000:
         raise ConfigError(f"sample_rate must be >= 8000, but got {sample_rate=}")
     speakers = SPEAKERS[: n_speakers or len(SPEAKERS)]

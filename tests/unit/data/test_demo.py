@@ -139,7 +139,16 @@ def test_interrupted_run_resumes(tiny: Path, tmp_path: Path, monkeypatch: pytest
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n_speakers": 0}, {"utts_per_class": 0}, {"seed": -1}, {"snr_db": (10, 0)}, {"n_jobs": 0}],
+    [
+        {"n_speakers": 0},
+        {"utts_per_class": 0},
+        {"seed": -1},
+        {"snr_db": (10, 0)},
+        {"n_jobs": 0},
+        {"snr_db": (float("nan"), float("nan"))},
+        {"snr_db": (0, float("inf"))},
+        {"n_speakers": 100_000_000},
+    ],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ConfigError):
@@ -152,3 +161,47 @@ def test_linear_baseline_helper(tiny: Path, tone_corpus: Path) -> None:
     assert linear_baseline_uar(tone_corpus, n_splits=3) > 0.6  # spectrally distinct classes: it learns them
     with pytest.raises(CorpusError, match="speakers"):
         linear_baseline_uar(tiny, n_splits=5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--utts-per-class", "0"], "utts_per_class must be a whole number >= 1"),  # was silently 3
+        (["--snr-db", "nan", "nan"], "snr_db must be a finite"),
+        (["--snr-db", "0", "inf"], "snr_db must be a finite"),
+        (["--speakers", "100000000"], "n_speakers must be <= 10000"),  # was a silent hang
+    ],
+)
+def test_cli_arguments_are_one_line_before_rendering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from paraling.cli.main import main as cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["data", "demo", "--out", str(tmp_path / "d"), *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing rendered
+
+
+def test_out_dot_is_refused_before_rendering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out .` used to render the whole corpus, fail renaming it onto the current folder and leave ..partial."""
+    monkeypatch.chdir(tmp_path)
+    calls: list[str] = []
+    monkeypatch.setattr(demo, "_render", lambda plan, sr: calls.append(plan.uid) or np.zeros(sr, np.float32))
+    for out in (".", str(tmp_path), ".."):
+        with pytest.raises(CorpusError, match="is the current folder"):
+            prepare_demo(out, **TINY)
+    assert calls == [] and not list(tmp_path.iterdir())
+
+
+def test_out_link_generates_into_the_links_target(tiny: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    csv_path = prepare_demo(link, **TINY)
+    assert csv_path.resolve() == (real / "demo.csv") and link.is_symlink()
+    assert _snapshot(real) == _snapshot(tiny.parent)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    assert prepare_demo(link, **TINY) == csv_path  # the finished corpus is found through the link
