@@ -53,6 +53,16 @@ def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list
         validate(cfg)
     except ConfigError as exc:
         raise ConfigError(f"overrides {base}: {exc}") from exc
+    if spec.ensemble is not None and spec.ensemble.register and not cfg.tracking.log_model:
+        raise ConfigError(
+            f"ensemble.register: {spec.ensemble.register!r} registers the trials' models, but the overrides set "
+            "tracking.log_model=false, so no trial logs one; drop that override or the ensemble's register key"
+        )
+    if spec.ensemble is not None and spec.ensemble.register and not cfg.tracking.enabled:
+        raise ConfigError(
+            f"ensemble.register: {spec.ensemble.register!r} needs MLflow tracking, but tracking is off "
+            "(tracking=none); drop that override or the ensemble's register key"
+        )
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()

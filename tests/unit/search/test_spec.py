@@ -233,3 +233,15 @@ def test_a_foreach_condition_with_an_unknown_placeholder_is_one_error(cond: str)
     }
     with pytest.raises(ConfigError, match=r"is not a foreach placeholder; foreach defines \['i'\]"):
         parse_study_spec({"space": space, "n_trials": 2}, "f.yaml", "f")
+
+
+@pytest.mark.parametrize("override", ["tracking.log_model=false", "tracking=none"])
+def test_an_ensemble_to_register_without_logged_models_is_refused_at_check(override: str) -> None:
+    """It ran every trial, then logged 'nothing can be registered' and exited 0."""
+    spec = parse_study_spec(
+        {"space": {"model.n_blocks": [1, 2]}, "n_trials": 2, "overrides": [override], "ensemble": {"register": "m"}},
+        "e.yaml",
+        "e",
+    )
+    with hydra_context(), pytest.raises(ConfigError, match=r"ensemble\.register: 'm'"):
+        check_against_config(spec, [], compose_fn())
