@@ -126,8 +126,12 @@ class SweepJob:
         return submitit.helpers.DelayedSubmission(self, args)
 
 
-def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Path) -> list[str]:
+def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Path) -> tuple[list[str], list[str]]:
     """Submit one job per worker as a job array and wait for all of them.
+
+    A job that failed (killed, crashed) is logged with its log file, not raised: its trial is failed and queued
+    again by the other workers (dead worker), so the study may well be complete; whether it is, the caller reads from
+    the study.
 
     Args:
         worker_args: One :class:`~paraling.search.worker.WorkerArgs` per job.
@@ -135,10 +139,7 @@ def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Pat
         folder: The job folder (submitit writes ``%j`` sub-folders there).
 
     Returns:
-        Why each job's worker stopped.
-
-    Raises:
-        SearchError: A job failed (its log file is named).
+        ``(reasons, failures)``: why each finished job's worker stopped, and one line per failed job.
     """
     import submitit
 
@@ -172,6 +173,6 @@ def submit_workers(worker_args: list[Any], options: ExecutorOptions, folder: Pat
             job.cancel(check=False)
         raise
     _make_private(folder)  # result pickles and logs the jobs wrote
-    if failed:
-        raise SearchError("sweep jobs failed: " + "; ".join(failed))
-    return reasons
+    for f in failed:
+        log.warning("sweep job failed: %s", f)
+    return reasons, failed

@@ -169,7 +169,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from paraling.search.samplers import make_sampler
     from paraling.search.spec import load_study_spec
     from paraling.search.storage import study_storage
-    from paraling.search.worker import worker_seed
+    from paraling.search.worker import claim_sampler_slot, worker_seed
 
     config = sweeper.config
     ref = sweeper.study or OmegaConf.select(config, "sweep", default=None)
@@ -202,8 +202,10 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     command = " ".join(["paraling train -m", *hydra_ov, *arguments])
     prepared = prepare_study(spec, url, base, base_cfg, command)
     ctx, study = prepared.ctx, prepared.study
-    n_before = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(spec.sampler, spec.space, worker_seed(spec.sampler.seed, 0, 1, url, n_before))
+    storage = study_storage(url, spec.storage)
+    with study_lock(url, spec.study_name, spec.storage.outage_timeout):
+        slot, n_before = claim_sampler_slot(storage, study)
+    study.sampler = make_sampler(spec.sampler, spec.space, worker_seed(spec.sampler.seed, slot, n_before))
     sync = (
         (lambda f: prepared.tracking.sync_child(ctx.parent_run_id, f))
         if prepared.tracking and ctx.parent_run_id
@@ -212,7 +214,6 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=sweeper.hydra_context, task_function=TrialTask(ctx), config=config
     )
-    storage = study_storage(url, spec.storage)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
     deadline = time.time() + spec.timeout if spec.timeout else None
     n_jobs = max(1, int(sweeper.n_jobs))

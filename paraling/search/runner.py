@@ -343,11 +343,11 @@ def _run_jobs(
     ctx = TrialContext(**{**prepared.ctx.__dict__, "quiet": True})
     args = [WorkerArgs(ctx, i, n, deadline, ex.cpus_per_job, None) for i in range(n)]
     folder = Path(ex.folder) if ex.folder else default_storage_path(spec.study_name, spec.path).parent / "submitit"
-    reasons = submit_workers(args, ex, folder.resolve())
+    reasons, failures = submit_workers(args, ex, folder.resolve())
     for reason in ("failure_budget", "timeout"):
         if reason in reasons:
             return reason
-    return None
+    return "jobs_failed" if failures else None  # finish() reads the study: complete despite a killed job is complete
 
 
 def close_after_error(prepared: PreparedStudy, exc: BaseException) -> None:

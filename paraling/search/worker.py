@@ -14,7 +14,6 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -29,12 +28,13 @@ from paraling.search.locks import study_lock
 from paraling.search.mlflow_parent import SweepTracking
 from paraling.search.recovery import Heartbeat, count_trials, fail_stale_trials, mark_worker, trial_id
 from paraling.search.samplers import make_pruner, make_sampler
-from paraling.search.storage import create_or_load_study, is_rdb_url, study_storage
+from paraling.search.storage import create_or_load_study, study_storage
 from paraling.search.trial import TrialContext, execute_trial
 from paraling.secrets import install_log_masking, mask_secrets
 
 __all__ = [
     "WorkerArgs",
+    "claim_sampler_slot",
     "compose_fn",
     "hydra_context",
     "interrupt_once",
@@ -61,17 +61,33 @@ class WorkerArgs:
     gpu_share: float | None = None  # its share of that GPU's memory (1/K with K workers on it)
 
 
-def worker_seed(seed: int | None, index: int, n_workers: int, url: str, n_before: int = 0) -> int | None:
-    """The sampler seed of one worker.
+SLOT_ATTR = "paraling:sampler_slots"
 
-    The study's own seed for the single local worker of a fresh study; otherwise one derived from it, the host, the
-    worker's index and ``n_before`` (trials already in the study). Parallel workers must not share a seed, or their
-    random start-up samples coincide, and a resumed study must not start its sampler over, or it repeats the
-    parameter sets it already tried.
+
+def claim_sampler_slot(storage: Any, study: Any) -> tuple[int, int]:
+    """Number this sampler among all samplers the study has ever had; call it under the study lock.
+
+    Returns:
+        ``(slot, n_before)``: how many samplers were started before this one (a counter in the study's system
+        attributes, so two ``paraling sweep`` commands started together on one host get different numbers) and how
+        many trials the study holds.
     """
-    if seed is None or (n_workers == 1 and not is_rdb_url(url) and n_before == 0):
+    sid = storage.get_study_id_from_name(study.study_name)
+    slot = int(storage.get_study_system_attrs(sid).get(SLOT_ATTR, 0))
+    storage.set_study_system_attr(sid, SLOT_ATTR, slot + 1)
+    return slot, len(study.get_trials(deepcopy=False))
+
+
+def worker_seed(seed: int | None, slot: int, n_before: int = 0) -> int | None:
+    """The sampler seed of the ``slot``-th sampler of a study (:func:`claim_sampler_slot`).
+
+    The study's own seed for its first sampler on a fresh study (a solo sweep is reproducible); otherwise one derived
+    from it, the slot and ``n_before``. Concurrent samplers must not share a seed, or their random start-up samples
+    coincide, and a resumed study must not start its sampler over, or it repeats the parameter sets it already tried.
+    """
+    if seed is None or (slot == 0 and n_before == 0):
         return seed
-    h = hashlib.blake2b(f"{seed}:{socket.gethostname()}:{index}:{n_before}".encode(), digest_size=4).digest()
+    h = hashlib.blake2b(f"{seed}:{slot}:{n_before}".encode(), digest_size=4).digest()
     return int.from_bytes(h, "big") % (2**31)
 
 
@@ -94,9 +110,9 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
     ctx, spec = args.ctx, args.ctx.spec
     storage = study_storage(ctx.storage_url, spec.storage)
     study = create_or_load_study(ctx.storage_url, spec, None, make_pruner(spec.pruner), create=False)
-    n_before = len(study.get_trials(deepcopy=False))
-    seed = worker_seed(spec.sampler.seed, args.index, args.n_workers, ctx.storage_url, n_before)
-    study.sampler = make_sampler(spec.sampler, spec.space, seed)
+    with study_lock(ctx.storage_url, spec.study_name, spec.storage.outage_timeout):
+        slot, n_before = claim_sampler_slot(storage, study)
+    study.sampler = make_sampler(spec.sampler, spec.space, worker_seed(spec.sampler.seed, slot, n_before))
     if tracking is None and ctx.parent_run_id and ctx.tracking_uri:
         tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)

@@ -390,3 +390,23 @@ def test_hydra_sweeper_refuses_gpus_its_launcher_cannot_confine(tmp_path: Path, 
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode != 0
     assert "cannot confine a job to a GPU" in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_two_sweep_commands_started_together_sample_different_parameters(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    path = write_study(
+        tmp_path,
+        "twin",
+        space={"trainer.lr_start": {"type": "float", "low": 0.001, "high": 0.1, "log": True}},
+        sampler={"name": "random", "seed": 0},
+        pruner="none",
+        n_trials=4,
+    )
+    cmd = [sys.executable, "-m", "paraling.cli.main", "sweep", str(path), *tiny(tone_corpus, feature_cache)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    values = [t.params["trainer.lr_start"] for t in load(path).trials]
+    assert len(values) == 4 and len(set(values)) == 4, values  # no parameter set ran twice

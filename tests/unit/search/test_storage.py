@@ -136,3 +136,22 @@ def test_interrupted_trials_are_always_requeued_dead_workers_once(tmp_path: Path
     assert not retry_trial(study, frozen)  # ... and no second one
     c = count_trials(study.get_trials())
     assert (c.failed, c.retried, c.used) == (1, 4, 1)
+
+
+def test_every_sampler_of_a_study_gets_its_own_slot_and_seed(tmp_path: Path) -> None:
+    """Two `paraling sweep` commands of one study started together on one host used to derive the same seed (host,
+    worker index and trials so far were equal) and ran identical parameter sets."""
+    import optuna
+
+    from paraling.search.storage import make_storage
+    from paraling.search.worker import claim_sampler_slot, worker_seed
+
+    storage = make_storage(str(tmp_path / "j.log"))
+    study = optuna.create_study(study_name="s", storage=storage)
+    first = claim_sampler_slot(storage, study)
+    second = claim_sampler_slot(storage, study)
+    assert first == (0, 0) and second == (1, 0)
+    assert worker_seed(7, *first) == 7  # a solo sweep of a fresh study keeps the study's seed: reproducible
+    assert worker_seed(7, *second) not in (7, None)
+    assert worker_seed(7, 0, 3) != 7  # a resumed study does not start its sampler over
+    assert worker_seed(None, 5, 5) is None
