@@ -85,7 +85,7 @@ def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list
                     if OmegaConf.select(probe, key, default="__missing__") == "__missing__":
                         raise ConfigError(f"no config key {key!r} (check the spelling; lists use key.INDEX)")
                     OmegaConf.update(probe, key, parsed.value(), merge=True)
-                    validate(probe)  # a value the config checks refuse would only fail every trial
+                    _validate_alone(probe, key, searched)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
             except Exception as exc:
@@ -104,6 +104,23 @@ def check_against_config(spec: StudySpec, extra: list[str], load: Callable[[list
         except ConfigError as exc:
             raise ConfigError(f"space: the {which} corner {corner} fails the config checks: {exc}") from exc
     return cfg
+
+
+def _validate_alone(cfg: Any, key: str, searched: set[str]) -> None:
+    """The config checks on one parameter's value; a failure counts only when no other searched key is involved
+    (a value that is wrong alone may be right beside another parameter's value, e.g. more blocks with more channels).
+
+    Raises:
+        ConfigError: The value can only fail.
+    """
+    from paraling.config_checks import validate
+
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        others = [k for k in searched - {key} if k.lstrip("+~") in str(exc)]
+        if not others:
+            raise
 
 
 def _first_line(exc: BaseException) -> str:

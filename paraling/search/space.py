@@ -388,7 +388,9 @@ class SearchSpace:
         for p in self.params:
             n = p.grid_size(f"{where}.{p.name}")
             if n > GRID_LIMIT:
-                raise ConfigError(f"{where}.{p.name}: {n} grid values for {p.name}; more than {GRID_LIMIT} is not a grid")
+                raise ConfigError(
+                    f"{where}.{p.name}: {n} grid values for {p.name}; more than {GRID_LIMIT} is not a grid"
+                )
             points *= n
             if points > GRID_POINTS_LIMIT:
                 raise ConfigError(

@@ -191,24 +191,27 @@ def test_resume_runs_only_missing_trials(
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(
     tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
 ) -> None:
-    # model.n_blocks=5 exceeds the 4 channels (ConfigError in the trial); lr 1e30 diverges (TrainingError: NaN loss)
+    # 101-frame windows on 0.6 s clips under short_policy=error (WindowError in the trial: the config checks cannot
+    # know the clips' lengths); lr 1e30 diverges (TrainingError: NaN loss)
     path = write_study(
         tmp_path,
         "faults",
-        space={"model.n_blocks": [2, 5], "trainer.lr_start": [0.02, 1.0e30]},
+        space={"windows.width": [11, 101], "trainer.lr_start": [0.02, 1.0e30]},
         sampler={"name": "grid"},
         pruner="none",
         failure_budget=5,
+        overrides=["windows.short_policy=error"],
     )
     summary = run_sweep(load_study_spec(path), SweepOptions(overrides=tiny(tone_corpus, feature_cache)))
     assert (summary.complete, summary.failed, summary.stopped) == (1, 3, "complete")
     study = load(path)
     reasons = {
-        (t.params["model.n_blocks"], t.params["trainer.lr_start"]): t.user_attrs.get("fail_reason", "")
+        (t.params["windows.width"], t.params["trainer.lr_start"]): t.user_attrs.get("fail_reason", "")
         for t in study.trials
     }
-    assert "model.n_blocks=5" in reasons[(5, 0.02)] and reasons[(2, 0.02)] == ""
-    assert "TrainingError" in reasons[(2, 1.0e30)] and "lower trainer.lr_start" in reasons[(2, 1.0e30)]
+    assert "WindowError" in reasons[(101, 0.02)] and "windows.width=101" in reasons[(101, 0.02)]
+    assert reasons[(11, 0.02)] == ""
+    assert "TrainingError" in reasons[(11, 1.0e30)] and "lower trainer.lr_start" in reasons[(11, 1.0e30)]
     _, children = sweep_runs(mlflow_uri)
     assert_states_match(study, children)
     failed = [r for r in children if r.data.tags["paraling.state"] == "FAIL"]

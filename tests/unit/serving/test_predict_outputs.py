@@ -114,7 +114,7 @@ def test_a_device_that_is_not_here_is_one_line(
 
 
 def test_outputs_are_checked_with_a_relative_path_too(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    member, a, _ = setup
+    member, _, _ = setup
     monkeypatch.chdir(tmp_path)
     assert cli_main(["predict", "--model", str(member), "--out", "p.json", "a.wav"]) == 0
     assert os.path.exists("p.json")
