@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.manifest import Manifest, atomic_write_text
 from paraling.data.splits import FoldPlan, plan_folds
+from paraling.pipeline.dataset import AUDIO_DIGEST_TAG, audio_digest
 from paraling.pipeline.results import RunResult, negative_class_index
 from paraling.scoring.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
 from paraling.scoring.oof import OOFScores, save_oof
@@ -164,21 +165,6 @@ class FoldRunner(Protocol):
     def log_model(self, tracker: RunTracker, tmp: Path) -> None:
         """Log the trained model (or nothing) once every fold is done."""
         ...
-
-
-AUDIO_DIGEST_TAG = "paraling.audio_digest"
-
-
-def audio_digest(cfg: DictConfig, manifest: Manifest) -> str:
-    """The digest of the corpus's audio bytes (:meth:`Manifest.audio_digest`), through the feature cache's memo of
-    file digests, so a cached corpus is not read again."""
-    from paraling.features import LogMelSpec
-    from paraling.features.store import FeatureStore
-
-    store = FeatureStore(
-        Path(cfg.cache_dir) / "features", LogMelSpec.from_config(cfg.features), bool(cfg.features.cache)
-    )
-    return manifest.audio_digest(store.content_digest)
 
 
 def _run_tags(cfg: DictConfig, data: CVData, overrides: list[str] | None, tags: dict[str, str] | None) -> dict:

@@ -28,7 +28,7 @@ from paraling.progress import Progress
 from paraling.training.device import to_numpy
 from paraling.training.loop import EvalSet
 
-__all__ = ["PreparedData", "eval_set", "prepare_data"]
+__all__ = ["AUDIO_DIGEST_TAG", "PreparedData", "audio_digest", "eval_set", "prepare_data"]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +187,21 @@ def eval_set(bank: WindowBank, rows: np.ndarray, y_utt: np.ndarray) -> EvalSet:
     local = np.full(bank.n_utts, -1, dtype=np.int64)
     local[rows] = np.arange(len(rows))
     return EvalSet(idx, torch.from_numpy(y_utt[utt_global]), local[utt_global], len(rows))
+
+
+AUDIO_DIGEST_TAG = "paraling.audio_digest"
+
+
+def audio_digest(cfg: DictConfig, manifest: Manifest) -> str:
+    """The digest of the corpus's audio bytes (:meth:`Manifest.audio_digest`), through the feature cache's memo of
+    file digests, so a cached corpus is not read again."""
+    spec = LogMelSpec.from_config(cfg.features)
+    store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
+
+    def content(path: str) -> str:
+        try:
+            return store.content_digest(path)
+        except OSError:  # a file gone since it was read (or a runner that reads no audio): its absence is the fact
+            return "unreadable"
+
+    return manifest.audio_digest(content)

@@ -42,6 +42,15 @@ from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
 from paraling.errors import ConfigError
+from paraling.scoring.vote_arrays import (
+    check_bool,
+    check_groups,
+    check_posteriors,
+    check_vector,
+    group_sum,
+    normalise_rows,
+    vote,
+)
 
 __all__ = ["METHODS", "Aggregator", "MajorityVote", "MeanVote", "WeightedVote", "make_aggregator"]
 
@@ -49,75 +58,6 @@ _A = TypeVar("_A", bound="Aggregator")
 
 #: Names accepted by :func:`make_aggregator`.
 METHODS: tuple[str, ...] = ("majority", "mean", "logmean", "weighted", "weighted_soft")
-
-
-# --- validation and vectorised group reductions ----------------------------------------------------------
-
-
-def _check_posteriors(X: np.ndarray) -> np.ndarray:
-    arr = np.asarray(X, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(f"X must be window posteriors of shape (n_windows, n_classes), but got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("X holds non-finite values (NaN or inf)")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"X must be non-negative class posteriors, but its minimum is {arr.min()}")
-    return arr
-
-
-def _check_vector(a: np.ndarray | None, n: int, name: str, *, integer: bool) -> np.ndarray | None:
-    if a is None:
-        return None
-    arr = np.asarray(a)
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match X, but got shape {arr.shape}")
-    if integer:
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{name} must hold integers, but got dtype {arr.dtype}")
-        return arr.astype(np.int64)
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
-    return arr
-
-
-def _check_groups(groups: np.ndarray, n_windows: int, n_groups: int | None) -> tuple[np.ndarray, int]:
-    g = _check_vector(groups, n_windows, "groups", integer=True)
-    if g is None:
-        raise ValueError("groups is required: the utterance index of each window, shape (n_windows,)")
-    if g.size and g.min() < 0:
-        raise ValueError(f"groups must be utterance indices >= 0, but got {g.min()}")
-    seen = int(g.max()) + 1 if g.size else 0
-    if n_groups is None:
-        return g, seen
-    if not isinstance(n_groups, (int, np.integer)) or isinstance(n_groups, bool) or n_groups < seen:
-        raise ConfigError(f"n_groups must be an integer >= groups.max() + 1 = {seen}, but got {n_groups=!r}")
-    return g, int(n_groups)
-
-
-def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Row sums of ``values`` (n_windows, k) per group → (n_groups, k), with one ``bincount``."""
-    k = values.shape[1]
-    keys = (groups[:, None] * k + np.arange(k)).ravel()
-    return np.bincount(keys, weights=values.ravel(), minlength=n_groups * k).reshape(n_groups, k)
-
-
-def _vote(pred: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int) -> np.ndarray:
-    """Weighted votes of windows for their predicted class, per group → (n_groups, n_classes)."""
-    keys = groups * n_classes + pred
-    return np.bincount(keys, weights=weights, minlength=n_groups * n_classes).reshape(n_groups, n_classes)
-
-
-def _normalise_rows(S: np.ndarray) -> np.ndarray:
-    """Rows divided by their sum; rows summing to 0 become uniform."""
-    total = S.sum(axis=1, keepdims=True)
-    uniform = np.full_like(S, 1.0 / S.shape[1])
-    return np.divide(S, total, out=uniform, where=total > 0)
-
-
-def _check_bool(value: object, name: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name} must be a bool, but got {name}={value!r}")
 
 
 # --- estimators ------------------------------------------------------------------------------------------
@@ -169,14 +109,14 @@ class Aggregator(BaseEstimator, ABC):
             ``self``.
         """
         self._check_params()
-        X = _check_posteriors(X)
+        X = check_posteriors(X)
         n = len(X)
-        y = _check_vector(y, n, "y", integer=True)
+        y = check_vector(y, n, "y", integer=True)
         if y is not None and y.size and (y.min() < 0 or y.max() >= X.shape[1]):
             raise ValueError(f"y must hold class ids in [0, {X.shape[1]}), but got range [{y.min()}, {y.max()}]")
         if groups is not None:
-            _check_groups(groups, n, None)
-        energy = _check_vector(energy, n, "energy", integer=False)
+            check_groups(groups, n, None)
+        energy = check_vector(energy, n, "energy", integer=False)
         self.n_classes_ = X.shape[1]
         self._fit(X, y, energy)
         return self
@@ -200,11 +140,11 @@ class Aggregator(BaseEstimator, ABC):
             Shape ``(n_utts, n_classes)``, rows summing to 1 (uniform for an utterance without windows).
         """
         check_is_fitted(self)
-        X = _check_posteriors(X)
+        X = check_posteriors(X)
         if X.shape[1] != self.n_classes_:
             raise ValueError(f"X has {X.shape[1]} classes, but {type(self).__name__} was fitted with {self.n_classes_}")
-        g, n_utts = _check_groups(groups, len(X), n_groups)
-        energy = _check_vector(energy, len(X), "energy", integer=False)
+        g, n_utts = check_groups(groups, len(X), n_groups)
+        energy = check_vector(energy, len(X), "energy", integer=False)
         return self._proba(X, g, n_utts, energy)
 
     def predict(
@@ -225,8 +165,8 @@ class MajorityVote(Aggregator):
     """
 
     def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
-        votes = _vote(X.argmax(axis=1), np.ones(len(X)), groups, n_groups, X.shape[1])
-        return _normalise_rows(votes)
+        votes = vote(X.argmax(axis=1), np.ones(len(X)), groups, n_groups, X.shape[1])
+        return normalise_rows(votes)
 
 
 class MeanVote(Aggregator):
@@ -243,7 +183,7 @@ class MeanVote(Aggregator):
         self.eps = eps
 
     def _check_params(self) -> None:
-        _check_bool(self.log, "log")
+        check_bool(self.log, "log")
         if not isinstance(self.eps, Real) or isinstance(self.eps, bool) or not 0.0 < self.eps < 1.0:
             raise ConfigError(f"eps must be a float in (0, 1), but got eps={self.eps!r}")
 
@@ -251,10 +191,10 @@ class MeanVote(Aggregator):
         values = np.log(np.maximum(X, self.eps)) if self.log else X
         counts = np.bincount(groups, minlength=n_groups)[:, None]
         has = counts > 0
-        mean = np.divide(_group_sum(values, groups, n_groups), counts, out=np.zeros((n_groups, X.shape[1])), where=has)
+        mean = np.divide(group_sum(values, groups, n_groups), counts, out=np.zeros((n_groups, X.shape[1])), where=has)
         if self.log:
             mean = np.exp(mean - mean.max(axis=1, keepdims=True))
-        return _normalise_rows(np.where(has, mean, 0.0))
+        return normalise_rows(np.where(has, mean, 0.0))
 
 
 class WeightedVote(Aggregator):
@@ -293,8 +233,8 @@ class WeightedVote(Aggregator):
     def _check_params(self) -> None:
         if not isinstance(self.alpha, Real) or isinstance(self.alpha, bool) or not 0.0 <= self.alpha < np.inf:
             raise ConfigError(f"alpha must be a finite float >= 0, but got alpha={self.alpha!r}")
-        _check_bool(self.use_energy, "use_energy")
-        _check_bool(self.soft, "soft")
+        check_bool(self.use_energy, "use_energy")
+        check_bool(self.soft, "soft")
 
     def _features(self, X: np.ndarray, energy: np.ndarray | None) -> np.ndarray:
         if not self.use_energy:
@@ -354,10 +294,10 @@ class WeightedVote(Aggregator):
             Shape ``(n_windows,)``, non-negative.
         """
         check_is_fitted(self)
-        X = _check_posteriors(X)
+        X = check_posteriors(X)
         if X.shape[1] != self.n_classes_:
             raise ValueError(f"X has {X.shape[1]} classes, but WeightedVote was fitted with {self.n_classes_}")
-        energy = _check_vector(energy, len(X), "energy", integer=False)
+        energy = check_vector(energy, len(X), "energy", integer=False)
         return self._weights(X, energy)
 
     def _weights(self, X: np.ndarray, energy: np.ndarray | None) -> np.ndarray:
@@ -369,8 +309,8 @@ class WeightedVote(Aggregator):
     def _proba(self, X: np.ndarray, groups: np.ndarray, n_groups: int, energy: np.ndarray | None) -> np.ndarray:
         w = self._weights(X, energy)
         if self.soft:
-            return _normalise_rows(_group_sum(X * w[:, None], groups, n_groups))
-        return _normalise_rows(_vote(X.argmax(axis=1), w, groups, n_groups, X.shape[1]))
+            return normalise_rows(group_sum(X * w[:, None], groups, n_groups))
+        return normalise_rows(vote(X.argmax(axis=1), w, groups, n_groups, X.shape[1]))
 
 
 # --- factory ---------------------------------------------------------------------------------------------

@@ -74,8 +74,8 @@ def parse_condition(text: str, where: str, known: Sequence[str]) -> list[Conditi
             param, lit_text, on_left = right, left, False
         else:
             raise ConfigError(
-                f"{where}: condition {part!r} must name a parameter defined above it in the space "
-                f"(defined so far: {list(known) or 'none'})"
+                f"{where}: condition {part!r} must name another parameter of the space "
+                f"(parameters: {list(known) or 'none'})"
             )
         try:
             literal = yaml.safe_load(lit_text)

@@ -117,7 +117,7 @@ def test_grid_values() -> None:
         ({"a": [1, 1]}, r"space\.a\.choices has duplicates"),
         (
             {"a": {"type": "int", "low": 0, "high": 3, "condition": "b > 1"}},
-            r"space\.a\.condition.*must name a parameter",
+            r"space\.a\.condition.*must name another parameter of the space",
         ),
         ({"a": [1, 2], "b": {"type": "int", "low": 0, "high": 3, "condition": "a >> 1"}}, r"cannot parse condition"),
         ({"x.{i}": {"type": "int", "low": 0, "high": 3}}, r"placeholder.*no `foreach`"),
@@ -128,4 +128,33 @@ def test_grid_values() -> None:
 )
 def test_space_errors_name_the_field(space: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
+        SearchSpace.from_mapping(space)
+
+
+def test_a_condition_may_name_a_parameter_defined_later() -> None:
+    """A study file re-written by a YAML tool that sorts keys used to be refused: sampling follows the dependencies."""
+    ordered = {
+        "model.n_blocks": {"type": "int", "low": 1, "high": 3},
+        "model.dropout_conv.{i}": {
+            "type": "float",
+            "low": 0.0,
+            "high": 0.5,
+            "foreach": {"i": [0, 1, 2]},
+            "condition": "{i} < model.n_blocks",
+        },
+        "trainer.lr_start": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
+    }
+    sorted_keys = dict(sorted(ordered.items(), reverse=True))  # dropout_conv before n_blocks: a condition on a later key
+    a, b = SearchSpace.from_mapping(ordered), SearchSpace.from_mapping(sorted_keys)
+    assert b.names.index("model.n_blocks") < b.names.index("model.dropout_conv.0")
+    assert sorted(a.names) == sorted(b.names)
+    assert b.corner(False) == a.corner(False)  # n_blocks=1: only dropout_conv.0 is active in both
+
+
+def test_a_cycle_of_conditions_is_one_error() -> None:
+    space = {
+        "a": {"type": "int", "low": 0, "high": 3, "condition": "b > 1"},
+        "b": {"type": "int", "low": 0, "high": 3, "condition": "a > 1"},
+    }
+    with pytest.raises(ConfigError, match=r"the conditions of \['a', 'b'\] depend on each other in a cycle"):
         SearchSpace.from_mapping(space)
