@@ -1,10 +1,10 @@
 """Where models registered before the package was grouped by stage find :class:`ParalingModel`.
 
 A registered model is code (MLflow "models from code"): its entry script imports ``ParalingModel`` by module path,
-and the entry scripts written by earlier releases name this module. New models name
-:mod:`paraling.tracking.registry`; this alias keeps the old ones loading.
+and the entry scripts written by earlier releases name this module (or :mod:`paraling.tracking.registry`). New models
+name :mod:`paraling.serving.pyfunc`; this alias keeps the old ones loading.
 """
 
-from paraling.tracking.registry import ParalingModel
+from paraling.serving.pyfunc import ParalingModel
 
 __all__ = ["ParalingModel"]

@@ -3,7 +3,7 @@
 #   1. nvidia-smi and what torch sees;
 #   2. the CUDA tests (pytest -m gpu)                                                [CUDA only]
 #   3. the demo job through the installed `paraling` command: MLflow run FINISHED, UAR above chance, the device and
-#      the training step it recorded (paraling.training.device / .capture), windows/s of fold 0;
+#      the training step it recorded (paraling.device / .capture), windows/s of fold 0;
 #   4. a 4-trial sweep: on CUDA `--gpus 0 --trials-per-gpu 4` (four workers sharing GPU 0), on the CPU `--gpus none
 #      --workers 2`; every trial COMPLETE, nothing left RUNNING in Optuna or MLflow, the device (and GPU) each
 #      trial recorded;

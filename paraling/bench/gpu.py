@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from paraling.bench.common import Figure, paper_cnn, synthetic_bank, train_flops_split
 from paraling.config import ModelConfig
+from paraling.device import resolve_precision
 from paraling.errors import ParalingError
-from paraling.training.device import resolve_precision
 
 __all__ = [
     "CUDA_FULL",

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from paraling.bench.common import paper_cnn, synthetic_bank
 from paraling.config import TrainerConfig
 from paraling.data.windows import WindowBank
-from paraling.training.device import synchronize, to_numpy
+from paraling.device import synchronize, to_numpy
 from paraling.training.loop import FitOptions, fit, predict_windows
 
 __all__ = ["NaiveWindows", "TrainSpeed", "fast_infer", "fast_train", "naive_infer", "naive_model", "naive_train"]

@@ -47,7 +47,7 @@ def run_suite(
 
     p = QUICK if quick else FULL
     if precision == "auto":  # what training uses by default on this machine
-        from paraling.training.loop import resolve_device, resolve_precision
+        from paraling.device import resolve_device, resolve_precision
 
         precision = "bf16" if resolve_precision("auto", resolve_device("cpu")) is not None else "fp32"
     keep_freed_memory()  # for the naive references too: the ratios then measure the training loop, not malloc

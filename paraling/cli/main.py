@@ -56,7 +56,8 @@ def _train(argv: list[str]) -> int:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def train(cfg: DictConfig) -> float:
-        from paraling.pipeline.experiment import print_summary, run_experiment
+        from paraling.pipeline.experiment import run_experiment
+        from paraling.report.summary import print_summary
 
         install_log_masking()  # Hydra has just set up the job's logging
         try:

@@ -44,10 +44,10 @@ def main(argv: list[str]) -> int:
     """Entry point; returns 0 when at least one file was predicted, else 1."""
     a = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from paraling.device import resolve_device
     from paraling.serving.outputs import check_explain_dir, check_out
     from paraling.serving.predict import Predictor, predictions_frame, write_predictions
     from paraling.tracking.model_fetch import fetch_model
-    from paraling.training.device import resolve_device
 
     resolve_device(a.device)  # before anything is downloaded or predicted: bad targets fail first
     check_out(a.out, a.files, a.force)

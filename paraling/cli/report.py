@@ -16,7 +16,7 @@ import argparse
 import os
 
 from paraling.ensemble import COMBINERS
-from paraling.pipeline.report import DEFAULT_ENSEMBLE
+from paraling.report.table import DEFAULT_ENSEMBLE
 from paraling.scoring.aggregation import METHODS
 from paraling.scoring.paired import TESTS
 
@@ -105,20 +105,20 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     negative = None if a.negative_class.lower() == "none" else a.negative_class
     if a.compare:
-        from paraling.pipeline.compare import compare_runs, render_compared
+        from paraling.report.compare import compare_runs, render_compared
 
         print(render_compared(compare_runs(*a.compare, a.experiment, a.tracking_uri, negative, a.test)))
         return 0
     if not a.experiment:
         parser.error("pass --experiment NAME (or --compare A B)")
     if a.votes:
-        from paraling.pipeline.votes_report import build_votes, render_votes
+        from paraling.report.votes_report import build_votes, render_votes
 
         votes = build_votes(a.experiment, a.tracking_uri, a.names, a.seeds, a.vote_reference, a.test)
         print(render_votes(votes))
         return 0
-    from paraling.pipeline.report import build_report
-    from paraling.pipeline.report_render import render_report, write_report
+    from paraling.report.render import render_report, write_report
+    from paraling.report.table import build_report
 
     ensemble = [] if a.ensemble.strip().lower() in ("", "none") else [s.strip() for s in a.ensemble.split(",")]
     report = build_report(

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from paraling.device import available_memory, to_device, to_numpy
 from paraling.errors import WindowError
-from paraling.training.device import available_memory, to_device, to_numpy
 
 __all__ = ["WindowBank", "count_windows", "fill_frames", "plan_layout"]
 
@@ -261,7 +261,7 @@ class WindowBank:
         """Deliver batches on ``device`` (in place; returns self).
 
         Features and index move to ``device`` when they take less than ``max_fraction`` of the memory this process
-        may still use there (:func:`~paraling.training.device.available_memory`: the GPU's free memory, capped by
+        may still use there (:func:`~paraling.device.available_memory`: the GPU's free memory, capped by
         the process's share when several trials share one GPU); otherwise they stay in host memory (or the memory
         map) and each gathered batch is copied over.
         """

@@ -31,9 +31,10 @@ import numpy as np
 
 from paraling.ensemble import EnsembleReport, evaluate_selection, make_selector, stack_oof
 from paraling.errors import EnsembleError
-from paraling.scoring.metrics import confusion_matrix, plot_confusion_matrix
+from paraling.scoring.metrics import confusion_matrix
 from paraling.scoring.oof import OOFScores, save_oof
 from paraling.tracking.bundle import save_bundle
+from paraling.tracking.plots import plot_confusion_matrix
 from paraling.tracking.registry import log_pyfunc, register_model
 from paraling.tracking.runs import MEMBERS_TAG, NAME_TAG, TrackedRun, find_runs, load_scores, make_client
 from paraling.tracking.tracker import RunTracker, mask_secrets

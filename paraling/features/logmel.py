@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torchaudio
 
+from paraling.device import to_numpy
 from paraling.errors import ConfigError, FeatureError
-from paraling.training.device import to_numpy
 
 __all__ = ["LogMelSpec", "extract_logmel"]
 

@@ -45,9 +45,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from paraling.data.splits import split_validation_speakers
+from paraling.device import to_numpy
 from paraling.errors import ConfigError
 from paraling.scoring.metrics import uar
-from paraling.training.device import to_numpy
 
 __all__ = ["DropoutDNN", "GroupedGridClassifier", "make_estimator"]
 

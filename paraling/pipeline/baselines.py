@@ -112,7 +112,7 @@ class BaselineRunner:
         """Corpus with folds and the feature vectors (or a CNN run's embeddings, fold by fold)."""
         manifest, classes, y = prepare_folds(self.cfg)
         speakers = np.array([u.speaker for u in manifest])
-        tags = {"paraling.training.device": "cpu", "paraling.model_type": self.name, "paraling.features": self.kind}
+        tags = {"paraling.device": "cpu", "paraling.model_type": self.name, "paraling.features": self.kind}
         if self.kind == "embeddings":
             from paraling.pipeline.embeddings_lr import CNNEmbeddings
 

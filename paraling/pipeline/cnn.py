@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.splits import FoldPlan, split_validation_speakers
+from paraling.device import eval_batch_size, resolve_precision, to_numpy
 from paraling.models.cnn import build_model
 from paraling.pipeline.cv import CVData, FoldOutput, WindowScores
 from paraling.pipeline.dataset import PreparedData, eval_set, prepare_data
@@ -30,7 +31,6 @@ from paraling.scoring.vote_diagnostics import vote_diagnostics
 from paraling.tracking.logged_model import link_logged_model
 from paraling.tracking.model_dir import ModelSpec, save_model_dir
 from paraling.tracking.tracker import RunTracker
-from paraling.training.device import eval_batch_size, resolve_precision, to_numpy
 from paraling.training.loop import FitOptions, Reporter, fit, predict_windows
 
 __all__ = ["CNNRunner"]
@@ -80,7 +80,7 @@ class CNNRunner:
             list(data.classes),
             data.y_utt,
             params={"data.n_windows": data.bank.n_windows},
-            tags={"paraling.training.device": str(self.device), "paraling.model_type": "cnn"},
+            tags={"paraling.device": str(self.device), "paraling.model_type": "cnn"},
         )
 
     def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:

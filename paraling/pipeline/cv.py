@@ -29,9 +29,9 @@ from paraling.data.manifest import Manifest, atomic_write_text
 from paraling.data.splits import FoldPlan, plan_folds
 from paraling.pipeline.dataset import AUDIO_DIGEST_TAG, audio_digest
 from paraling.pipeline.results import RunResult, negative_class_index
-from paraling.scoring.metrics import confusion_matrix, plot_confusion_matrix, summarize, uar
+from paraling.scoring.metrics import confusion_matrix, summarize, uar
 from paraling.scoring.oof import OOFScores, save_oof
-from paraling.tracking.plots import plot_curves
+from paraling.tracking.plots import plot_confusion_matrix, plot_curves
 from paraling.tracking.runs import NAME_TAG
 from paraling.tracking.system_metrics import system_metrics
 from paraling.tracking.tracker import RunTracker, flatten

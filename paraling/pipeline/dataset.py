@@ -20,12 +20,12 @@ from paraling.data.manifest import Manifest, Utterance
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import assign_folds
 from paraling.data.windows import WindowBank, fill_frames, plan_layout
+from paraling.device import to_numpy
 from paraling.errors import AudioError
 from paraling.features import FeatureStore, LogMelSpec
 from paraling.features.packed import PackStore, file_signatures
 from paraling.features.store import check_free_space
 from paraling.progress import Progress
-from paraling.training.device import to_numpy
 from paraling.training.loop import EvalSet
 
 __all__ = ["AUDIO_DIGEST_TAG", "PreparedData", "audio_digest", "eval_set", "prepare_data"]

@@ -33,9 +33,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.manifest import Manifest
 from paraling.data.splits import FoldPlan, plan_folds, split_validation_speakers
+from paraling.device import eval_batch_size, to_numpy
 from paraling.errors import ConfigError, TransferError
 from paraling.scoring.oof import load_oof
-from paraling.training.device import eval_batch_size, to_numpy
 
 __all__ = ["MAX_TRAIN_WINDOWS", "CNNEmbeddings"]
 
@@ -61,11 +61,11 @@ class CNNEmbeddings:
 
     def __init__(self, cfg: DictConfig, manifest: Manifest, classes: list[str]) -> None:
         from paraling.config import ParalingConfig
+        from paraling.device import resolve_device
         from paraling.pipeline.dataset import prepare_data
         from paraling.pipeline.pretrain import load_source
         from paraling.tracking.store import mlflow_client
         from paraling.tracking.tracker import resolve_tracking_uri
-        from paraling.training.loop import resolve_device
 
         run_id = cfg.model.baseline.embedding_run
         if not run_id:

@@ -22,23 +22,22 @@ from omegaconf import DictConfig, OmegaConf
 from paraling.cache_marker import mark_cache
 from paraling.config_checks import check_training_memory, validate
 from paraling.data.manifest import Manifest
-from paraling.pipeline.cnn import CNNRunner
-from paraling.pipeline.cv import run_cv, seed_everything
-from paraling.pipeline.dataset import PreparedData, prepare_data
-from paraling.pipeline.pretrain import SOURCE_TAG, load_transfer_source
-from paraling.pipeline.results import RunResult
-from paraling.pipeline.summary import print_summary
-from paraling.progress import Progress
-from paraling.training.device import (
+from paraling.device import (
     available_memory,
     configure_determinism,
     prepare_determinism_env,
     resolve_device,
 )
+from paraling.pipeline.cnn import CNNRunner
+from paraling.pipeline.cv import run_cv, seed_everything
+from paraling.pipeline.dataset import PreparedData, prepare_data
+from paraling.pipeline.pretrain import SOURCE_TAG, load_transfer_source
+from paraling.pipeline.results import RunResult
+from paraling.progress import Progress
 from paraling.training.loop import Reporter
 from paraling.training.runlock import hold_run_lock
 
-__all__ = ["PreparedData", "RunResult", "prepare_data", "print_summary", "run_experiment"]
+__all__ = ["PreparedData", "RunResult", "prepare_data", "run_experiment"]
 
 
 def _checkpoint_dir(cfg: DictConfig, manifest: Manifest) -> Path:

@@ -37,6 +37,7 @@ import torch
 
 from paraling.data.audio import load_audio
 from paraling.data.windows import WindowBank
+from paraling.device import resolve_device, to_numpy
 from paraling.ensemble import COMBINERS, combine
 from paraling.errors import ModelError, ParalingError
 from paraling.features import LogMelSpec, extract_logmel
@@ -46,8 +47,7 @@ from paraling.scoring.aggregation_state import fold_file
 from paraling.serving.prediction_table import predictions_frame, write_predictions
 from paraling.tracking.bundle import BUNDLE_FILE, BUNDLE_FORMAT, read_bundle
 from paraling.tracking.model_dir import SPEC_FILE, ModelDir, state_name, weights_name
-from paraling.training.device import to_numpy
-from paraling.training.loop import predict_windows, resolve_device
+from paraling.training.loop import predict_windows
 
 __all__ = [
     "BUNDLE_FILE",

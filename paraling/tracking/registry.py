@@ -19,51 +19,35 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
-import pandas as pd
 
-from paraling.errors import ModelError, TrackingError
-from paraling.serving.predict import Predictor, predictions_frame
+from paraling.errors import TrackingError
 from paraling.tracking.tracker import RunTracker
 
-__all__ = ["ParalingModel", "log_pyfunc", "register_model"]
+__all__ = ["log_pyfunc", "register_model"]
 
 log = logging.getLogger(__name__)
 
-_ENTRY = '''"""MLflow models-from-code entry point of a paraling model (see paraling.tracking.registry)."""
+#: The entry script of a registered model: it names the class by module path (nothing is imported here, so this
+#: layer does not depend on serving, which runs the model).
+_ENTRY = '''"""MLflow models-from-code entry point of a paraling model (see paraling.serving.pyfunc)."""
 from mlflow.models import set_model
 
-from paraling.tracking.registry import ParalingModel
+from paraling.serving.pyfunc import ParalingModel
 
 set_model(ParalingModel())
 '''
 
 
-class ParalingModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc over a paraling bundle: audio file paths in, labels and class probabilities out."""
+def __getattr__(name: str) -> Any:
+    """``ParalingModel`` for the entry scripts of models registered by earlier releases, which import it from here.
 
-    def load_context(self, context: Any) -> None:
-        """Load the bundle artifact (JSON + safetensors)."""
-        self.predictor = Predictor.load(context.artifacts["bundle"])
+    Resolved when asked for (``importlib``), not imported: tracking sits below serving in the layer order.
+    """
+    if name == "ParalingModel":
+        import importlib
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Label the files in ``model_input["path"]``; unreadable files get an ``error``, NaN probabilities.
-
-        Args:
-            context: MLflow context (unused after :meth:`load_context`).
-            model_input: DataFrame with a ``path`` column (strings).
-            params: Unused.
-
-        Returns:
-            DataFrame with ``path``, ``label``, ``error`` and ``proba_<class>`` per class.
-        """
-        if isinstance(model_input, pd.DataFrame):
-            if "path" not in model_input.columns:
-                raise ModelError(f"input needs a 'path' column, got columns {list(model_input.columns)}")
-            paths = [str(p) for p in model_input["path"]]
-        else:
-            paths = [str(p) for p in np.ravel(np.asarray(model_input, dtype=object))]
-        return predictions_frame(self.predictor.predict(paths), self.predictor.classes)
+        return importlib.import_module("paraling.serving.pyfunc").ParalingModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _requirements() -> list[str]:

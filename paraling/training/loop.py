@@ -22,21 +22,20 @@ from torch import nn
 
 from paraling.atomic import atomic_path
 from paraling.data.windows import WindowBank
-from paraling.errors import ResourceError, TrainingError
-from paraling.scoring.metrics import uar
-from paraling.training.augment import BatchAugment
-from paraling.training.device import (
+from paraling.device import (
     capture_mode,
     configure_fp32_math,
     eval_batch_size,
     load_state,
-    resolve_device,
     resolve_precision,
     rng_state,
     set_rng_state,
     to_device,
     to_numpy,
 )
+from paraling.errors import ResourceError, TrainingError
+from paraling.scoring.metrics import uar
+from paraling.training.augment import BatchAugment
 from paraling.training.malloc import keep_freed_memory
 from paraling.training.optim import ScheduledSGD
 from paraling.training.steps import make_step, prepare_batch
@@ -50,8 +49,6 @@ __all__ = [
     "fit",
     "linear_schedule",
     "predict_windows",
-    "resolve_device",
-    "resolve_precision",
 ]
 
 log = logging.getLogger(__name__)

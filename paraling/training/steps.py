@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from paraling.data.windows import WindowBank
+from paraling.device import copy_into, same_device, to_device
 from paraling.training.augment import BatchAugment
-from paraling.training.device import copy_into, same_device, to_device
 
 __all__ = ["EagerStep", "GraphStep", "graph_input", "make_step"]
 
@@ -233,7 +233,7 @@ def make_step(
     mode: str, model: nn.Module, opt: torch.optim.Optimizer, bank: WindowBank, batch_size: int, **inputs: Any
 ) -> EagerStep:
     """The runner for ``mode`` (``eager`` | ``graph`` | ``compile``, see
-    :func:`~paraling.training.device.capture_mode`).
+    :func:`~paraling.device.capture_mode`).
 
     ``inputs`` are :class:`EagerStep`'s keyword arguments (``idx``, ``y``, ``device``, ``dtype``, ``channels_last``,
     ``augment``).

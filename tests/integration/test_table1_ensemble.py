@@ -16,7 +16,7 @@ import pytest
 
 from paraling.cli.main import main
 from paraling.ensemble import combine, stack_oof
-from paraling.pipeline.report import build_table
+from paraling.report.table import build_table
 from paraling.scoring.metrics import uar
 from paraling.scoring.oof import OOFScores, load_oof
 from paraling.tracking.runs import make_client

@@ -1,5 +1,5 @@
-"""The package's import graph has no cycle (imports inside functions included), nothing imports the CLI, and the
-model code loads without MLflow or Hydra."""
+"""The package's import graph: the layers of docs/architecture.md only look down (imports inside functions
+included), there is no cycle, nothing imports the CLI, and the model code loads without MLflow or Hydra."""
 
 from __future__ import annotations
 
@@ -81,6 +81,58 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+#: The layers, lowest first: a module may import its own layer and the layers below it, never one above.
+LAYERS: list[set[str]] = [
+    {"errors", "atomic", "filelock", "secrets", "progress", "cache_marker"},  # plain utilities
+    {"ops"},  # native CPU kernels and their torch references
+    {"device"},  # device and precision choice, host/device crossings
+    {"config"},  # typed schemas, Hydra composition
+    {"data"},  # audio, manifests, corpus recipes, folds, windows
+    {"features"},  # extractors, cache, packs, augmentation
+    {"scoring"},  # votes, metrics, out-of-fold scores (arrays only)
+    {"models"},  # the CNN, utterance-level estimators, layer transfer
+    {"training"},  # the fit loop and its step runners
+    {"config_checks"},  # value checks over every group
+    {"tracking"},  # MLflow runs, model folders, bundles, the registry
+    {"pipeline"},  # the tracked cross-validation runner
+    {"ensemble"},  # selection and combiners; assembly from tracked runs
+    {"report"},  # tables, tests and curves over tracked runs
+    {"search"},  # Optuna studies, workers, executors
+    {"serving"},  # prediction, explanations, the pyfunc
+    {"bench"},  # the benchmarks
+    {"cli", "registry", "paraling", "__main__"},  # entry points, the public surface, compatibility aliases
+]
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "paraling"
+
+
+def _upward(graph: dict[str, set[str]], layers: list[set[str]]) -> list[str]:
+    """Imports from a module to a module of a higher layer (and modules in no layer)."""
+    rank = {name: i for i, layer in enumerate(layers) for name in layer}
+    out = []
+    for m, deps in graph.items():
+        if _layer(m) not in rank:
+            out.append(f"{m} is in no layer (add it to LAYERS)")
+            continue
+        for d in deps:
+            if rank.get(_layer(d), len(layers)) > rank[_layer(m)]:
+                out.append(f"{m} -> {d}")
+    return sorted(out)
+
+
+def test_layers_only_look_down() -> None:
+    assert not _upward(_graph(), LAYERS), "\n".join(_upward(_graph(), LAYERS))
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    graph = {"paraling.data.windows": {"paraling.training.loop"}, "paraling.training.loop": {"paraling.data.windows"}}
+    assert _upward(graph, [{"data"}, {"training"}]) == ["paraling.data.windows -> paraling.training.loop"]
+    assert _upward({"paraling.newpkg.x": set()}, [{"data"}]) == ["paraling.newpkg.x is in no layer (add it to LAYERS)"]
 
 
 def test_no_import_cycles() -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from paraling.data.audio import load_audio
+from paraling.device import to_numpy
 from paraling.errors import CorpusError
-from paraling.training.device import to_numpy
 
 __all__ = ["linear_baseline_uar", "utterance_stats"]
 

@@ -15,7 +15,8 @@ from paraling.ensemble import check_aligned
 from paraling.errors import AudioError, ConfigError
 from paraling.features.functionals import ComParEFunctionals, utterance_features
 from paraling.models.baselines import DropoutDNN, GroupedGridClassifier
-from paraling.pipeline.experiment import print_summary, run_experiment
+from paraling.pipeline.experiment import run_experiment
+from paraling.report.summary import print_summary
 
 
 def _blobs(n_per: int = 12, n_cls: int = 3, dim: int = 6, seed: int = 0) -> tuple[np.ndarray, ...]:

@@ -12,6 +12,7 @@ from sklearn.metrics import recall_score
 
 from paraling.errors import ConfigError
 from paraling.scoring import metrics
+from paraling.tracking import plots
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
@@ -167,12 +168,12 @@ def test_summarize_without_folds_or_speakers() -> None:
 
 def test_plot_confusion_matrix_writes_png(tmp_path) -> None:
     cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 0]])
-    path = metrics.plot_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "sub" / "cm.png", title="test")
+    path = plots.plot_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "sub" / "cm.png", title="test")
     assert path.exists()
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["cm.png"]  # no temp file left behind
     with pytest.raises(ValueError, match="class_names"):
-        metrics.plot_confusion_matrix(cm, ["a", "b"], tmp_path / "x.png")
+        plots.plot_confusion_matrix(cm, ["a", "b"], tmp_path / "x.png")
 
 
 def test_metrics_does_not_import_torch() -> None:

@@ -144,7 +144,7 @@ def test_a_condition_may_name_a_parameter_defined_later() -> None:
         },
         "trainer.lr_start": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
     }
-    sorted_keys = dict(sorted(ordered.items(), reverse=True))  # dropout_conv before n_blocks: a condition on a later key
+    sorted_keys = dict(sorted(ordered.items(), reverse=True))  # dropout_conv first: its condition names a later key
     a, b = SearchSpace.from_mapping(ordered), SearchSpace.from_mapping(sorted_keys)
     assert b.names.index("model.n_blocks") < b.names.index("model.dropout_conv.0")
     assert sorted(a.names) == sorted(b.names)

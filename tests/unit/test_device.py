@@ -1,4 +1,4 @@
-"""paraling.training.device: host/device crossings in one place (checked over the source); precision, capture,
+"""paraling.device: host/device crossings in one place (checked over the source); precision, capture,
 determinism."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import paraling
-from paraling.training import device as dev
+from paraling import device as dev
 
 PACKAGE = Path(paraling.__file__).parent
 CROSSING_CALLS = {"numpy": "to_numpy(t)", "pin_memory": "to_device(t, device)", "cuda": "to_device(t, device)"}
@@ -19,7 +19,7 @@ CROSSING_KEYWORDS = {"map_location": "load_state(path)", "non_blocking": "to_dev
 
 
 def _crossings(path: Path) -> list[str]:
-    """Device crossings in ``path`` that bypass :mod:`paraling.training.device`: ``file:line: what (use instead)``."""
+    """Device crossings in ``path`` that bypass :mod:`paraling.device`: ``file:line: what (use instead)``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if not isinstance(node, ast.Call):
@@ -27,27 +27,27 @@ def _crossings(path: Path) -> list[str]:
         f = node.func
         where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
         if isinstance(f, ast.Attribute) and f.attr in CROSSING_CALLS and not node.args:
-            found.append(f"{where}: .{f.attr}() (use paraling.training.device.{CROSSING_CALLS[f.attr]})")
+            found.append(f"{where}: .{f.attr}() (use paraling.device.{CROSSING_CALLS[f.attr]})")
         if (
             isinstance(f, ast.Attribute)
             and f.attr == "load"
             and isinstance(f.value, ast.Name)
             and f.value.id == "torch"
         ):
-            found.append(f"{where}: torch.load (use paraling.training.device.load_state(path))")
+            found.append(f"{where}: torch.load (use paraling.device.load_state(path))")
         for kw in node.keywords:
             if kw.arg in CROSSING_KEYWORDS:
-                found.append(f"{where}: {kw.arg}= (use paraling.training.device.{CROSSING_KEYWORDS[kw.arg]})")
+                found.append(f"{where}: {kw.arg}= (use paraling.device.{CROSSING_KEYWORDS[kw.arg]})")
     return found
 
 
 def test_device_crossings_go_through_paraling_device() -> None:
     """A bare ``.numpy()`` works on the CPU and raises on a GPU; ``torch.load(map_location=device)`` puts RNG states on
     the GPU, where ``Generator.set_state`` refuses them. Both crashed every GPU run once: keep them in one module."""
-    files = [p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "training" / "device.py"]
+    files = [p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "device.py"]
     assert len(files) > 50
     bad = [c for p in files for c in _crossings(p)]
-    assert not bad, "device crossings outside paraling/training/device.py:\n" + "\n".join(bad)
+    assert not bad, "device crossings outside paraling/device.py:\n" + "\n".join(bad)
 
 
 def test_the_source_check_finds_what_it_looks_for(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ of exactly a seed's member runs with that combiner and equal weights (``paraling
 net5 --method all --combiner harmonic``; :func:`paraling.tracking.runs.find_ensemble_run`), that seed's row is
 scored from the logged run's ``oof/scores.npz``; both give the same numbers.
 
-Rows are then compared pairwise on their shared (seed, fold) units (:mod:`paraling.pipeline.comparisons`), and the
-CNN rows' learning curves are read back (:mod:`paraling.pipeline.curves`). :mod:`paraling.pipeline.report_render`
+Rows are then compared pairwise on their shared (seed, fold) units (:mod:`paraling.report.comparisons`), and the
+CNN rows' learning curves are read back (:mod:`paraling.report.curves`). :mod:`paraling.report.render`
 writes it all out.
 
 Example:
@@ -40,10 +40,10 @@ import numpy as np
 
 from paraling.ensemble import combine, stack_oof
 from paraling.errors import EnsembleError
-from paraling.pipeline.comparisons import DEFAULT_PAIRS, Comparison, RowScores, compare_rows
-from paraling.pipeline.curves import Curve, read_curves
-from paraling.pipeline.paper import row_key
-from paraling.pipeline.vote_rows import load_vote, vote_row_sources
+from paraling.report.comparisons import DEFAULT_PAIRS, Comparison, RowScores, compare_rows
+from paraling.report.curves import Curve, read_curves
+from paraling.report.paper import row_key
+from paraling.report.vote_rows import load_vote, vote_row_sources
 from paraling.scoring.metrics import binary_uar, fold_summary, uar
 from paraling.scoring.oof import OOFScores
 
@@ -106,7 +106,7 @@ def _natural(name: str) -> list[object]:
 
 
 def _order(name: str) -> tuple[int, list[object]]:
-    """The paper's rows in its order (:data:`~paraling.pipeline.paper.ROW_ORDER`), then the others naturally."""
+    """The paper's rows in its order (:data:`~paraling.report.paper.ROW_ORDER`), then the others naturally."""
     rank, _ = row_key(name)
     return rank, _natural(name)
 
@@ -222,7 +222,7 @@ def build_report(
         negative_class: Class that forms the "no" side of the 2-class UAR (``None``: no 2-class columns).
         names: Only these run names (default: all).
         seeds: Only runs of these seeds (default: every seed found).
-        pairs: Rows to compare (:data:`~paraling.pipeline.comparisons.DEFAULT_PAIRS`); pairs with a missing row
+        pairs: Rows to compare (:data:`~paraling.report.comparisons.DEFAULT_PAIRS`); pairs with a missing row
             are left out.
         test: The paired test (``wilcoxon`` | ``permutation``).
         curves: Also read the learning curves of the runs (one metric history per fold and run).

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraling.errors import EnsembleError
-from paraling.pipeline.comparisons import Comparison, RowScores, compare_pair
-from paraling.pipeline.report import Row, group_by_seed, score_runs
+from paraling.report.comparisons import Comparison, RowScores, compare_pair
+from paraling.report.table import Row, group_by_seed, score_runs
 
 if TYPE_CHECKING:
     from paraling.tracking.runs import TrackedRun
@@ -81,7 +81,7 @@ def compare_runs(
 
 def render_compared(c: Compared, units: Sequence[tuple[int, int]] | None = None) -> str:
     """Markdown: both rows, the per-unit UARs side by side, and the test."""
-    from paraling.pipeline.report_render import render_comparisons, render_markdown
+    from paraling.report.render import render_comparisons, render_markdown
 
     a, b = c.comparison.a, c.comparison.b
     lines = ["| seed | fold | " + a + " | " + b + " | a - b |", "|---:|---:|---:|---:|---:|"]

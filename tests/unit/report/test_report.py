@@ -12,8 +12,8 @@ import pytest
 from paraling.cli.main import main
 from paraling.ensemble import combine
 from paraling.errors import EnsembleError
-from paraling.pipeline.report import build_table, score_row
-from paraling.pipeline.report_render import render_markdown, write_report
+from paraling.report.render import render_markdown, write_report
+from paraling.report.table import build_table, score_row
 from paraling.scoring.metrics import binary_uar, uar
 from paraling.scoring.oof import OOFScores
 
@@ -108,8 +108,8 @@ def _seeded_rows(oof_run: Callable[..., str], fake_oof: Fake, digest: str = "d")
 
 
 def test_rows_over_seeds_with_paired_tests(oof_run: Callable[..., str], fake_oof: Fake, tmp_path: Path) -> None:
-    from paraling.pipeline.report import build_report
-    from paraling.pipeline.report_render import render_report
+    from paraling.report.render import render_report
+    from paraling.report.table import build_report
 
     _seeded_rows(oof_run, fake_oof)
     report = build_report("table1", ensemble=["net1", "net2"])
@@ -134,7 +134,7 @@ def test_rows_over_seeds_with_paired_tests(oof_run: Callable[..., str], fake_oof
 
 
 def test_rows_on_different_folds_are_not_paired(oof_run: Callable[..., str], fake_oof: Fake) -> None:
-    from paraling.pipeline.report import build_report
+    from paraling.report.table import build_report
 
     oof_run("net1", fake_oof(1), {"paraling.fold_digest": "aaa"})
     oof_run("net2", fake_oof(2), {"paraling.fold_digest": "bbb"})
@@ -145,7 +145,7 @@ def test_rows_on_different_folds_are_not_paired(oof_run: Callable[..., str], fak
 def test_compare_two_runs_or_names(
     oof_run: Callable[..., str], fake_oof: Fake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from paraling.pipeline.compare import compare_runs
+    from paraling.report.compare import compare_runs
 
     ids = _seeded_rows(oof_run, fake_oof)
     by_name = compare_runs("net2", "net1", "table1")
@@ -173,8 +173,8 @@ def test_learning_curves_from_fold_histories(
     from mlflow.tracking import MlflowClient
 
     from paraling.pipeline.cv import fold_metric, legacy_fold_metric
-    from paraling.pipeline.report import build_report
-    from paraling.pipeline.report_render import write_report
+    from paraling.report.render import write_report
+    from paraling.report.table import build_report
 
     client = MlflowClient(mlflow_uri)
     rising = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # still climbing at the end of its 8 epochs
@@ -211,7 +211,7 @@ def test_learning_curves_from_fold_histories(
 def test_net2_is_net3s_networks_under_the_majority_vote(
     oof_run: Callable[..., str], fake_oof: Fake, tmp_path: Path
 ) -> None:
-    from paraling.pipeline.report import build_report
+    from paraling.report.table import build_report
 
     majority = {}
     for seed in (0, 1):
@@ -245,7 +245,7 @@ def test_net2_is_net3s_networks_under_the_majority_vote(
 def test_votes_report_pairs_every_vote_with_the_reference(
     oof_run: Callable[..., str], fake_oof: Fake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from paraling.pipeline.votes_report import ALL, build_votes, render_votes
+    from paraling.report.votes_report import ALL, build_votes, render_votes
     from paraling.scoring.aggregation import METHODS
 
     for name in ("net1", "net3"):
@@ -271,8 +271,8 @@ def test_votes_report_pairs_every_vote_with_the_reference(
 
 
 def test_paper_columns_and_order() -> None:
-    from paraling.pipeline.paper import LABELS, row_key
-    from paraling.pipeline.report import Row
+    from paraling.report.paper import LABELS, row_key
+    from paraling.report.table import Row
 
     def row(name: str, labels: str = ",".join(LABELS)) -> Row:
         return Row(name, "", "cnn", "r", 7, 0.5, 0.5, 0.1, 0.9, 0.9, 0.05, labels=labels)

@@ -1,6 +1,6 @@
 """Writing a report out: the table, the paired tests and the learning curves as Markdown, CSV and charts.
 
-:func:`write_report` renders a :class:`~paraling.pipeline.report.Report` (or bare rows) into ``table.md`` (the
+:func:`write_report` renders a :class:`~paraling.report.table.Report` (or bare rows) into ``table.md`` (the
 table, then the paired tests and the learning-curve summary), ``table.csv``, ``tests.csv``, ``uar.png`` and
 ``curves.png``. Tests and curves are written only when there are some.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from paraling.pipeline.comparisons import Comparison
-from paraling.pipeline.curves import CONVERGED_GAIN, Curve
-from paraling.pipeline.paper import TABLE1, TABLE2, is_eating_task
-from paraling.pipeline.report import Row
+from paraling.report.comparisons import Comparison
+from paraling.report.curves import CONVERGED_GAIN, Curve
+from paraling.report.paper import TABLE1, TABLE2, is_eating_task
+from paraling.report.table import Row
 
 __all__ = [
     "plot_bars",
@@ -49,7 +49,7 @@ def _paper(row: Row) -> tuple[str, str]:
 def render_markdown(rows: Sequence[Row]) -> str:
     """The table as GitHub Markdown (UAR in %, mean ± std over the (seed, fold) units).
 
-    On the Eating Condition task's classes, the paper's Table 1 (:data:`~paraling.pipeline.paper.TABLE1`) fills
+    On the Eating Condition task's classes, the paper's Table 1 (:data:`~paraling.report.paper.TABLE1`) fills
     two more columns for the rows that reproduce it.
     """
     k = rows[0].n_classes if rows else 0

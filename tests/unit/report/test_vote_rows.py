@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from paraling.errors import EnsembleError
-from paraling.pipeline.vote_rows import load_vote, vote_row_sources
+from paraling.report.vote_rows import load_vote, vote_row_sources
 from paraling.scoring.oof import OOFScores
 
 

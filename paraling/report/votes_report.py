@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from paraling.errors import EnsembleError
-from paraling.pipeline.report import group_by_seed, score_seeds
-from paraling.pipeline.vote_rows import load_votes
+from paraling.report.table import group_by_seed, score_seeds
+from paraling.report.vote_rows import load_votes
 from paraling.scoring.aggregation import METHODS
 from paraling.scoring.paired import PairedResult, paired_test
 
