@@ -38,10 +38,18 @@ __all__ = [
     "register_configs",
 ]
 
-#: The packaged Hydra configuration (``paraling/conf``); users add their own folders with ``hydra.searchpath``.
-CONF_DIR = Path(__file__).resolve().parent / "conf"
-#: The packaged study files (``paraling/sweeps``): ``paraling sweep demo`` finds ``demo.yaml`` here.
-SWEEPS_DIR = Path(__file__).resolve().parent / "sweeps"
+
+def _data_dir(name: str) -> Path:
+    """``conf`` or ``sweeps``: inside the installed package (a wheel carries them there, setup.py) or, in a source
+    checkout and an editable install, at the repository root beside ``paraling/``."""
+    here = Path(__file__).resolve().parent
+    return here / name if (here / name).is_dir() else here.parent / name
+
+
+#: The Hydra configuration (``conf/``); users add their own folders with ``--config-dir`` / ``hydra.searchpath``.
+CONF_DIR = _data_dir("conf")
+#: The shipped study files (``sweeps/``): ``paraling sweep demo`` finds ``demo.yaml`` here.
+SWEEPS_DIR = _data_dir("sweeps")
 
 
 @dataclass

@@ -413,3 +413,23 @@ def test_two_sweep_commands_started_together_sample_different_parameters(
     assert [p.returncode for p in procs] == [0, 0], outs
     values = [t.params["trainer.lr_start"] for t in load(path).trials]
     assert len(values) == 4 and len(set(values)) == 4, values  # no parameter set ran twice
+
+
+def test_a_study_whose_condition_names_a_later_key_runs(
+    tmp_path: Path, tone_corpus: Path, feature_cache: Path, mlflow_uri: str
+) -> None:
+    """A study file re-written by a YAML tool that sorts keys (the condition's key now comes first) runs as written."""
+    path = tmp_path / "sorted.yaml"
+    path.write_text(
+        "study_name: sorted\nn_trials: 2\npruner: none\nsampler: {name: random, seed: 0}\nspace:\n"
+        "  model.dropout_conv.{i}: {type: float, low: 0.0, high: 0.5, foreach: {i: [0, 1]}, "
+        'condition: "{i} < model.n_blocks"}\n'
+        "  model.n_blocks: {type: int, low: 1, high: 2}\n"
+    )
+    summary = run_sweep(load_study_spec(path), SweepOptions(overrides=tiny(tone_corpus, feature_cache)))
+    assert summary.complete == 2 and summary.ok
+    for t in load(path).trials:
+        blocks = t.params["model.n_blocks"]
+        assert {k for k in t.params if k.startswith("model.dropout_conv")} == {
+            f"model.dropout_conv.{i}" for i in range(blocks)
+        }
