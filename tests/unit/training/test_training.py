@@ -170,8 +170,8 @@ def test_native_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> Non
     ],
 )
 def test_bf16_hardware_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str], kind: str) -> None:
-    from paraling.ops import cpu
     from paraling import device
+    from paraling.ops import cpu
 
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     assert cpu.bf16_hardware() == kind
