@@ -17,16 +17,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from paraling.config_groups import BUILTIN_SCHEMAS, AggregationConfig, AugmentConfig
+from paraling.plugins import load_plugins, store_schemas
+
 __all__ = [
     "CONF_DIR",
     "SWEEPS_DIR",
-    "AggregationConfig",
-    "AugmentConfig",
-    "BaselineConfig",
     "CVConfig",
-    "CorpusConfig",
-    "FeaturesConfig",
-    "ModelConfig",
     "ParalingConfig",
     "SpecAugmentConfig",
     "TrackingConfig",
@@ -53,52 +50,6 @@ SWEEPS_DIR = _data_dir("sweeps")
 
 
 @dataclass
-class CorpusConfig:
-    """Where the utterances come from.
-
-    ``kind`` selects the recipe: ``csv`` (columns file,label,speaker; ``path`` is the CSV), ``folders`` (one
-    sub-folder per class under ``path``), ``manifest`` (a paraling JSONL manifest), ``demo`` (the embedded
-    synthetic corpus, generated into ``path`` when missing) or ``speech`` (real recorded prompts under
-    ``speech_root`` with the demo's eating noise, built into ``path`` when missing; ``demo_seed`` and
-    ``demo_snr_db`` apply to it too).
-    """
-
-    name: str = "demo"
-    kind: str = "demo"
-    path: str | None = None
-    file_column: str = "file"
-    label_column: str = "label"
-    speaker_column: str = "speaker"
-    split_column: str | None = None
-    speaker_regex: str | None = None
-    extensions: list[str] = field(default_factory=lambda: [".wav", ".flac", ".ogg"])
-    allow_outside_root: bool = False
-    on_bad_file: str = "skip"
-    demo_speakers: int = 30
-    demo_seed: int = 0
-    demo_snr_db: list[float] | None = None
-    speech_root: str = "/usr/share/asterisk/sounds"
-    speech_utts_per_class: int = 6
-    positive_labels: list[str] | None = None
-    negative_class: str | None = None  # the "no" side of the 2-class UAR (demo: No_Food); None = no 2-class UAR
-
-
-@dataclass
-class FeaturesConfig:
-    """Log-mel filterbank extraction (25 ms / 10 ms, 40 bands by default)."""
-
-    kind: str = "fbank"
-    sample_rate: int = 16000
-    n_mels: int = 40
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    f_min: float = 20.0
-    f_max: float | None = None
-    normalize: str = "global"
-    cache: bool = True
-
-
-@dataclass
 class WindowsConfig:
     """Local windows cut from an utterance's feature matrix.
 
@@ -109,53 +60,6 @@ class WindowsConfig:
     width: int = 11
     shift: int = 2
     short_policy: str = "pad"
-
-
-@dataclass
-class AugmentConfig:
-    """Training-only augmentation (pitch shift with Rubberband)."""
-
-    name: str = "none"
-    semitones: list[float] = field(default_factory=list)
-    crispness: int = 6
-
-
-@dataclass
-class BaselineConfig:
-    """Utterance-level models selected by ``model.name`` (``svm``, ``rf``, ``dnn``, ``lr``); see
-    paraling.pipeline.baselines.
-
-    ``features``: ``compare`` (openSMILE ComParE_2016 functionals), ``logmel`` (mean/std of the log-mel bands) or
-    ``embeddings`` (per-utterance CNN embeddings of the fold's model in run ``embedding_run``).
-    """
-
-    features: str = "compare"
-    svm_c: list[float] = field(default_factory=lambda: [0.0001, 0.001, 0.01, 0.1, 1.0])
-    lr_c: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
-    inner_folds: int = 3
-    rf_trees: int = 500
-    dnn_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
-    dnn_dropout: float = 0.5
-    dnn_epochs: int = 60
-    dnn_lr: float = 0.001
-    dnn_batch_size: int = 64
-    embedding_run: str | None = None
-    embedding_level: str = "utterance"
-
-
-@dataclass
-class ModelConfig:
-    """The windowed CNN: ``n_blocks`` conv+pool blocks then fully-connected layers (or a baseline, see ``name``)."""
-
-    name: str = "cnn"
-    n_blocks: int = 3
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 128])
-    kernel_sizes: list[int] = field(default_factory=lambda: [3, 2, 2, 2, 2])
-    pool_size: int = 2
-    dropout_conv: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.3, 0.3])
-    fc_sizes: list[int] = field(default_factory=lambda: [500, 500])
-    dropout_fc: float = 0.5
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 @dataclass
@@ -198,16 +102,6 @@ class TrainerConfig:
 
 
 @dataclass
-class AggregationConfig:
-    """How window posteriors become an utterance decision: majority, mean, logmean, weighted (Ridge, the paper's)
-    or weighted_soft (the Ridge weights on whole posteriors; the default)."""
-
-    method: str = "weighted_soft"
-    ridge_alpha: float = 1.0
-    use_energy: bool = True
-
-
-@dataclass
 class TransferConfig:
     """Copy named layers from a source model (MLflow run id, ``models:/name@alias`` or ``pretrain``)."""
 
@@ -246,13 +140,15 @@ class TrackingConfig:
 class ParalingConfig:
     """The root of a composed paraling configuration."""
 
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    # The plug-in groups: each node is typed by its kind's dataclass (paraling.config_groups, or a plug-in's), so the
+    # root leaves them open; paraling.config_checks.validate types them.
+    corpus: Any = None
+    features: Any = None
     windows: WindowsConfig = field(default_factory=WindowsConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: Any = None
+    model: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    aggregation: Any = None
     transfer: TransferConfig = field(default_factory=TransferConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -263,14 +159,12 @@ class ParalingConfig:
     progress: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
     sweep: Any = None
+    plugins: list[str] = field(default_factory=list)  # modules that register corpora, extractors, models
 
 
 _GROUPS: dict[str, type] = {
-    "corpus": CorpusConfig,
-    "features": FeaturesConfig,
     "windows": WindowsConfig,
     "augment": AugmentConfig,
-    "model": ModelConfig,
     "trainer": TrainerConfig,
     "aggregation": AggregationConfig,
     "transfer": TransferConfig,
@@ -280,11 +174,17 @@ _GROUPS: dict[str, type] = {
 
 
 def register_configs() -> None:
-    """Register the root schema (``paraling_schema``) and one schema per group (``<group>/schema``)."""
+    """Register the root schema (``paraling_schema``), one schema per fixed group (``<group>/schema``) and per
+    built-in kind of the plug-in groups (``<group>/<kind>_schema``), after importing the plug-in modules named by
+    ``$PARALING_PLUGINS`` and by installed packages (:func:`paraling.plugins.load_plugins`), which add theirs."""
     cs = ConfigStore.instance()
     cs.store(name="paraling_schema", node=ParalingConfig)
     for group, node in _GROUPS.items():
         cs.store(group=group, name="schema", node=node)
+    for group, kind, node in BUILTIN_SCHEMAS:
+        cs.store(group=group, name=f"{kind}_schema", node=node)
+    load_plugins()
+    store_schemas()
 
 
 @contextlib.contextmanager
@@ -308,5 +208,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """
     from hydra import compose as hydra_compose
 
+    from paraling.config_compat import rewrite_overrides
+
     with hydra_context():
-        return hydra_compose("config", overrides=list(overrides))
+        return hydra_compose("config", overrides=rewrite_overrides(overrides))

@@ -13,27 +13,38 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from paraling.config import ParalingConfig
+from paraling.config_compat import legacy_node
+from paraling.config_groups import AugmentConfig
+from paraling.data.recipes import CORPORA
 from paraling.errors import ConfigError, ResourceError
-from paraling.scoring.aggregation import METHODS
+from paraling.features import EXTRACTORS
+from paraling.models import MODELS
+from paraling.plugins import Registry, load_plugins
+from paraling.scoring.aggregation import VOTES
 
 __all__ = ["check_training_memory", "training_batch_bytes", "validate"]
 
+# The selectors of the plug-in groups (corpus.kind, features.kind, model.kind, aggregation.kind) take their choices
+# from their registries (_type_groups); these are the fixed choices.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "corpus.kind": ("csv", "folders", "manifest", "demo", "speech"),
     "corpus.on_bad_file": ("skip", "error"),
-    "features.kind": ("fbank", "melspec"),
     "features.normalize": ("utterance", "global", "none"),
     "windows.short_policy": ("pad", "skip", "error"),
-    "augment.name": ("none", "pitch"),
-    "model.name": ("cnn", "svm", "rf", "dnn", "lr"),
+    "augment.kind": ("none", "pitch"),
     "model.baseline.features": ("compare", "logmel", "embeddings"),
     "model.baseline.embedding_level": ("utterance", "window"),
     "trainer.select": ("best", "last"),
     "trainer.precision": ("auto", "fp32", "bf16"),
     "trainer.capture": ("auto", "eager", "graph", "compile"),
-    "aggregation.method": METHODS,
     "cv.scheme": ("kfold", "loso", "split"),
     "progress": ("auto", "always", "never"),
+}
+#: The plug-in groups and their registries.
+_REGISTRIES: dict[str, Registry[Any]] = {
+    "corpus": CORPORA,
+    "features": EXTRACTORS,
+    "model": MODELS,
+    "aggregation": VOTES,
 }
 
 # key: (lowest allowed, inclusive?) -- None values are allowed wherever the schema allows None
@@ -97,8 +108,38 @@ def _check_choices_and_ranges(cfg: DictConfig) -> None:
                 raise ConfigError(f"{key}[{i}] must be a whole number >= 1, but got {_name(key)}[{i}]={v!r}")
 
 
+def _type_groups(cfg: DictConfig) -> None:
+    """Each plug-in group's node typed by its kind's dataclass (old selector names read as ``kind``); ``augment`` by
+    its one dataclass."""
+    for group, registry in _REGISTRIES.items():
+        node = cfg.get(group)
+        if node is None:
+            raise ConfigError(
+                f"{group} is not set; select one of {registry.kinds()}, e.g. {group}={registry.kinds()[0]}"
+            )
+        plain = _plain(node, group)
+        kind = str(legacy_node(group, plain).get("kind"))
+        config = registry.entry(kind).config if kind in registry else None
+        cfg[group] = registry.typed(legacy_node(group, plain, config))
+    node = cfg.get("augment")
+    plain = legacy_node("augment", _plain(node, "augment") if node is not None else {"kind": "none"})
+    try:
+        cfg.augment = OmegaConf.merge(OmegaConf.structured(AugmentConfig), plain)
+    except Exception as exc:  # OmegaConf's validation errors
+        raise ConfigError(f"augment: {str(exc).splitlines()[0]}") from None
+
+
+def _plain(node: Any, group: str) -> dict[str, Any]:
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    if not isinstance(plain, dict):
+        raise ConfigError(f"{group} must be a mapping with a 'kind', but got {plain!r}")
+    return {str(k): v for k, v in plain.items()}
+
+
 def _check_features(cfg: DictConfig) -> None:
     f = cfg.features
+    if "frame_length_ms" not in f:  # not a log-mel extractor: its own from_config checks its settings
+        return
     if f.frame_length_ms < f.frame_shift_ms:
         raise ConfigError(
             "features.frame_length_ms must be >= features.frame_shift_ms, but got "
@@ -124,6 +165,8 @@ def _check_features(cfg: DictConfig) -> None:
 
 def _check_model(cfg: DictConfig) -> None:
     m = cfg.model
+    if m.kind != "cnn":  # the CNN's cross-field rules; other models check their own settings when built
+        return
     if m.n_blocks > len(m.channels) or m.n_blocks > len(m.kernel_sizes) or m.n_blocks > len(m.dropout_conv):
         raise ConfigError(
             f"model.n_blocks={m.n_blocks} needs at least that many entries in model.channels "
@@ -148,10 +191,10 @@ def _check_trainer(cfg: DictConfig) -> None:
         )
     sa = t.spec_augment
     for key, width, size, what in (
-        ("freq_width", sa.freq_width, cfg.features.n_mels, "features.n_mels"),
+        ("freq_width", sa.freq_width, OmegaConf.select(cfg, "features.n_mels", default=None), "features.n_mels"),
         ("time_width", sa.time_width, cfg.windows.width, "windows.width"),
     ):
-        if width >= size:
+        if size is not None and width >= size:
             raise ConfigError(
                 f"trainer.spec_augment.{key}={width} would mask a whole window ({what}={size}); "
                 f"use a width below {size}"
@@ -172,6 +215,8 @@ def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
     """
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
+    load_plugins(list(cfg.get("plugins") or []))
+    _type_groups(cfg)
     _check_choices_and_ranges(cfg)
     _check_features(cfg)
     _check_model(cfg)
@@ -197,11 +242,8 @@ def training_batch_bytes(cfg: DictConfig) -> int:
     and the pooled output with its mask; windows are ``features.n_mels`` x ``windows.width``.
     """
     m, bs = cfg.model, int(cfg.trainer.batch_size)
-    h, w, total = (
-        int(cfg.features.n_mels),
-        int(cfg.windows.width),
-        bs * int(cfg.features.n_mels) * int(cfg.windows.width) * 4,
-    )
+    n_features = _n_features(cfg)
+    h, w, total = n_features, int(cfg.windows.width), bs * n_features * int(cfg.windows.width) * 4
     pool = int(m.pool_size)
     for c in list(m.channels)[: int(m.n_blocks)]:
         total += bs * int(c) * h * w * (4 + 4 + 1)  # conv output, its gradient, the pooling/ReLU mask
@@ -209,17 +251,30 @@ def training_batch_bytes(cfg: DictConfig) -> int:
     return total
 
 
+def _n_features(cfg: DictConfig) -> int:
+    """Values per frame: ``features.n_mels`` of log-mel extractors, else what the extractor says."""
+    n = OmegaConf.select(cfg, "features.n_mels", default=None)
+    if n is not None:
+        return int(n)
+    from paraling.features import make_extractor
+
+    return int(make_extractor(cfg.features).n_features)
+
+
 def check_training_memory(cfg: DictConfig, available_bytes: int, where: str) -> None:
-    """Refuse a configuration whose training batch needs more than half of ``available_bytes``.
+    """Refuse a configuration whose training batch needs more than half of ``available_bytes`` (the CNN's estimate;
+    other window models are not estimated).
 
     Raises:
         ResourceError: Naming the estimate, what is free and the keys to lower.
     """
+    if cfg.model.kind != "cnn":
+        return
     need = training_batch_bytes(cfg)
     if need > available_bytes // 2:
         raise ResourceError(
             f"one training batch needs about {need / 2**30:.1f} GiB (trainer.batch_size={cfg.trainer.batch_size}, "
-            f"windows.width={cfg.windows.width}, features.n_mels={cfg.features.n_mels}, model.channels="
+            f"windows.width={cfg.windows.width}, features: {_n_features(cfg)} values per frame, model.channels="
             f"{list(cfg.model.channels)[: int(cfg.model.n_blocks)]}), but {where} has {available_bytes / 2**30:.1f} "
             "GiB free. Fix: lower windows.width or trainer.batch_size (or model.channels)"
         )

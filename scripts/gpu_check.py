@@ -5,7 +5,7 @@
 
 Each prints one summary line and exits 1 when a check fails (the line then says which). MLflow is read from
 ``MLFLOW_TRACKING_URI``. Only public MLflow and Optuna APIs, and only the tags and metrics paraling documents
-(docs/mlflow-ui.md): ``paraling.device``, ``paraling.training.capture``, ``windows_per_s/fold0``,
+(docs/mlflow-ui.md): ``paraling.training.device``, ``paraling.training.capture``, ``windows_per_s/fold0``,
 ``paraling.gpu``, ``paraling.sweep.study``.
 """
 
@@ -45,7 +45,7 @@ def demo(out: str, wall: str, device: str, capture: str) -> int:
         "chance": 1 / len(classes),
         "training_seconds": metrics.get("seconds"),
         "wall_seconds": float(wall),
-        "device": tags.get("paraling.device"),
+        "device": tags.get("paraling.training.device"),
         "capture": tags.get("paraling.training.capture"),
         "windows_per_s_fold0": metrics.get("windows_per_s/fold0"),
     }
@@ -83,7 +83,7 @@ def sweep(out: str, storage: str, study_name: str, n_trials: str, device: str, g
         "trial_gpus": {t.number: t.user_attrs.get("gpu") for t in trials},
         "trial_gpu_shares": {t.number: t.user_attrs.get("gpu_share") for t in trials},
         "runs": {r.info.run_id: r.info.status for r in runs},
-        "child_devices": sorted(str(r.data.tags.get("paraling.device")) for r in children),
+        "child_devices": sorted(str(r.data.tags.get("paraling.training.device")) for r in children),
         "child_captures": sorted(str(r.data.tags.get("paraling.training.capture")) for r in children),
     }
     Path(out).write_text(json.dumps(got, indent=2))

@@ -24,17 +24,24 @@ paraling=(scripts/run paraling)
 # the held-out speakers of each training fold; the paper's 3 conv blocks at reduced width, 30000 windows per epoch.
 common=(
   corpus=demo "seed=$seeds" "trainer.epochs=${EPOCHS:-200}" trainer.patience=25 trainer.threads=1 progress=never
-  'model.channels=[16,32,64]' 'model.fc_sizes=[256,256]' trainer.max_windows_per_epoch=30000
-  "tracking.experiment=$exp" 'transfer.pretrain_overrides=["experiment=pretrain_langid","trainer.epochs=40"]'
+  trainer.max_windows_per_epoch=30000 "tracking.experiment=$exp"
+  'transfer.pretrain_overrides=["experiment=pretrain_langid","trainer.epochs=40"]'
 )
+# The CNN rows' own keys (a model's node holds only its kind's keys: the baselines' multirun gets none of them).
+cnn=('model.channels=[16,32,64]' 'model.fc_sizes=[256,256]')
+baselines=$(tr , '\n' <<<"$rows" | grep -xE 'svm|rf|net0' | paste -sd, -) || true
+cnn_rows=$(tr , '\n' <<<"$rows" | grep -vxE 'svm|rf|net0' | paste -sd, -) || true
 case $part in
-  rows | all) "${paraling[@]}" train -m "experiment=$rows" "${common[@]}" ;;&
+  rows | all)
+    [ -z "$baselines" ] || "${paraling[@]}" train -m "experiment=$baselines" "${common[@]}"
+    [ -z "$cnn_rows" ] || "${paraling[@]}" train -m "experiment=$cnn_rows" "${common[@]}" "${cnn[@]}"
+    ;;&
   augment | all)
     "${paraling[@]}" train -m experiment=net3 name=net3_specaug trainer.spec_augment.freq_masks=1 \
       trainer.spec_augment.time_masks=1 'tracking.tags={paraling.description:"net3 + SpecAugment (1 freq, 1 time mask)"}' \
-      "${common[@]}"
+      "${common[@]}" "${cnn[@]}"
     "${paraling[@]}" train -m experiment=net3 name=net3_mixup trainer.mixup=0.2 \
-      'tracking.tags={paraling.description:"net3 + mixup, Beta(0.2, 0.2)"}' "${common[@]}"
+      'tracking.tags={paraling.description:"net3 + mixup, Beta(0.2, 0.2)"}' "${common[@]}" "${cnn[@]}"
     ;;&
   report | all) "${paraling[@]}" report --experiment "$exp" ;;
   rows | augment) ;;

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
-from omegaconf import OmegaConf
-
-from paraling.config import ParalingConfig
+from paraling.config import compose
 
 __all__ = ["fast_path_uar"]
 
@@ -24,8 +22,7 @@ def fast_path_uar(
 
     out = {}
     for name, precision, cl in (("fp32", "fp32", False), ("fast", "bf16", True)):
-        cfg = OmegaConf.structured(ParalingConfig())
-        cfg.corpus.path, cfg.corpus.demo_speakers = f"{demo_dir}-{n_speakers}", n_speakers
+        cfg = compose([f"corpus.path={demo_dir}-{n_speakers}", f"corpus.demo_speakers={n_speakers}"])
         cfg.cv.folds, cfg.trainer.epochs, cfg.trainer.max_windows_per_epoch = folds, epochs, windows_per_epoch
         cfg.trainer.precision, cfg.trainer.channels_last = precision, cl
         cfg.tracking.enabled, cfg.progress, cfg.cache_dir = False, "never", cache_dir

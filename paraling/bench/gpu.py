@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from paraling.bench.common import Figure, paper_cnn, synthetic_bank, train_flops_split
-from paraling.config import ModelConfig
+from paraling.config_groups import CNNConfig
 from paraling.device import resolve_precision
 from paraling.errors import ParalingError
 
@@ -55,7 +55,7 @@ def paper_model(n_classes: int = 7) -> torch.nn.Module:
     """The CNN of ``experiment=paper``: five conv blocks on 60 x 18 windows, 2 x 500 FC."""
     from paraling.models.cnn import build_model
 
-    cfg = OmegaConf.structured(ModelConfig(n_blocks=PAPER["n_blocks"]))
+    cfg = OmegaConf.structured(CNNConfig(n_blocks=PAPER["n_blocks"]))
     return build_model(cfg, PAPER["n_mels"], PAPER["width"], n_classes)
 
 

@@ -68,7 +68,7 @@ def feature_speed(n_files: int, seconds: float = 3.0) -> dict[str, float]:
             file_signatures(paths),
             rows,
             kept,
-            warm_store.spec.n_mels,
+            warm_store.spec.n_features,
             lambda d, e: fill_frames(d, e, rows, lambda i: warm_store.get(paths[i]), "none"),
         )
         build = time.perf_counter() - t0
@@ -138,8 +138,7 @@ def sweep_overhead(epochs: int = 10, folds: int = 5, trial_seconds: float = 60.0
 
 _PROBE = """
 import json, resource, sys, threading, time
-from omegaconf import OmegaConf
-from paraling.config import ParalingConfig
+from paraling.config import compose
 from paraling.pipeline.experiment import run_experiment
 
 peak_anon = [0]
@@ -150,8 +149,7 @@ def sample():  # anonymous memory cannot be dropped by the kernel: it is what mu
                 peak_anon[0] = max(peak_anon[0], int(line.split()[1]))
         time.sleep(0.02)
 threading.Thread(target=sample, daemon=True).start()
-cfg = OmegaConf.structured(ParalingConfig())
-cfg.corpus.kind, cfg.corpus.path = "csv", sys.argv[1]
+cfg = compose(["corpus=csv", "corpus.path=" + sys.argv[1]])
 cfg.tracking.enabled, cfg.progress, cfg.cache_dir = False, "never", sys.argv[2]
 cfg.cv.folds, cfg.trainer.epochs, cfg.trainer.max_windows_per_epoch = 2, 1, 4096
 run_experiment(cfg)
@@ -162,14 +160,12 @@ print(json.dumps({"maxrss_mb": maxrss / 1024, "anon_mb": peak_anon[0] / 1024}))
 
 def _window_copy_mb(seconds: float) -> float:
     """MB that one float32 copy of all windows of one utterance of ``seconds`` would take (default config)."""
-    from omegaconf import OmegaConf
-
-    from paraling.config import ParalingConfig
+    from paraling.config import compose
     from paraling.data.windows import count_windows
-    from paraling.features.logmel import LogMelSpec
+    from paraling.features import make_extractor
 
-    cfg = OmegaConf.structured(ParalingConfig())
-    spec = LogMelSpec.from_config(cfg.features)
+    cfg = compose([])
+    spec = make_extractor(cfg.features)
     frames = 1 + (int(seconds * spec.sample_rate) - spec.win_length) // spec.hop_length
     width = int(cfg.windows.width)
     windows = max(1, count_windows(frames, width, int(cfg.windows.shift)))  # short clips: one padded window

@@ -77,7 +77,9 @@ def _train(argv: list[str]) -> int:
         print_summary(result, cfg)
         return result.uar
 
-    sys.argv = ["paraling train", *argv]
+    from paraling.config_compat import rewrite_override
+
+    sys.argv = ["paraling train", *(a if a.startswith("-") else rewrite_override(a) for a in argv)]
     train()
     return 0
 

@@ -160,3 +160,8 @@ class Manifest:
         for u in sorted(self.utterances, key=lambda u: u.id):
             h.update(f"{u.id}\t{u.label}\t{u.speaker}\t{u.fold}\t{u.split}\t{u.augmented_from}\n".encode())
         return h.hexdigest()
+
+
+def load_manifest(cfg: Any) -> Manifest:
+    """The ``manifest`` recipe: a paraling JSONL manifest at ``cfg.path``."""
+    return Manifest.read(cfg.path, cfg.allow_outside_root)

@@ -26,7 +26,7 @@ import numpy as np
 from paraling.atomic import atomic_path
 from paraling.data.audio import file_digest, load_audio
 from paraling.errors import AudioError, ConfigError, DependencyError, FeatureError
-from paraling.features import FeatureStore, LogMelSpec
+from paraling.features import FeatureStore, make_extractor
 
 __all__ = ["FEATURE_KINDS", "ComParEFunctionals", "logmel_stats", "utterance_features"]
 
@@ -179,7 +179,7 @@ def utterance_features(
         log.info("ComParE functionals: %d cached, %d computed", ext.hits, ext.misses)
         return out
     if kind == "logmel":
-        spec = LogMelSpec.from_config(cfg.features)
+        spec = make_extractor(cfg.features)
         store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
         return _rows(lambda p: _mean_std(store, p), paths, progress, skip)
     raise ConfigError(f"model.baseline.features must be one of {list(FEATURE_KINDS)} here, but got features={kind!r}")

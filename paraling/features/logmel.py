@@ -50,6 +50,15 @@ class LogMelSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @property
+    def n_features(self) -> int:
+        """Values per frame (the mel bands)."""
+        return self.n_mels
+
+    def extract(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`extract_logmel` of ``wave`` (the :class:`~paraling.features.registry.Extractor` interface)."""
+        return extract_logmel(wave, self)
+
+    @property
     def win_length(self) -> int:
         """Frame length in samples."""
         return round(self.sample_rate * self.frame_length_ms / 1000)

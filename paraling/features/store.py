@@ -23,7 +23,7 @@ import numpy as np
 from paraling.atomic import atomic_path
 from paraling.data.audio import file_digest, load_audio
 from paraling.errors import AudioError, FeatureError, ResourceError
-from paraling.features.logmel import LogMelSpec, extract_logmel
+from paraling.features.registry import Extractor
 
 __all__ = ["FeatureStore", "check_free_space"]
 
@@ -49,7 +49,7 @@ class FeatureStore:
 
     Args:
         root: Cache folder (``<cache_dir>/features``).
-        spec: Feature definition.
+        spec: The feature extractor (:class:`~paraling.features.registry.Extractor`): its key is part of every entry's.
         enabled: When false, features are computed every time and nothing is written.
 
     Example:
@@ -57,7 +57,7 @@ class FeatureStore:
         >>> feats, energy = store.get("a.wav")  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path, spec: LogMelSpec, enabled: bool = True) -> None:
+    def __init__(self, root: str | Path, spec: Extractor, enabled: bool = True) -> None:
         self.root = Path(root)
         self.spec = spec
         self.enabled = enabled
@@ -143,7 +143,7 @@ class FeatureStore:
         if f.exists():
             try:
                 arr = np.load(f, mmap_mode="r", allow_pickle=False)
-                if arr.ndim == 2 and arr.shape[1] == self.spec.n_mels + 1:
+                if arr.ndim == 2 and arr.shape[1] == self.spec.n_features + 1:
                     self.hits += 1
                     return arr[:, :-1], arr[:, -1]
             except (ValueError, OSError) as exc:
@@ -159,7 +159,7 @@ class FeatureStore:
         if transform is not None:
             wave = transform(wave, self.spec.sample_rate)
         try:
-            return extract_logmel(wave, self.spec)
+            return self.spec.extract(wave)
         except (RuntimeError, ValueError) as exc:
             raise AudioError(path, f"feature extraction failed ({exc}).", "check the file plays correctly.") from exc
 

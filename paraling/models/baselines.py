@@ -49,7 +49,7 @@ from paraling.device import to_numpy
 from paraling.errors import ConfigError
 from paraling.scoring.metrics import uar
 
-__all__ = ["DropoutDNN", "GroupedGridClassifier", "make_estimator"]
+__all__ = ["DropoutDNN", "GroupedGridClassifier", "estimator_for", "make_estimator"]
 
 
 def _check_xy(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,8 +269,13 @@ class DropoutDNN(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
+def estimator_for(model_cfg: Any, seed: int = 0) -> BaseEstimator:
+    """The built-in utterance-level models' builder (registered for ``svm``, ``lr``, ``rf`` and ``dnn``)."""
+    return make_estimator(str(model_cfg.kind), model_cfg.baseline, seed)
+
+
 def make_estimator(name: str, baseline_cfg: Any, seed: int = 0) -> BaseEstimator:
-    """The estimator for ``model.name`` (``svm``, ``rf``, ``dnn``, ``lr``) from a ``model.baseline`` node."""
+    """The estimator for ``model.kind`` (``svm``, ``rf``, ``dnn``, ``lr``) from a ``model.baseline`` node."""
     b = baseline_cfg
     if name == "svm":
         return GroupedGridClassifier("svm", tuple(b.svm_c), int(b.inner_folds), seed)
@@ -289,4 +294,4 @@ def make_estimator(name: str, baseline_cfg: Any, seed: int = 0) -> BaseEstimator
             int(b.dnn_batch_size),
             seed=seed,
         )
-    raise ConfigError(f"model.name must be one of ['svm', 'rf', 'dnn', 'lr'] for a baseline, but got name={name!r}")
+    raise ConfigError(f"model.kind must be one of ['svm', 'rf', 'dnn', 'lr'] for a baseline, but got kind={name!r}")

@@ -32,7 +32,7 @@ from paraling.data.manifest import Manifest
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import FoldPlan, assign_folds
 from paraling.features.functionals import utterance_features
-from paraling.models.baselines import make_estimator
+from paraling.models import build_estimator
 from paraling.pipeline.cv import CVData, FoldOutput, run_cv, seed_everything
 from paraling.pipeline.results import RunResult
 from paraling.progress import Progress
@@ -92,10 +92,10 @@ def _fold_metrics(est: Any) -> dict[str, float]:
 
 
 class BaselineRunner:
-    """Cross-validates the utterance-level model ``cfg.model.name`` on the CNN's speaker folds.
+    """Cross-validates the utterance-level model ``cfg.model.kind`` on the CNN's speaker folds.
 
     Args:
-        cfg: Validated configuration with ``model.name`` in ``svm``, ``rf``, ``dnn``, ``lr``.
+        cfg: Validated configuration with ``model.kind`` in ``svm``, ``rf``, ``dnn``, ``lr``.
         progress: Progress bars.
     """
 
@@ -105,14 +105,14 @@ class BaselineRunner:
 
     def __init__(self, cfg: DictConfig, progress: Progress) -> None:
         self.cfg, self.progress = cfg, progress
-        self.name, self.kind = str(cfg.model.name), str(cfg.model.baseline.features)
+        self.name, self.kind = str(cfg.model.kind), str(cfg.model.baseline.features)
         self.provider: Callable[[FoldPlan], FoldData] | None = None
 
     def prepare(self) -> CVData:
         """Corpus with folds and the feature vectors (or a CNN run's embeddings, fold by fold)."""
         manifest, classes, y = prepare_folds(self.cfg)
         speakers = np.array([u.speaker for u in manifest])
-        tags = {"paraling.device": "cpu", "paraling.model_type": self.name, "paraling.features": self.kind}
+        tags = {"paraling.training.device": "cpu", "paraling.model_type": self.name, "paraling.features": self.kind}
         if self.kind == "embeddings":
             from paraling.pipeline.embeddings_lr import CNNEmbeddings
 
@@ -135,7 +135,7 @@ class BaselineRunner:
         """Fit the estimator on the fold's training speakers; score its test utterances."""
         assert self.provider is not None, "prepare() first"
         X_tr, y_tr, g_tr, X_te, te_utt = self.provider(plan)
-        est = _fit(make_estimator(self.name, self.cfg.model.baseline, int(self.cfg.seed) + plan.fold), X_tr, y_tr, g_tr)
+        est = _fit(build_estimator(self.cfg.model, int(self.cfg.seed) + plan.fold), X_tr, y_tr, g_tr)
         proba = _fold_proba(est, X_te, te_utt, len(plan.test), self.n_cls)
         return FoldOutput(scores={"utterance": proba.astype(np.float32)}, metrics=_fold_metrics(est))
 
@@ -150,10 +150,10 @@ def run_baseline(
     overrides: list[str] | None = None,
     tags: dict[str, str] | None = None,
 ) -> RunResult:
-    """Cross-validate the baseline ``cfg.model.name`` and track it as one MLflow run.
+    """Cross-validate the baseline ``cfg.model.kind`` and track it as one MLflow run.
 
     Args:
-        cfg: Validated configuration with ``model.name`` in ``svm``, ``rf``, ``dnn``, ``lr``.
+        cfg: Validated configuration with ``model.kind`` in ``svm``, ``rf``, ``dnn``, ``lr``.
         reporter: Unused (baselines report no per-epoch curves to searches).
         parent_run_id: Nest the run under this parent.
         overrides: The Hydra overrides (logged as the ``paraling train ...`` line).
@@ -164,11 +164,11 @@ def run_baseline(
     """
     t0 = time.perf_counter()
     seed_everything(int(cfg.seed))
-    if cfg.augment.name != "none":
+    if cfg.augment.kind != "none":
         log.warning(
             "augment=%s is ignored by the %s baseline (augmentation applies to the CNN)",
-            cfg.augment.name,
-            cfg.model.name,
+            cfg.augment.kind,
+            cfg.model.kind,
         )
     runner = BaselineRunner(cfg, Progress(cfg.progress))
     data = runner.prepare()

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.splits import FoldPlan, split_validation_speakers
 from paraling.device import eval_batch_size, resolve_precision, to_numpy
-from paraling.models.cnn import build_model
+from paraling.models import build_window_model
 from paraling.pipeline.cv import CVData, FoldOutput, WindowScores
 from paraling.pipeline.dataset import PreparedData, eval_set, prepare_data
 from paraling.pipeline.pretrain import TransferSource, apply_transfer
@@ -42,7 +42,7 @@ class CNNRunner:
     """Cross-validates the configured :class:`~paraling.models.cnn.WindowCNN`.
 
     Args:
-        cfg: Validated configuration (``model.name == "cnn"``).
+        cfg: Validated configuration (``model.kind == "cnn"``).
         device: Where to train.
         progress: Progress bars.
         reporter: Receives every fold's per-epoch metrics (a search's pruning); may raise ``Pruned``.
@@ -63,8 +63,9 @@ class CNNRunner:
     ) -> None:
         self.cfg, self.device, self.progress, self.reporter = cfg, device, progress, reporter
         self.checkpoints, self.source = checkpoints, source
-        self.primary = str(cfg.aggregation.method)
-        self.embedding_dim = int(cfg.model.fc_sizes[-1]) if len(cfg.model.fc_sizes) else 0
+        self.primary = str(cfg.aggregation.kind)
+        self.methods = METHODS if self.primary in METHODS else (*METHODS, self.primary)  # a vote of your own too
+        self.embedding_dim = 0  # the window model's embed_dim, known once the data says what windows look like
         self.data: PreparedData | None = None
         self.models: dict[int, torch.nn.Module] = {}
         self.states: dict[int, dict[str, Any]] = {}
@@ -75,12 +76,14 @@ class CNNRunner:
         negative_class_index(self.cfg.corpus, list(data.classes))  # a wrong corpus.negative_class fails here
         data.bank.to(self.device)  # on a GPU: features, window index and gathers on the device when they fit
         self.data = data
+        probe = build_window_model(self.cfg.model, data.bank.n_mels, data.bank.width, len(data.classes))
+        self.embedding_dim = int(probe.embed_dim)
         return CVData(
             data.manifest,
             list(data.classes),
             data.y_utt,
             params={"data.n_windows": data.bank.n_windows},
-            tags={"paraling.device": str(self.device), "paraling.model_type": "cnn"},
+            tags={"paraling.training.device": str(self.device), "paraling.model_type": "cnn"},
         )
 
     def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
@@ -110,7 +113,7 @@ class CNNRunner:
         train_set = eval_set(bank, fit_rows, y_utt)
         val_set = eval_set(bank, val_rows, y_utt)
         test_set = eval_set(bank, plan.test, y_utt)
-        model = build_model(cfg.model, bank.n_mels, bank.width, len(data.classes))
+        model = build_window_model(cfg.model, bank.n_mels, bank.width, len(data.classes))
         frozen: list[str] = []
         lr_start = None
         if self.source is not None:
@@ -153,7 +156,7 @@ class CNNRunner:
         scores = {}
         ridge = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
         y_val = to_numpy(val_set.y)
-        for method in METHODS:
+        for method in self.methods:
             params: dict[str, Any] = ridge if method in ("weighted", "weighted_soft") else {}
             agg = make_aggregator(method, **params).fit(p_val, y_val, val_set.utt, e_val)
             scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)

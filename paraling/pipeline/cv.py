@@ -346,11 +346,11 @@ def run_note(
         f"{metrics.get('uar_ci_high', float('nan')):.3f}; folds {metrics.get('uar_fold_mean', float('nan')):.3f} "
         f"+/- {metrics.get('uar_fold_std', float('nan')):.3f})",
         "",
-        f"- model `{cfg.model.name}`, corpus `{cfg.corpus.name}`, {int(cfg.cv.folds)} speaker folds, seed {cfg.seed}",
+        f"- model `{cfg.model.kind}`, corpus `{cfg.corpus.name}`, {int(cfg.cv.folds)} speaker folds, seed {cfg.seed}",
     ]
     if len(methods) > 1:
         by = ", ".join(f"{m} {metrics[f'uar_{m}']:.3f}" for m in methods if f"uar_{m}" in metrics)
-        lines.append(f"- UAR by aggregation: {by} (headline: `{cfg.aggregation.method}`)")
+        lines.append(f"- UAR by aggregation: {by} (headline: `{cfg.aggregation.kind}`)")
     if "uar_binary" in metrics:
         lines.append(f"- 2-class UAR ({cfg.corpus.negative_class} vs the rest): {metrics['uar_binary']:.3f}")
     for k, v in (facts or {}).items():

@@ -22,8 +22,9 @@ from paraling.data.splits import assign_folds
 from paraling.data.windows import WindowBank, fill_frames, plan_layout
 from paraling.device import to_numpy
 from paraling.errors import AudioError
-from paraling.features import FeatureStore, LogMelSpec
+from paraling.features import FeatureStore, make_extractor
 from paraling.features.packed import PackStore, file_signatures
+from paraling.features.registry import Extractor
 from paraling.features.store import check_free_space
 from paraling.progress import Progress
 from paraling.training.loop import EvalSet
@@ -44,7 +45,7 @@ class PreparedData:
     classes: list[str]
     y_utt: np.ndarray
     bank: WindowBank
-    spec: LogMelSpec
+    spec: Extractor
     store: FeatureStore
     pack_reused: bool = False
 
@@ -60,7 +61,7 @@ class _Item:
 
 def _augment(manifest: Manifest, cfg: DictConfig) -> tuple[Manifest, list[str], list[Any]]:
     """Apply training-only augmentation; returns the manifest and per-utterance feature variants/transforms."""
-    if cfg.augment.name == "none":
+    if cfg.augment.kind == "none":
         return manifest, [""] * len(manifest), [None] * len(manifest)
     from paraling.features.augment import augment_manifest
 
@@ -139,7 +140,7 @@ def _packed_bank(
         def fill(data: np.ndarray, energy: np.ndarray) -> None:
             fill_frames(data, energy, rows, get, cfg.features.normalize)
 
-        pack = packs.build(key, signatures, rows, kept, store.spec.n_mels, fill, {"settings": settings}, bad)
+        pack = packs.build(key, signatures, rows, kept, store.spec.n_features, fill, {"settings": settings}, bad)
         log.info("features: %d cached, %d computed; packed as %s", hits, misses, key[:12])
     return WindowBank.from_frames(pack.data, pack.energy, pack.rows, pack.kept, width, shift), items, reused
 
@@ -152,12 +153,12 @@ def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedD
     manifest, variants, transforms = _augment(manifest, cfg)
     classes = manifest.labels
     items = [_Item(u, v, t) for u, v, t in zip(manifest, variants, transforms, strict=True)]
-    spec = LogMelSpec.from_config(cfg.features)
+    spec = make_extractor(cfg.features)
     store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
     reused = False
     if cfg.features.cache:
         frames = sum(u.duration for u in manifest) * 1000.0 / spec.frame_shift_ms
-        check_free_space(store.root, 2 * int(frames * (spec.n_mels + 1) * 4) + (64 << 20))  # entries + pack
+        check_free_space(store.root, 2 * int(frames * (spec.n_features + 1) * 4) + (64 << 20))  # entries + pack
         bank, items, reused = _packed_bank(cfg, items, store, progress)
     else:
         feats, _, bad = _extract(items, store, cfg.corpus.on_bad_file, progress, keep=True)
@@ -195,7 +196,7 @@ AUDIO_DIGEST_TAG = "paraling.audio_digest"
 def audio_digest(cfg: DictConfig, manifest: Manifest) -> str:
     """The digest of the corpus's audio bytes (:meth:`Manifest.audio_digest`), through the feature cache's memo of
     file digests, so a cached corpus is not read again."""
-    spec = LogMelSpec.from_config(cfg.features)
+    spec = make_extractor(cfg.features)
     store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
 
     def content(path: str) -> str:

@@ -9,7 +9,7 @@ embeddings of fold ``k``'s training utterances (including augmented copies, as t
 with model ``k``. Nothing is added to the CNN run, and any earlier CNN run with ``tracking.log_model=true`` can be
 used.
 
-Usage (a baseline with ``model.name=lr`` and ``model.baseline.features=embeddings``)::
+Usage (a baseline with ``model.kind=lr`` and ``model.baseline.features=embeddings``)::
 
     paraling train model=lr_emb model.baseline.embedding_run=<CNN run id> [model.baseline.embedding_level=window]
 
@@ -61,6 +61,7 @@ class CNNEmbeddings:
 
     def __init__(self, cfg: DictConfig, manifest: Manifest, classes: list[str]) -> None:
         from paraling.config import ParalingConfig
+        from paraling.config_checks import validate
         from paraling.device import resolve_device
         from paraling.pipeline.dataset import prepare_data
         from paraling.pipeline.pretrain import load_source
@@ -88,8 +89,7 @@ class CNNEmbeddings:
                     f"oof/scores.npz from {self.uri} ({exc})"
                 ) from exc
         self._check_same_folds(oof, manifest, classes)
-        cnn_cfg = OmegaConf.merge(OmegaConf.structured(ParalingConfig), OmegaConf.create(cnn_yaml))
-        assert isinstance(cnn_cfg, DictConfig)
+        cnn_cfg = validate(OmegaConf.merge(OmegaConf.structured(ParalingConfig), OmegaConf.create(cnn_yaml)))
         cnn_cfg.cache_dir, cnn_cfg.progress, cnn_cfg.device = cfg.cache_dir, cfg.progress, cfg.device
         self.cnn_cfg = cnn_cfg
         self.data = prepare_data(cnn_cfg)
@@ -110,12 +110,16 @@ class CNNEmbeddings:
             )
 
     def _model(self, fold: int) -> torch.nn.Module:
-        from paraling.models.cnn import build_model
+        from paraling.config_compat import legacy_node
+        from paraling.models import build_window_model
         from paraling.pipeline.pretrain import load_source
 
         spec, state = load_source(self.run_id, fold, self.uri)
-        model = build_model(
-            OmegaConf.create(spec["model"]), int(spec["n_mels"]), int(spec["windows"]["width"]), len(spec["classes"])
+        model = build_window_model(
+            OmegaConf.create(legacy_node("model", dict(spec["model"]))),
+            int(spec["n_mels"]),
+            int(spec["windows"]["width"]),
+            len(spec["classes"]),
         )
         model.load_state_dict(state)
         return model.to(self.device).eval()

@@ -1,7 +1,8 @@
 """``run_experiment(cfg)``: one speaker-independent cross-validated experiment, tracked as one MLflow run.
 
-A dispatch: ``model.name`` picks the :class:`~paraling.pipeline.cv.FoldRunner` (the CNN of
-:mod:`paraling.pipeline.cnn`, or an utterance-level baseline of :mod:`paraling.pipeline.baselines`), and
+A dispatch: the level of ``model.kind`` (:mod:`paraling.models.registry`) picks the
+:class:`~paraling.pipeline.cv.FoldRunner` (a window model, the CNN by default, in :mod:`paraling.pipeline.cnn`, or an
+utterance-level model in :mod:`paraling.pipeline.baselines`), and
 :func:`~paraling.pipeline.cv.run_cv` runs its folds and tracks the run. What only the CNN needs happens here:
 resolving (or pre-training) a transfer source, the device, and the checkpoint folder that a killed run resumes from.
 """
@@ -28,6 +29,7 @@ from paraling.device import (
     prepare_determinism_env,
     resolve_device,
 )
+from paraling.models import model_level
 from paraling.pipeline.cnn import CNNRunner
 from paraling.pipeline.cv import run_cv, seed_everything
 from paraling.pipeline.dataset import PreparedData, prepare_data
@@ -75,7 +77,7 @@ def run_experiment(
     cfg = validate(cfg)
     prepare_determinism_env(bool(cfg.trainer.deterministic))  # before anything starts CUDA (cuBLAS reads it once)
     mark_cache(cfg.cache_dir)  # paraling cache clean deletes only in folders tagged (or laid out) as paraling's
-    if cfg.model.name != "cnn":  # utterance-level baselines (svm, rf, dnn, lr): same folds, metrics and oof format
+    if model_level(str(cfg.model.kind)) == "utterance":  # svm, rf, dnn, lr...: same folds, metrics and oof format
         from paraling.pipeline.baselines import run_baseline
 
         return run_baseline(cfg, parent_run_id=parent_run_id, overrides=overrides, tags=tags)

@@ -41,7 +41,9 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
+from paraling.config_groups import AggregationConfig
 from paraling.errors import ConfigError
+from paraling.plugins import Entry, Registry
 from paraling.scoring.vote_arrays import (
     check_bool,
     check_groups,
@@ -52,7 +54,16 @@ from paraling.scoring.vote_arrays import (
     vote,
 )
 
-__all__ = ["METHODS", "Aggregator", "MajorityVote", "MeanVote", "WeightedVote", "make_aggregator"]
+__all__ = [
+    "METHODS",
+    "VOTES",
+    "Aggregator",
+    "MajorityVote",
+    "MeanVote",
+    "WeightedVote",
+    "make_aggregator",
+    "register_vote",
+]
 
 _A = TypeVar("_A", bound="Aggregator")
 
@@ -315,13 +326,23 @@ class WeightedVote(Aggregator):
 
 # --- factory ---------------------------------------------------------------------------------------------
 
-_FACTORY: dict[str, tuple[type[Aggregator], dict[str, Any]]] = {
-    "majority": (MajorityVote, {}),
-    "mean": (MeanVote, {"log": False}),
-    "logmean": (MeanVote, {"log": True}),
-    "weighted": (WeightedVote, {"soft": False}),
-    "weighted_soft": (WeightedVote, {"soft": True}),
-}
+#: The votes, by ``aggregation.kind``: an entry's target is an :class:`Aggregator` subclass, ``info["params"]`` the
+#: constructor parameters that kind fixes. A vote of your own is registered with :func:`register_vote`.
+VOTES: Registry[Any] = Registry("aggregation", "vote")
+for _kind, _cls, _fixed in (
+    ("majority", MajorityVote, {}),
+    ("mean", MeanVote, {"log": False}),
+    ("logmean", MeanVote, {"log": True}),
+    ("weighted", WeightedVote, {"soft": False}),
+    ("weighted_soft", WeightedVote, {"soft": True}),
+):
+    VOTES.add(Entry(_kind, _cls, AggregationConfig, {"params": _fixed}))
+
+
+def register_vote(kind: str, *, config: type = AggregationConfig, **fixed: Any) -> Any:
+    """Decorator registering an :class:`Aggregator` subclass as ``aggregation.kind=kind`` (``fixed``: constructor
+    parameters that kind sets)."""
+    return VOTES.register(kind, config=config, params=fixed)
 
 
 def make_aggregator(method: str, **params: Any) -> Aggregator:
@@ -342,9 +363,10 @@ def make_aggregator(method: str, **params: Any) -> Aggregator:
         >>> make_aggregator("weighted", alpha=0.5, use_energy=False)
         WeightedVote(alpha=0.5, use_energy=False)
     """
-    if method not in _FACTORY:
-        raise ConfigError(f"unknown aggregation method {method!r}; choose one of {', '.join(METHODS)}")
-    cls, fixed = _FACTORY[method]
+    if method not in VOTES:
+        raise ConfigError(f"unknown aggregation method {method!r}; choose one of {', '.join(VOTES.kinds())}")
+    entry = VOTES.entry(method)
+    cls, fixed = entry.load(), dict(entry.info.get("params", {}))
     allowed = set(cls().get_params()) - set(fixed)
     unknown = sorted(set(params) - allowed)
     if unknown:

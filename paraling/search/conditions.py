@@ -1,4 +1,4 @@
-"""Conditions of a search space: ``model.n_blocks >= 3``, ``aggregation.method in [weighted, mean]``.
+"""Conditions of a search space: ``model.n_blocks >= 3``, ``aggregation.kind in [weighted, mean]``.
 
 A conditional parameter is sampled only when its condition holds for the parameters sampled before it.
 """

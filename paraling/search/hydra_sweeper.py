@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from paraling.config_compat import rewrite_overrides
 from paraling.errors import ConfigError, SearchError, StorageUnavailableError, TrackingStoreError
 from paraling.search.recovery import frozen_trial
 from paraling.search.space import SearchSpace
@@ -180,7 +181,7 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         )
     spec = load_study_spec(str(ref))
     parsed = OverridesParser.create().parse_overrides(list(arguments))
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != "sweep"]
+    fixed = rewrite_overrides(o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != "sweep")
     swept = [o for o in parsed if o.is_sweep_override()]
     if swept:
         extra = SearchSpace.from_mapping(_sweep_params(swept), "command-line sweep")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from paraling.config_compat import rewrite_overrides
 from paraling.errors import ParalingError, SearchError, StorageUnavailableError
 from paraling.search.executors import ExecutorOptions, check_cluster_storage, submit_workers
 from paraling.search.gpus import check_gpus, gpu_shares, plan_gpus, visible_gpus
@@ -294,6 +295,7 @@ def run_sweep(spec: StudySpec, options: SweepOptions | None = None, command: str
         SearchError: The storage cannot be opened or the study conflicts with the file.
     """
     options = options or SweepOptions()
+    options.overrides = rewrite_overrides(options.overrides)  # old selector names select the group's option
     visible = visible_gpus()
     gpus = visible if options.gpus is None or options.executor is not None else check_gpus(options.gpus, visible)
     plan = plan_gpus(gpus, options.trials_per_gpu, options.workers)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from paraling.config_compat import rewrite_override
 from paraling.errors import ConfigError
 from paraling.search.conditions import Condition, parse_condition
 from paraling.search.param import ParamSpec, format_value
@@ -159,7 +160,8 @@ def parse_space(data: Any, field_name: str = "space") -> list[ParamSpec]:
     for raw_name, body in data.items():
         if not isinstance(raw_name, str):
             raise ConfigError(f"{field_name}: keys must be config keys such as model.n_blocks, got {raw_name!r}")
-        for name, b, where in _expand(raw_name, body, f"{field_name}.{raw_name}"):
+        for old, b, where in _expand(raw_name, body, f"{field_name}.{raw_name}"):
+            name = rewrite_override(f"{old}=x").partition("=")[0]  # model.name: [...] searches the model group
             if not _KEY.match(name):
                 raise ConfigError(f"{where}: {name!r} is not a Hydra config key such as model.dropout_conv.1")
             if any(n == name for n, _, _ in expanded):

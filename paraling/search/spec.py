@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from paraling.config_compat import rewrite_overrides
 from paraling.errors import ConfigError
 from paraling.search.samplers import (
     PRUNERS,
@@ -184,10 +185,8 @@ def _check_grid_size(space: SearchSpace, sampler: SamplerSpec, n_trials: int | N
         return n_trials
     size = math.prod(len(v) for v in space.grid().values())
     if n_trials is not None and n_trials > size:
-        raise ConfigError(
-            f"{where}: n_trials={n_trials} exceeds the {size} points of the grid; each grid point runs once "
-            "(two workers never run the same point), so set n_trials <= the grid size or leave it out"
-        )
+        why = "each grid point runs once (two workers never run the same point): set n_trials <= it or leave it out"
+        raise ConfigError(f"{where}: n_trials={n_trials} exceeds the {size} points of the grid; {why}")
     return size if n_trials is None else n_trials
 
 
@@ -309,6 +308,7 @@ def _parse(data: Any, default_name: str, path: Path | None) -> StudySpec:
     for i, o in enumerate(overrides):
         if "=" not in o and not o.startswith("~"):
             raise ConfigError(f"overrides[{i}] must look like key=value, but got {o!r}")
+    overrides = rewrite_overrides(overrides)  # old selector names (model.name=...) select the group's option
     direction = data.get("direction", "maximize")
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction must be 'maximize' or 'minimize', but got direction={direction!r}")
@@ -378,7 +378,7 @@ def find_study_file(name: str | Path, search: tuple[Path, ...] = ()) -> Path:
                 return cand
     known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.yaml")})
     raise ConfigError(
-        f"study file {str(name)!r} not found; known studies: {known or 'none'} (in {[str(d) for d in dirs]})"
+        f"study file {str(name)!r} not found; known studies: {known or 'none'} (in {list(map(str, dirs))})"
     )
 
 
@@ -392,9 +392,8 @@ def load_study_spec(path: str | Path) -> StudySpec:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{p}: the study file is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
-        ) from None
+        why = f"the study file is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        raise ConfigError(f"{p}: {why}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{p}: cannot read the study file: {' '.join(str(exc).split())}") from None
     return parse_study_spec(data, str(p), p.stem, p.resolve())

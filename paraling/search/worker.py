@@ -94,7 +94,9 @@ def worker_seed(seed: int | None, slot: int, n_before: int = 0) -> int | None:
 def compose_fn() -> Callable[[list[str]], Any]:
     from hydra import compose
 
-    return lambda overrides: compose("config", overrides=overrides)
+    from paraling.config_compat import rewrite_overrides
+
+    return lambda overrides: compose("config", overrides=rewrite_overrides(overrides))
 
 
 def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:

@@ -40,8 +40,9 @@ from paraling.data.windows import WindowBank
 from paraling.device import resolve_device, to_numpy
 from paraling.ensemble import COMBINERS, combine
 from paraling.errors import ModelError, ParalingError
-from paraling.features import LogMelSpec, extract_logmel
-from paraling.models.cnn import WindowCNN, build_model
+from paraling.features import Extractor, make_extractor
+from paraling.models import build_window_model
+from paraling.models.cnn import WindowCNN
 from paraling.scoring.aggregation import Aggregator, make_aggregator
 from paraling.scoring.aggregation_state import fold_file
 from paraling.serving.prediction_table import predictions_frame, write_predictions
@@ -112,12 +113,13 @@ class CNNMember:
     def __init__(self, name: str, spec: dict[str, Any], folds: list[_Fold]) -> None:
         self.name, self.spec, self.folds = name, spec, folds
         self.classes: list[str] = list(spec["classes"])
-        self.feature_spec = LogMelSpec.from_config(SimpleNamespace(**spec["features"]))
+        self.feature_spec: Extractor = make_extractor(spec["features"])
         self.normalize = str(spec["features"].get("normalize", "utterance"))
         win = spec["windows"]
         self.width, self.shift = int(win["width"]), int(win["shift"])
         self.short_policy = str(win.get("short_policy", "pad"))
-        self.method = str(spec.get("aggregation", {}).get("method", "weighted"))
+        agg = spec.get("aggregation", {})
+        self.method = str(agg.get("kind") or agg.get("method") or "weighted")
         # the precision and layout the run's out-of-fold scores were computed with (fp32 for older runs)
         self.dtype = torch.bfloat16 if spec.get("precision") == "bf16" else None
         self.channels_last = bool(spec.get("channels_last", False))
@@ -134,12 +136,12 @@ class CNNMember:
         spec = folder.spec
         name = name or folder.path.name
         if not spec.is_cnn:
-            raise ModelError(f"member {name}: model {spec.model.get('name')!r} cannot predict from audio")
+            raise ModelError(f"member {name}: model {spec.model_kind!r} cannot predict from audio")
         folds = []
         for k in spec.folds:
             state = folder.weights(k)
             try:
-                model = build_model(
+                model = build_window_model(
                     SimpleNamespace(**spec.model), spec.n_mels, int(spec.windows["width"]), len(spec.classes)
                 )
             except ModelError as exc:
@@ -338,20 +340,21 @@ class Predictor:
 
     def _predict_chunk(self, paths: list[str], details: bool) -> list[FilePrediction]:
         preds = [FilePrediction(p) for p in paths]
-        feats: dict[LogMelSpec, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-        for spec in dict.fromkeys(m.feature_spec for m in self.members):
-            feats[spec] = {}
+        feats: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        extractors = {m.feature_spec.key(): m.feature_spec for m in self.members}  # members sharing one extract once
+        for key, spec in extractors.items():
+            feats[key] = {}
             for i, pr in enumerate(preds):
                 if pr.error:
                     continue
                 try:
                     wave = load_audio(pr.path, spec.sample_rate)
-                    feats[spec][i] = extract_logmel(wave, spec)
+                    feats[key][i] = spec.extract(wave)
                     pr.duration = len(wave) / spec.sample_rate
                 except (ParalingError, OSError, ValueError, RuntimeError) as exc:
                     pr.error = str(exc)
         for m in self.members:
-            for i, (f, _) in feats[m.feature_spec].items():
+            for i, (f, _) in feats[m.feature_spec.key()].items():
                 why = m.too_short(len(f))
                 if why and not preds[i].error:
                     preds[i].error = why
@@ -361,7 +364,7 @@ class Predictor:
         stack = np.zeros((len(self.members), len(ok), len(self.classes)))
         with torch.no_grad():
             for j, m in enumerate(self.members):
-                fe = feats[m.feature_spec]
+                fe = feats[m.feature_spec.key()]
                 stack[j], det = m.analyse([fe[i][0] for i in ok], [fe[i][1] for i in ok], self.device, details)
                 for i, dt in zip(ok, det, strict=False):
                     preds[i].details[m.name] = dt

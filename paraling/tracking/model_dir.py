@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from paraling.atomic import atomic_path
+from paraling.config_compat import legacy_node
 from paraling.errors import ModelError
 
 __all__ = [
@@ -82,13 +83,21 @@ class ModelSpec:
 
     @property
     def method(self) -> str:
-        """The voting method the run used."""
-        return str(self.aggregation.get("method", "weighted"))
+        """The voting method the run used (``aggregation.kind``; ``method`` in folders of earlier releases)."""
+        return str(self.aggregation.get("kind") or self.aggregation.get("method") or "weighted")
+
+    @property
+    def model_kind(self) -> str:
+        """``model.kind`` (``name`` in folders of earlier releases; ``cnn`` when neither is there)."""
+        return str(self.model.get("kind") or self.model.get("name") or "cnn")
 
     @property
     def is_cnn(self) -> bool:
-        """Whether the folder holds CNNs (the only models that predict from audio)."""
-        return str(self.model.get("name", "cnn")) == "cnn"
+        """Whether the folder holds window models (the models that predict from audio: the CNN or one of yours)."""
+        from paraling.models import MODELS
+
+        kind = self.model_kind
+        return kind in MODELS and MODELS.entry(kind).info.get("level") == "window"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``spec.json`` contents, with the format name."""
@@ -144,7 +153,8 @@ class ModelSpec:
             raise ModelError(f"{where}: 'model' is empty; re-log the run's model")
         if spec.precision not in ("fp32", "bf16"):
             raise ModelError(f"{where}: precision {spec.precision!r} is neither fp32 nor bf16")
-        return spec
+        model, aggregation = legacy_node("model", spec.model), legacy_node("aggregation", spec.aggregation)
+        return replace(spec, model=model, aggregation=aggregation)
 
 
 def read_spec(path: str | Path) -> ModelSpec:
@@ -201,7 +211,7 @@ def save_model_dir(
 def missing_files(spec: ModelSpec, files: set[str]) -> str:
     """Why a folder listing ``files`` (names relative to it) cannot be scored from audio, or ``""``."""
     if not spec.is_cnn:
-        return f"model {spec.model.get('name')!r} is not a CNN"
+        return f"model {spec.model_kind!r} is not a window model (it cannot predict from audio)"
     for k in spec.folds:
         if weights_name(k) not in files:
             return f"{weights_name(k)} missing"

@@ -137,7 +137,7 @@ def predict_windows(
         keep_freed_memory()
     was_training = model.training
     model.eval()
-    n_classes = model.out.out_features  # type: ignore[union-attr]
+    n_classes = int(model.n_classes)  # the window-model interface (paraling.models.registry)
     n = int(idx.numel())
     # Results stay on the model's device until the end: one copy to the host, no wait for the GPU per batch. The
     # output is filled in place (no small per-batch blocks left between big temporaries on the CPU).

@@ -138,7 +138,7 @@ def test_experiment_on_the_gpu_end_to_end(tiny_cfg, mlflow_uri: str) -> None:
 
     res = run_experiment(tiny_cfg("device=cuda", "trainer.epochs=3"))
     run = MlflowClient(mlflow_uri).get_run(res.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["paraling.device"].startswith("cuda")
+    assert run.info.status == "FINISHED" and run.data.tags["paraling.training.device"].startswith("cuda")
     assert run.data.tags["paraling.training.capture"] == "graph"
     assert np.isfinite(res.uar) and res.oof.windows["window_start"].min() >= 0
 

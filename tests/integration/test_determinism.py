@@ -5,18 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from paraling.config import ParalingConfig
+from paraling.config import compose
 from paraling.pipeline.experiment import run_experiment
 
 
 def _cfg(csv: Path, cache: Path, seed: int) -> object:
-    cfg = OmegaConf.structured(ParalingConfig())
-    cfg.corpus.kind, cfg.corpus.path, cfg.cache_dir, cfg.seed = "csv", str(csv), str(cache), seed
-    cfg.cv.folds, cfg.trainer.epochs, cfg.progress, cfg.tracking.enabled = 2, 2, "never", False
-    cfg.model.channels, cfg.model.fc_sizes, cfg.trainer.checkpoint = [8, 8, 8], [32], False
-    return cfg
+    return compose(
+        [
+            "corpus=csv",
+            f"corpus.path={csv}",
+            f"cache_dir={cache}",
+            f"seed={seed}",
+            "cv.folds=2",
+            "trainer.epochs=2",
+            "progress=never",
+            "tracking=none",
+            "model.channels=[8,8,8]",
+            "model.fc_sizes=[32]",
+            "trainer.checkpoint=false",
+        ]
+    )
 
 
 def test_same_seed_same_results(tone_corpus: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import soundfile as sf
 from omegaconf import OmegaConf
 
 from paraling.cli.main import main as cli_main
-from paraling.config import ParalingConfig
+from paraling.config import compose
 from paraling.ensemble.assembly import assemble_ensemble
 from paraling.errors import EnsembleError
 from paraling.pipeline.experiment import run_experiment
@@ -26,13 +26,22 @@ from paraling.tracking.runs import find_runs, make_client
 
 
 def _cfg(csv: Path, root: Path, uri: str, experiment: str, **overrides: Any) -> Any:
-    cfg = OmegaConf.structured(ParalingConfig)
-    cfg.corpus.name, cfg.corpus.kind, cfg.corpus.path = "csv", "csv", str(csv)
-    cfg.trainer.epochs, cfg.cv.folds = 1, 2
-    cfg.model.channels, cfg.model.fc_sizes = [8, 8, 8], [32]
-    cfg.tracking.uri, cfg.tracking.experiment = uri, experiment
-    cfg.cache_dir, cfg.progress, cfg.device = str(root / "cache"), "never", "cpu"
-    cfg.trainer.checkpoint = False
+    cfg = compose(
+        [
+            "corpus=csv",
+            f"corpus.path={csv}",
+            "trainer.epochs=1",
+            "cv.folds=2",
+            "model.channels=[8,8,8]",
+            "model.fc_sizes=[32]",
+            f"tracking.uri={uri}",
+            f"tracking.experiment={experiment}",
+            "device=cpu",
+            f"cache_dir={root / 'cache'}",
+            "progress=never",
+            "trainer.checkpoint=false",
+        ]
+    )
     for k, v in overrides.items():
         OmegaConf.update(cfg, k, v)
     return cfg
@@ -55,7 +64,7 @@ def store(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     uri,
                     "lib",
                     name="b",
-                    **{"aggregation.method": "logmean", "model.channels": [4, 8, 8], "features.normalize": "global"},
+                    **{"aggregation.kind": "logmean", "model.channels": [4, 8, 8], "features.normalize": "global"},
                 )
             ),
             "c": run_experiment(

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-from paraling.config import ParalingConfig
+from paraling.config import compose
 from paraling.data.audio import load_audio
 from paraling.data.recipes.csv import prepare_csv
 from paraling.data.recipes.folders import prepare_folders
@@ -75,11 +74,20 @@ def test_pipeline_runs_through_the_hostile_corpus(
     corpus: tuple[Path, dict[str, str]], tmp_path: Path, mlflow_uri: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     csv_path, _ = corpus
-    cfg = OmegaConf.structured(ParalingConfig())
-    cfg.corpus.kind, cfg.corpus.path, cfg.corpus.name = "csv", str(csv_path), "hostile"
-    cfg.cv.folds, cfg.trainer.epochs, cfg.progress = 2, 1, "never"
-    cfg.model.channels, cfg.model.fc_sizes, cfg.cache_dir = [4, 4, 4], [16], str(tmp_path / "cache")
-    cfg.trainer.max_windows_per_epoch = 2000
+    cfg = compose(
+        [
+            "corpus=csv",
+            f"corpus.path={csv_path}",
+            "corpus.name=hostile",
+            "cv.folds=2",
+            "trainer.epochs=1",
+            "progress=never",
+            "model.channels=[4,4,4]",
+            "model.fc_sizes=[16]",
+            f"cache_dir={tmp_path / 'cache'}",
+            "trainer.max_windows_per_epoch=2000",
+        ]
+    )
     with caplog.at_level(logging.WARNING):
         result = run_experiment(cfg)
     skipped_late = {"nan_samples", "inf_samples"}  # header fine, samples bad: skipped at feature time

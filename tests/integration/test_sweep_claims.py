@@ -97,7 +97,7 @@ def test_hydra_sweep_syntax_maps_to_study_parameters() -> None:
 
     parsed = OverridesParser.create().parse_overrides(
         [
-            "aggregation.method=choice(majority,weighted)",
+            "aggregation=choice(majority,weighted)",
             "windows.width=range(11,19,2)",
             "trainer.lr_start=interval(0.001,0.1)",
             "model.dropout_fc=tag(log, interval(0.01,0.5))",
@@ -106,7 +106,7 @@ def test_hydra_sweep_syntax_maps_to_study_parameters() -> None:
         ]
     )
     got = _sweep_params(parsed)
-    assert got["aggregation.method"] == {"type": "categorical", "choices": ["majority", "weighted"]}
+    assert got["aggregation"] == {"type": "categorical", "choices": ["majority", "weighted"]}
     assert got["windows.width"] == {"type": "int", "low": 11, "high": 17, "step": 2}
     assert got["trainer.lr_start"] == {"type": "float", "low": 0.001, "high": 0.1, "log": False}
     assert got["model.dropout_fc"]["log"] is True and got["model.dropout_fc"]["type"] == "float"

@@ -65,7 +65,7 @@ def test_unknown_key_and_wrong_type_fail_at_composition(compose_cfg: Callable[..
         ("model.dropout_fc=1.5", "dropout_fc"),
         ("windows.width=0", "windows.width"),
         ("cv.folds=1", "cv.folds"),
-        ("aggregation.method=vote", "aggregation.method"),
+        ("aggregation.kind=vote", "aggregation.kind"),
         ("model.n_blocks=9", "n_blocks=9"),
         ("trainer.momentum_end=1.0", "momentum"),
         ("corpus=csv", "corpus.path"),
@@ -77,9 +77,16 @@ def test_bad_values_name_the_key(override: str, match: str, compose_cfg: Callabl
 
 
 def test_structured_defaults_validate_and_match_the_yaml(compose_cfg: Callable[..., DictConfig]) -> None:
-    from paraling.config import ParalingConfig
+    from paraling.config import CVConfig, TrainerConfig, WindowsConfig
+    from paraling.config_groups import AggregationConfig, CNNConfig
 
-    structured = validate(OmegaConf.structured(ParalingConfig()))
-    composed = compose_cfg([])
-    for group in ("trainer", "model", "windows", "aggregation", "cv"):
-        assert OmegaConf.to_container(structured[group]) == OmegaConf.to_container(composed[group]), group
+    composed = validate(compose_cfg([]))
+    defaults = {
+        "trainer": TrainerConfig,
+        "model": CNNConfig,
+        "windows": WindowsConfig,
+        "aggregation": AggregationConfig,
+        "cv": CVConfig,
+    }
+    for group, dataclass in defaults.items():
+        assert OmegaConf.to_container(OmegaConf.structured(dataclass)) == OmegaConf.to_container(composed[group]), group

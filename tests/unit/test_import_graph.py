@@ -88,7 +88,7 @@ LAYERS: list[set[str]] = [
     {"errors", "atomic", "filelock", "secrets", "progress", "cache_marker"},  # plain utilities
     {"ops"},  # native CPU kernels and their torch references
     {"device"},  # device and precision choice, host/device crossings
-    {"config"},  # typed schemas, Hydra composition
+    {"config", "config_groups", "config_compat", "plugins"},  # typed schemas, Hydra composition, plug-in registries
     {"data"},  # audio, manifests, corpus recipes, folds, windows
     {"features"},  # extractors, cache, packs, augmentation
     {"scoring"},  # votes, metrics, out-of-fold scores (arrays only)

@@ -6,6 +6,7 @@ import csv
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from paraling.data.manifest import Manifest
 from paraling.data.recipes.common import SkipLog, confine, make_utterance
@@ -99,3 +100,16 @@ def prepare_csv(
     manifest = Manifest(utts, source=str(csv_path))
     manifest.skipped = skips.skipped  # type: ignore[attr-defined]
     return manifest
+
+
+def load_csv(cfg: Any) -> Manifest:
+    """The ``csv`` recipe: :func:`prepare_csv` with a ``corpus`` node's settings."""
+    return prepare_csv(
+        cfg.path,
+        cfg.file_column,
+        cfg.label_column,
+        cfg.speaker_column,
+        cfg.split_column,
+        cfg.allow_outside_root,
+        cfg.on_bad_file,
+    )

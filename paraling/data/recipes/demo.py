@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from paraling.data.manifest import Manifest
 from paraling.data.recipes._synthetic import (
     Plan,
     active_rms,
@@ -366,3 +368,13 @@ def prepare_demo(
     plans = _plans(n_speakers, seed, (lo, hi), utts_per_class)
     columns = ("file", "label", "speaker", "sentence", "snr_db", "voice")
     return build_corpus(out_dir, params, plans, _render, "demo.csv", columns, n_jobs=n_jobs)
+
+
+def load_demo(cfg: Any) -> Manifest:
+    """The ``demo`` recipe: the corpus generated into ``cfg.path`` (when missing), read as its CSV."""
+    from paraling.data.recipes.csv import prepare_csv
+
+    kwargs: dict[str, Any] = {"n_speakers": cfg.demo_speakers, "seed": cfg.demo_seed}
+    if cfg.demo_snr_db:
+        kwargs["snr_db"] = tuple(cfg.demo_snr_db)
+    return prepare_csv(prepare_demo(Path(cfg.path or "data/demo"), **kwargs), on_bad_file=cfg.on_bad_file)

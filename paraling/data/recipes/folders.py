@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from paraling.data.manifest import Manifest
 from paraling.data.recipes.common import SkipLog, confine, make_utterance
@@ -74,3 +75,8 @@ def prepare_folders(
     if skips.skipped:
         log.warning("%s: %s", root, skips.summary())
     return Manifest(utts, source=str(root))
+
+
+def load_folders(cfg: Any) -> Manifest:
+    """The ``folders`` recipe: :func:`prepare_folders` with a ``corpus`` node's settings."""
+    return prepare_folders(cfg.path, cfg.speaker_regex, tuple(cfg.extensions), cfg.on_bad_file, cfg.allow_outside_root)

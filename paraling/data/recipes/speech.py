@@ -25,11 +25,13 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
 from paraling.data.audio import resample
+from paraling.data.manifest import Manifest
 from paraling.data.recipes._synthetic import MARKER, Plan, active_rms, build_corpus, check_snr, lowpass, rng_for
 from paraling.data.recipes.demo import DEFAULT_SNR_DB, LABELS, eating_profile, mix_eating
 from paraling.errors import ConfigError, CorpusError
@@ -225,3 +227,14 @@ def prepare_speech(
     plans, params["sources"] = _plans(root, speakers, seed, (lo, hi), utts_per_class)
     columns = ("file", "label", "speaker", "source", "snr_db")
     return build_corpus(out_dir, params, plans, _render, "speech.csv", columns, n_jobs=n_jobs)
+
+
+def load_speech(cfg: Any) -> Manifest:
+    """The ``speech`` recipe: real prompts with eating noise built into ``cfg.path`` (when missing), read as CSV."""
+    from paraling.data.recipes.csv import prepare_csv
+
+    kwargs: dict[str, Any] = {"seed": cfg.demo_seed, "utts_per_class": cfg.speech_utts_per_class}
+    if cfg.demo_snr_db:
+        kwargs["snr_db"] = tuple(cfg.demo_snr_db)
+    path = prepare_speech(Path(cfg.path or "data/speech"), cfg.speech_root, **kwargs)
+    return prepare_csv(path, on_bad_file=cfg.on_bad_file)

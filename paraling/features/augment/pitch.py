@@ -143,20 +143,20 @@ def augment_manifest(manifest: Manifest, augment_cfg: Any) -> tuple[Manifest, li
 
     Args:
         manifest: Manifest with folds assigned; already-augmented rows are kept as they are.
-        augment_cfg: The ``augment`` config node (``name``, ``semitones``, ``crispness``).
+        augment_cfg: The ``augment`` config node (``kind``, ``semitones``, ``crispness``).
 
     Returns:
         ``(manifest, variants, transforms)``, aligned with the returned manifest: originals first (variant ``""``,
         transform ``None``), then the copies (variant from :func:`variant_tag`, a :class:`PitchShift`).
 
     Raises:
-        ConfigError: Unknown ``augment.name``, no non-zero shift, crispness outside 0..6.
+        ConfigError: Unknown ``augment.kind``, no non-zero shift, crispness outside 0..6.
     """
-    name = augment_cfg.name
+    name = augment_cfg.kind
     if name == "none":
         return manifest, [""] * len(manifest), [None] * len(manifest)
     if name != "pitch":
-        raise ConfigError(f"augment.name must be 'none' or 'pitch', but got name={name!r}")
+        raise ConfigError(f"augment.kind must be 'none' or 'pitch', but got kind={name!r}")
     shifts = _check_semitones(list(augment_cfg.semitones))
     crisp = int(augment_cfg.crispness)
     _check_crispness(crisp)

@@ -61,7 +61,7 @@ def test_missing_rubberband_names_the_install_command(monkeypatch: pytest.Monkey
 
 def test_augment_manifest_adds_marked_copies_with_the_source_fold() -> None:
     m = _manifest()
-    cfg = SimpleNamespace(name="pitch", semitones=[-1.0, 1.0], crispness=6)
+    cfg = SimpleNamespace(kind="pitch", semitones=[-1.0, 1.0], crispness=6)
     out, variants, transforms = augment_manifest(m, cfg)
     assert len(out) == 3 * len(m) and len(variants) == len(transforms) == len(out)
     copies = [u for u in out if u.augmented_from is not None]
@@ -75,13 +75,13 @@ def test_augment_manifest_adds_marked_copies_with_the_source_fold() -> None:
         assert u.extra["semitones"] in (-1.0, 1.0) and u.extra["crispness"] == 6
         assert v == variant_tag(u.extra["semitones"], 6) and tr == PitchShift(u.extra["semitones"], 6)
     assert {u.extra["semitones"] for u in copies} == {-1.0, 1.0}
-    same, v0, _ = augment_manifest(m, SimpleNamespace(name="none", semitones=[], crispness=6))
+    same, v0, _ = augment_manifest(m, SimpleNamespace(kind="none", semitones=[], crispness=6))
     assert same is m and v0 == [""] * len(m)
 
 
 def test_test_only_utterances_of_a_fixed_split_are_not_copied() -> None:
     utts = [Utterance("tr", "/x/tr.wav", "a", "s1", 1.0, fold=-1), Utterance("te", "/x/te.wav", "a", "s2", 1.0, fold=0)]
-    out, _, _ = augment_manifest(Manifest(utts), SimpleNamespace(name="pitch", semitones=[1.0], crispness=6))
+    out, _, _ = augment_manifest(Manifest(utts), SimpleNamespace(kind="pitch", semitones=[1.0], crispness=6))
     assert [u.augmented_from for u in out] == [None, None, "tr"]
 
 
@@ -91,11 +91,11 @@ def test_test_only_utterances_of_a_fixed_split_are_not_copied() -> None:
 )
 def test_bad_augment_config_is_rejected(semitones: list[float], crispness: int, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        augment_manifest(_manifest(), SimpleNamespace(name="pitch", semitones=semitones, crispness=crispness))
+        augment_manifest(_manifest(), SimpleNamespace(kind="pitch", semitones=semitones, crispness=crispness))
 
 
 def test_plan_folds_never_tests_on_copies() -> None:
-    out, _, _ = augment_manifest(_manifest(6, 3), SimpleNamespace(name="pitch", semitones=[1.0], crispness=6))
+    out, _, _ = augment_manifest(_manifest(6, 3), SimpleNamespace(kind="pitch", semitones=[1.0], crispness=6))
     for plan in plan_folds(out):
         assert all(out[i].augmented_from is None for i in plan.test)
         test_ids = {out[i].id for i in plan.test}

@@ -17,7 +17,6 @@ import torch
 from omegaconf import OmegaConf
 
 import paraling.data.windows as windows
-from paraling.config import ParalingConfig
 from paraling.data.windows import WindowBank, fill_frames, plan_layout
 from paraling.errors import FeatureError
 from paraling.features.packed import PackStore, file_signatures
@@ -111,9 +110,10 @@ def test_a_pack_that_cannot_be_written_raises_feature_error(tmp_path: Path) -> N
 
 
 def _cfg(csv: Path, cache: Path, **extra: object):
-    cfg = OmegaConf.structured(ParalingConfig())
-    cfg.corpus.kind, cfg.corpus.path, cfg.cache_dir = "csv", str(csv), str(cache)
-    cfg.cv.folds = 2
+    from paraling.config import compose
+    from paraling.config_checks import validate
+
+    cfg = validate(compose(["corpus=csv", f"corpus.path={csv}", f"cache_dir={cache}", "cv.folds=2"]))
     for k, v in extra.items():
         OmegaConf.update(cfg, k, v)
     return cfg

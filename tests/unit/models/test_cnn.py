@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 import paraling.models.cnn as cnn
-from paraling.config import ModelConfig
+from paraling.config_groups import CNNConfig as ModelConfig
 from paraling.errors import ModelError
 from paraling.models.cnn import WindowCNN, build_model
 

@@ -97,7 +97,7 @@ def test_missing_files_names_the_first_gap() -> None:
     assert missing_files(spec, everything - {weights_name(1)}) == "fold1.safetensors missing"
     assert "fitted vote" in missing_files(spec, everything - {state_name(0)})
     other = ModelSpec.from_dict({**spec.to_dict(), "model": {**spec.model, "name": "svm"}})
-    assert "not a CNN" in missing_files(other, everything)
+    assert "is not a window model" in missing_files(other, everything)
 
 
 def test_weights_of_a_missing_fold_are_a_model_error(tmp_path: Path) -> None:

@@ -1,0 +1,270 @@
+"""Typed config nodes of the plug-in groups: one dataclass per registered kind, holding only that kind's keys.
+
+The selector of every group is ``kind`` (``corpus.kind``, ``features.kind``, ``model.kind``, ``aggregation.kind``,
+``augment.kind``). Each built-in kind's schema is stored in Hydra's ConfigStore as ``<group>/<kind>_schema``
+(:func:`paraling.config.register_configs`), and the group's YAML file in ``conf/`` starts from it, so overrides of any
+of its keys type-check at composition. A plug-in's dataclass (subclass the group's base here) is registered with its
+registry (:mod:`paraling.plugins`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BUILTIN_SCHEMAS",
+    "AggregationConfig",
+    "AugmentConfig",
+    "BaselineConfig",
+    "CNNConfig",
+    "CorpusConfig",
+    "CsvCorpusConfig",
+    "DemoCorpusConfig",
+    "DnnBaselineConfig",
+    "DnnConfig",
+    "FeaturesConfig",
+    "FoldersCorpusConfig",
+    "LogMelConfig",
+    "LrBaselineConfig",
+    "LrConfig",
+    "ManifestCorpusConfig",
+    "ModelConfig",
+    "RfBaselineConfig",
+    "RfConfig",
+    "SpeechCorpusConfig",
+    "SvmBaselineConfig",
+    "SvmConfig",
+]
+
+
+# --- corpus -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CorpusConfig:
+    """What every corpus recipe has: its display ``name``, ``kind`` (the recipe), ``path``, the bad-file policy,
+    path confinement and the "no" side of the 2-class UAR (``negative_class``; ``None``: no 2-class UAR)."""
+
+    name: str = "corpus"
+    kind: str = "csv"
+    path: str | None = None
+    on_bad_file: str = "skip"
+    allow_outside_root: bool = False
+    negative_class: str | None = None
+
+
+@dataclass
+class CsvCorpusConfig(CorpusConfig):
+    """A CSV with a file, label and speaker column (paths relative to the CSV; extra columns kept)."""
+
+    kind: str = "csv"
+    file_column: str = "file"
+    label_column: str = "label"
+    speaker_column: str = "speaker"
+    split_column: str | None = None
+
+
+@dataclass
+class FoldersCorpusConfig(CorpusConfig):
+    """One sub-folder per class under ``path``; the speaker from the file name (``speaker_regex``)."""
+
+    kind: str = "folders"
+    speaker_regex: str | None = None
+    extensions: list[str] = field(default_factory=lambda: [".wav", ".flac", ".ogg"])
+
+
+@dataclass
+class ManifestCorpusConfig(CorpusConfig):
+    """A paraling JSONL manifest."""
+
+    kind: str = "manifest"
+
+
+@dataclass
+class DemoCorpusConfig(CorpusConfig):
+    """The embedded synthetic eating-condition corpus, generated into ``path`` when missing."""
+
+    kind: str = "demo"
+    path: str | None = "data/demo"
+    demo_speakers: int = 30
+    demo_seed: int = 0
+    demo_snr_db: list[float] | None = None
+
+
+@dataclass
+class SpeechCorpusConfig(CorpusConfig):
+    """Real recorded prompts under ``speech_root`` with the demo's eating noise, built into ``path`` when missing."""
+
+    kind: str = "speech"
+    path: str | None = "data/speech"
+    speech_root: str = "/usr/share/asterisk/sounds"
+    speech_utts_per_class: int = 6
+    demo_seed: int = 0
+    demo_snr_db: list[float] | None = None
+
+
+# --- features ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeaturesConfig:
+    """What every feature extractor has: ``kind``, the normalisation of its frames and whether they are cached."""
+
+    kind: str = "fbank"
+    normalize: str = "global"
+    cache: bool = True
+
+
+@dataclass
+class LogMelConfig(FeaturesConfig):
+    """Log-mel filterbank (``fbank``: Kaldi-compatible; ``melspec``: torchaudio's MelSpectrogram)."""
+
+    sample_rate: int = 16000
+    n_mels: int = 40
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    f_min: float = 20.0
+    f_max: float | None = None
+
+
+# --- models -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """What every model has: its ``kind`` (``name``: its old name, read as ``kind`` with a deprecation line)."""
+
+    kind: str = "cnn"
+    name: str | None = None
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    """The windowed CNN: ``n_blocks`` conv+pool blocks (the first ``n_blocks`` entries of the lists), then FC layers."""
+
+    kind: str = "cnn"
+    n_blocks: int = 3
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 128])
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 2, 2, 2, 2])
+    pool_size: int = 2
+    dropout_conv: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.3, 0.3])
+    fc_sizes: list[int] = field(default_factory=lambda: [500, 500])
+    dropout_fc: float = 0.5
+
+
+@dataclass
+class BaselineConfig:
+    """What every utterance-level model reads: its features (``compare``: openSMILE ComParE_2016 functionals,
+    ``logmel``: log-mel mean/std, ``embeddings``: the CNN embeddings of run ``embedding_run``), the inner folds of its
+    grouped grid search, and how embeddings are taken (``utterance`` or per ``window``)."""
+
+    features: str = "compare"
+    inner_folds: int = 3
+    embedding_run: str | None = None
+    embedding_level: str = "utterance"
+
+
+@dataclass
+class SvmBaselineConfig(BaselineConfig):
+    """Linear SVM: ``svm_c`` searched by grouped inner CV."""
+
+    svm_c: list[float] = field(default_factory=lambda: [0.0001, 0.001, 0.01, 0.1, 1.0])
+
+
+@dataclass
+class LrBaselineConfig(BaselineConfig):
+    """Logistic regression: ``lr_c`` searched by grouped inner CV."""
+
+    lr_c: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
+
+
+@dataclass
+class RfBaselineConfig(BaselineConfig):
+    """Random forest of ``rf_trees`` trees."""
+
+    rf_trees: int = 500
+
+
+@dataclass
+class DnnBaselineConfig(BaselineConfig):
+    """A dropout MLP on utterance vectors."""
+
+    dnn_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    dnn_dropout: float = 0.5
+    dnn_epochs: int = 60
+    dnn_lr: float = 0.001
+    dnn_batch_size: int = 64
+
+
+@dataclass
+class SvmConfig(ModelConfig):
+    """``model=svm``."""
+
+    kind: str = "svm"
+    baseline: SvmBaselineConfig = field(default_factory=SvmBaselineConfig)
+
+
+@dataclass
+class LrConfig(ModelConfig):
+    """``model=lr`` (``model=lr_emb``: on a CNN run's embeddings)."""
+
+    kind: str = "lr"
+    baseline: LrBaselineConfig = field(default_factory=LrBaselineConfig)
+
+
+@dataclass
+class RfConfig(ModelConfig):
+    """``model=rf``."""
+
+    kind: str = "rf"
+    baseline: RfBaselineConfig = field(default_factory=RfBaselineConfig)
+
+
+@dataclass
+class DnnConfig(ModelConfig):
+    """``model=dnn``."""
+
+    kind: str = "dnn"
+    baseline: DnnBaselineConfig = field(default_factory=DnnBaselineConfig)
+
+
+# --- votes and augmentation -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AggregationConfig:
+    """How window posteriors become an utterance decision (``kind``: majority, mean, logmean, weighted (Ridge, the
+    paper's) or weighted_soft (the default)); the Ridge settings apply to the weighted votes, which every CNN run also
+    scores."""
+
+    kind: str = "weighted_soft"
+    ridge_alpha: float = 1.0
+    use_energy: bool = True
+    method: str | None = None  # the old name of ``kind``: read as it, with a deprecation line
+
+
+@dataclass
+class AugmentConfig:
+    """Training-only augmentation (``kind``: none or pitch, shift with Rubberband)."""
+
+    kind: str = "none"
+    semitones: list[float] = field(default_factory=list)
+    crispness: int = 6
+    name: str | None = None  # the old name of ``kind``: read as it, with a deprecation line
+
+
+#: ``(group, kind, dataclass)`` of every built-in kind: stored in Hydra's ConfigStore as ``<group>/<kind>_schema``.
+BUILTIN_SCHEMAS: tuple[tuple[str, str, type], ...] = (
+    ("corpus", "csv", CsvCorpusConfig),
+    ("corpus", "folders", FoldersCorpusConfig),
+    ("corpus", "manifest", ManifestCorpusConfig),
+    ("corpus", "demo", DemoCorpusConfig),
+    ("corpus", "speech", SpeechCorpusConfig),
+    ("features", "fbank", LogMelConfig),
+    ("features", "melspec", LogMelConfig),
+    ("model", "cnn", CNNConfig),
+    ("model", "svm", SvmConfig),
+    ("model", "lr", LrConfig),
+    ("model", "rf", RfConfig),
+    ("model", "dnn", DnnConfig),
+)

@@ -1,0 +1,58 @@
+"""Feature extractors: the registry of ``features.kind`` and the interface an extractor offers.
+
+An extractor turns a mono waveform into frames: ``extract(wave) -> (features (frames, n_features), energy
+(frames,))``, at its ``sample_rate`` with frames every ``frame_shift_ms``; ``key()`` identifies its output (the
+feature cache and packs are keyed by it, so two extractors must never share a key for different output). The built-in
+log-mel FBANK and MelSpectrogram are :class:`~paraling.features.logmel.LogMelSpec`; one of your own is a class with
+``from_config(cfg)`` registered with :func:`register_features` in a plug-in module (docs/extending.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+import numpy as np
+
+from paraling.config_groups import LogMelConfig
+from paraling.plugins import Entry, Registry
+
+__all__ = ["EXTRACTORS", "Extractor", "make_extractor", "register_features"]
+
+
+class Extractor(Protocol):
+    """What the feature cache, the window bank and prediction need of an extractor."""
+
+    sample_rate: int
+    frame_shift_ms: float
+    frame_length_ms: float
+
+    @property
+    def n_features(self) -> int:
+        """Values per frame."""
+
+    def key(self) -> str:
+        """A stable identity of what :meth:`extract` returns (cache and pack keys)."""
+
+    def extract(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(features (frames, n_features), energy (frames,))`` float32 of a mono waveform at :attr:`sample_rate`."""
+
+
+#: The feature extractors, by ``features.kind``; an entry's target has ``from_config(cfg) -> Extractor``.
+EXTRACTORS: Registry[Any] = Registry("features", "feature extractor")
+#: Decorator: ``@register_features("mine", config=MyFeaturesConfig)`` on a class with ``from_config(cfg)``.
+register_features = EXTRACTORS.register
+
+for _kind in ("fbank", "melspec"):
+    EXTRACTORS.add(Entry(_kind, "paraling.features.logmel:LogMelSpec", LogMelConfig))
+
+
+def make_extractor(cfg: Any) -> Extractor:
+    """The extractor a ``features`` config node (or a mapping, e.g. a model folder's ``spec.json``) describes.
+
+    Raises:
+        ConfigError: An unknown ``features.kind``, or settings the extractor refuses.
+    """
+    node = SimpleNamespace(**cfg) if isinstance(cfg, Mapping) else cfg
+    return EXTRACTORS.entry(str(node.kind)).load().from_config(node)
