@@ -102,7 +102,7 @@ LAYERS: list[set[str]] = [
     {"search"},  # Optuna studies, workers, executors
     {"serving"},  # prediction, explanations, the pyfunc
     {"bench"},  # the benchmarks
-    {"cli", "registry", "paraling", "__main__"},  # entry points, the public surface, compatibility aliases
+    {"cli", "api", "registry", "paraling", "__main__"},  # entry points, the public surface, compatibility aliases
 ]
 
 
