@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from paraling.config import ParalingConfig
 from paraling.config_compat import legacy_node
@@ -201,7 +201,7 @@ def _check_trainer(cfg: DictConfig) -> None:
             )
 
 
-def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
+def validate(cfg: DictConfig | ListConfig | ParalingConfig) -> DictConfig:
     """Check values that the schema's types cannot express.
 
     Args:
@@ -211,28 +211,29 @@ def validate(cfg: DictConfig | ParalingConfig) -> DictConfig:
         The same configuration as a ``DictConfig``.
 
     Raises:
-        ConfigError: Naming the key, the bad value and what is allowed.
+        ConfigError: Naming the key, the bad value and what is allowed; or ``cfg`` is not a mapping.
     """
-    if not isinstance(cfg, DictConfig):
-        cfg = OmegaConf.structured(cfg)
-    load_plugins(list(cfg.get("plugins") or []))
-    _type_groups(cfg)
-    _check_choices_and_ranges(cfg)
-    _check_features(cfg)
-    _check_model(cfg)
-    _check_trainer(cfg)
-    if cfg.cv.scheme == "kfold" and cfg.cv.folds < 2:
-        raise ConfigError(f"cv.folds must be >= 2 for cv.scheme=kfold, but got folds={cfg.cv.folds}")
-    if cfg.corpus.kind in ("csv", "folders", "manifest") and not cfg.corpus.path:
+    conf = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    if not isinstance(conf, DictConfig):
+        raise ConfigError(f"a paraling configuration maps group names to nodes; got a {type(cfg).__name__}")
+    load_plugins(list(conf.get("plugins") or []))
+    _type_groups(conf)
+    _check_choices_and_ranges(conf)
+    _check_features(conf)
+    _check_model(conf)
+    _check_trainer(conf)
+    if conf.cv.scheme == "kfold" and conf.cv.folds < 2:
+        raise ConfigError(f"cv.folds must be >= 2 for cv.scheme=kfold, but got folds={conf.cv.folds}")
+    if conf.corpus.kind in ("csv", "folders", "manifest") and not conf.corpus.path:
         raise ConfigError(
-            f"corpus.kind={cfg.corpus.kind} needs corpus.path; pass e.g. corpus={cfg.corpus.kind} "
+            f"corpus.kind={conf.corpus.kind} needs corpus.path; pass e.g. corpus={conf.corpus.kind} "
             "corpus.path=/path/to/data"
         )
-    layers = cfg.transfer.layers
+    layers = conf.transfer.layers
     for layer in [layers] if isinstance(layers, str) else layers:
         if not isinstance(layer, str):
             raise ConfigError(f"transfer.layers must be names like conv1, but got {layer!r}")
-    return cfg
+    return conf
 
 
 def training_batch_bytes(cfg: DictConfig) -> int:

@@ -111,7 +111,7 @@ def _field_names(cls: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for f in fields(cls):
-        nested = f.default_factory() if f.default_factory is not MISSING else None  # type: ignore[misc]
+        nested = f.default_factory() if f.default_factory is not MISSING else None
         out[f.name] = type(nested) if nested is not None and is_dataclass(nested) else None
     return out
 

@@ -149,7 +149,7 @@ def configure_fp32_math(device: torch.device, dtype: torch.dtype | None) -> None
     if device.type != "cuda":
         return
     conv = "ieee" if dtype is None else "tf32"
-    torch.backends.cudnn.conv.fp32_precision = conv
+    torch.backends.cudnn.conv.fp32_precision = conv  # type: ignore[attr-defined]  # not in torch's stubs
     torch.backends.cuda.matmul.fp32_precision = "ieee"
 
 

@@ -148,7 +148,9 @@ def log_oof_run(
     from paraling.scoring.oof import save_oof
     from paraling.tracking.tracker import RunTracker
 
-    tracker = RunTracker(experiment, None, name, None, {"paraling.name": name, **(tags or {})})
+    # as a run on the eating corpora (corpus.negative_class=No_Food) is tagged
+    base = {"paraling.name": name, "paraling.negative_class": "No_Food"}
+    tracker = RunTracker(experiment, None, name, None, {**base, **(tags or {})})
     with tempfile.TemporaryDirectory() as tmp:
         save_oof(oof, Path(tmp) / "oof" / "scores.npz")
         if votes is not None:

@@ -7,6 +7,7 @@ and the peak is a large bf16 matmul timed with CUDA events.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict
 from typing import Any
@@ -138,8 +139,6 @@ def capture_figures(asked: dict[str, Any], naive: float) -> tuple[list[Figure], 
 
 def run_cuda_suite(quick: bool = True, precision: str = "auto", batch_size: int = 512, log: Any = print) -> dict:
     """Run the GPU figures; return the JSON-able result (``figures`` plus headline keys)."""
-    from paraling.bench.speed import fast_infer, fast_train, naive_infer, naive_train
-
     if not torch.cuda.is_available():
         raise ParalingError("paraling bench --device cuda: no CUDA device is visible here; run it on a GPU machine")
     device = torch.device("cuda")
@@ -163,13 +162,37 @@ def run_cuda_suite(quick: bool = True, precision: str = "auto", batch_size: int 
         f"paraling bench --device cuda ({'quick' if quick else 'full'}; {props.name}, capability {props.major}."
         f"{props.minor}; fast path precision={precision}, batch {batch_size})"
     )
-    figures: list[Figure] = []
     t_all = time.perf_counter()
+    figures: list[Figure] = []
+    modes = ("eager", "graph") if quick else ("eager", "graph", "compile")  # compiling takes minutes
+    for section in (functools.partial(_cuda_train, modes=modes), _cuda_infer, _cuda_paper):
+        got, keys = section(p, precision, batch_size, device, log)
+        figures += got
+        result.update(keys)
+    for f in figures:
+        log(f"{f.name:<36} {f.value:>14.1f} {f.reference:>14.1f} {f.unit:<16} x{f.ratio:>7.2f}  {f.target:<8} {f.note}")
+    result["figures"] = [asdict(f) for f in figures]
+    result["seconds"] = time.perf_counter() - t_all
+    log(f"total {result['seconds']:.0f} s")
+    return result
+
+
+def _cuda_train(
+    p: dict[str, int],
+    precision: str,
+    batch_size: int,
+    device: torch.device,
+    log: Any,
+    modes: tuple[str, ...] = ("eager", "graph"),
+) -> tuple[list[Figure], dict[str, Any]]:
+    """(a) training windows/s per capture mode in ``modes`` against the naive loop, (b) GFLOP/s against the bf16
+    peak."""
+    from paraling.bench.speed import fast_train, naive_train
 
     bank, labels = _bank(p["train_windows"] * 2, 40, 11, device)
     naive = naive_train(bank, labels, batch_size, p["naive_windows"], device=device)
     asked: dict[str, Any] = {}
-    for mode in ("eager", "graph") if quick else ("eager", "graph", "compile"):  # compiling takes minutes
+    for mode in modes:
         try:
             asked[mode] = fast_train(
                 bank, labels, batch_size, p["train_windows"], precision, device=device, capture=mode
@@ -177,12 +200,9 @@ def run_cuda_suite(quick: bool = True, precision: str = "auto", batch_size: int 
         except Exception as exc:  # a mode that does not work on this machine is reported, not fatal
             log(f"capture={mode}: failed ({type(exc).__name__}: {exc})")
             asked[mode] = exc
-    train_figures, head = capture_figures(asked, naive)
-    figures += train_figures
+    figures, head = capture_figures(asked, naive)
     fast = head if head is not None else float("nan")
-    modes = {m: r.windows_per_s for m, r in asked.items() if not isinstance(r, BaseException)}
-    ran_as = {m: r.capture for m, r in asked.items() if not isinstance(r, BaseException)}
-    best_mode = max(modes, key=lambda m: modes[m]) if modes else None
+    speeds = {m: r.windows_per_s for m, r in asked.items() if not isinstance(r, BaseException)}
     split = train_flops_split(paper_cnn())
     flops = split["conv"] + split["matmul"]
     peak = gpu_matmul_peak_gflops(device, torch.bfloat16)
@@ -198,56 +218,59 @@ def run_cuda_suite(quick: bool = True, precision: str = "auto", batch_size: int 
             f"model FLOPs (dense): {flops / 1e6:.1f} MFLOP/window fwd+bwd; 8192^2 bf16 matmul peak",
         )
     )
-    result.update(
-        train_windows_per_s=fast,
-        naive_train_windows_per_s=naive,
-        train_speedup_vs_naive=fast / naive,
-        capture_windows_per_s=modes,
-        capture_ran_as=ran_as,
-        fastest_capture=best_mode,
-        failed=[] if head is not None else ["(a) every capture mode failed"],
-        matmul_peak_gflops_bf16=peak,
-        train_fraction_of_matmul_peak=achieved / peak,
-    )
-    del bank
+    keys = {
+        "train_windows_per_s": fast,
+        "naive_train_windows_per_s": naive,
+        "train_speedup_vs_naive": fast / naive,
+        "capture_windows_per_s": speeds,
+        "capture_ran_as": {m: r.capture for m, r in asked.items() if not isinstance(r, BaseException)},
+        "fastest_capture": max(speeds, key=lambda m: speeds[m]) if speeds else None,
+        "failed": [] if head is not None else ["(a) every capture mode failed"],
+        "matmul_peak_gflops_bf16": peak,
+        "train_fraction_of_matmul_peak": achieved / peak,
+    }
+    return figures, keys
+
+
+def _cuda_infer(
+    p: dict[str, int], precision: str, batch_size: int, device: torch.device, log: Any
+) -> tuple[list[Figure], dict[str, Any]]:
+    """(c) inference windows/s in the GPU's evaluation batches against the naive eval loop."""
+    from paraling.bench.speed import fast_infer, naive_infer
 
     bank, labels = _bank(p["infer_windows"], 40, 11, device)
     naive_i = naive_infer(bank, labels, 2048, min(p["infer_windows"], 100_000), device=device)
     fast_i = fast_infer(bank, 32768, p["infer_windows"], precision, device=device)
-    figures.append(
-        Figure(
-            "(c) inference windows/s (GPU)",
-            fast_i,
-            naive_i,
-            "windows/s",
-            fast_i / naive_i,
-            ">= 3x",
-            "batches of 32768 (trainer.eval_batch_size_gpu); reference: DataLoader eval loop, fp32",
-        )
+    figure = Figure(
+        "(c) inference windows/s (GPU)",
+        fast_i,
+        naive_i,
+        "windows/s",
+        fast_i / naive_i,
+        ">= 3x",
+        "batches of 32768 (trainer.eval_batch_size_gpu); reference: DataLoader eval loop, fp32",
     )
-    result["infer_windows_per_s"], result["infer_speedup_vs_naive"] = fast_i, fast_i / naive_i
-    del bank
+    return [figure], {"infer_windows_per_s": fast_i, "infer_speedup_vs_naive": fast_i / naive_i}
+
+
+def _cuda_paper(
+    p: dict[str, int], precision: str, batch_size: int, device: torch.device, log: Any
+) -> tuple[list[Figure], dict[str, Any]]:
+    """(p) seconds per epoch of the paper-scale model (``experiment=paper``) against a 0.5-s target."""
+    from paraling.bench.speed import fast_train
 
     bank, labels = _bank(p["paper_windows"], PAPER["n_mels"], PAPER["width"], device)
     n = bank.n_windows
     paper = fast_train(bank, labels, 256, n, precision, device=device, model=paper_model())
     wps = paper.windows_per_s
     epoch_s = n / wps
-    figures.append(
-        Figure(
-            "(p) paper-scale epoch seconds",
-            epoch_s,
-            0.5,
-            "s (ref: target)",
-            epoch_s / 0.5,
-            "<= 1.0",
-            f"experiment=paper model (5 blocks, 60x18), {n} windows, batch 256, {wps:.0f} windows/s, {paper.capture}",
-        )
+    figure = Figure(
+        "(p) paper-scale epoch seconds",
+        epoch_s,
+        0.5,
+        "s (ref: target)",
+        epoch_s / 0.5,
+        "<= 1.0",
+        f"experiment=paper model (5 blocks, 60x18), {n} windows, batch 256, {wps:.0f} windows/s, {paper.capture}",
     )
-    result.update(paper_epoch_seconds=epoch_s, paper_windows=n, paper_windows_per_s=wps)
-    for f in figures:
-        log(f"{f.name:<36} {f.value:>14.1f} {f.reference:>14.1f} {f.unit:<16} x{f.ratio:>7.2f}  {f.target:<8} {f.note}")
-    result["figures"] = [asdict(f) for f in figures]
-    result["seconds"] = time.perf_counter() - t_all
-    log(f"total {result['seconds']:.0f} s")
-    return result
+    return [figure], {"paper_epoch_seconds": epoch_s, "paper_windows": n, "paper_windows_per_s": wps}

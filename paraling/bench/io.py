@@ -162,10 +162,10 @@ def _window_copy_mb(seconds: float) -> float:
     """MB that one float32 copy of all windows of one utterance of ``seconds`` would take (default config)."""
     from paraling.config import compose
     from paraling.data.windows import count_windows
-    from paraling.features import make_extractor
+    from paraling.features import LogMelSpec
 
     cfg = compose([])
-    spec = make_extractor(cfg.features)
+    spec = LogMelSpec.from_config(cfg.features)
     frames = 1 + (int(seconds * spec.sample_rate) - spec.win_length) // spec.hop_length
     width = int(cfg.windows.width)
     windows = max(1, count_windows(frames, width, int(cfg.windows.shift)))  # short clips: one padded window

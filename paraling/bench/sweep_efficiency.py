@@ -30,7 +30,7 @@ def _run(spec: Any, overrides: list[str], folder: Path, uri: str) -> dict[str, f
     run = MlflowClient(tracking_uri=uri).get_run(best.user_attrs["mlflow_run_id"])
     return {
         "epochs": float(sum(len(t.intermediate_values) for t in done)),
-        "best": float(best.value),
+        "best": float(study.best_value),
         "fold_std": float(run.data.metrics.get("uar_fold_std", 0.0)),
         "seconds": seconds,
         "pruned": float(sum(t.state.name == "PRUNED" for t in done)),

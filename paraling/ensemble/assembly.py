@@ -36,7 +36,15 @@ from paraling.scoring.oof import OOFScores, save_oof
 from paraling.tracking.bundle import save_bundle
 from paraling.tracking.plots import plot_confusion_matrix
 from paraling.tracking.registry import log_pyfunc, register_model
-from paraling.tracking.runs import MEMBERS_TAG, NAME_TAG, TrackedRun, find_runs, load_scores, make_client
+from paraling.tracking.runs import (
+    MEMBERS_TAG,
+    NAME_TAG,
+    NEGATIVE_CLASS_TAG,
+    TrackedRun,
+    find_runs,
+    load_scores,
+    make_client,
+)
 from paraling.tracking.tracker import RunTracker, mask_secrets
 
 __all__ = ["EnsembleResult", "assemble_ensemble", "format_summary"]
@@ -277,7 +285,13 @@ def _log_ensemble(
         NAME_TAG: run_name or "ensemble",
         MEMBERS_TAG: ",".join(r.run_id for r, _ in members),
     }
-    for t in ("paraling.manifest_digest", "paraling.audio_digest", "paraling.fold_digest", "paraling.corpus"):
+    for t in (
+        "paraling.manifest_digest",
+        "paraling.audio_digest",
+        "paraling.fold_digest",
+        "paraling.corpus",
+        NEGATIVE_CLASS_TAG,
+    ):
         if t in first.tags:
             tags[t] = first.tags[t]
     if experiment is None:  # explicit run ids: log next to the first member
@@ -328,8 +342,8 @@ def _log_ensemble(
                 f"{params['combiner']}); nested-CV UAR {nested}",
                 tags={"paraling.kind": "ensemble", MEMBERS_TAG: tags[MEMBERS_TAG]},
             )
-            ref = f"@{alias}" if alias else f"/{result.version}"
-            result.model_uri = f"models:/{register}{ref}"
+            version_ref = f"@{alias}" if alias else f"/{result.version}"
+            result.model_uri = f"models:/{register}{version_ref}"
             log.info("registered %s version %s at %s", register, result.version, mask_secrets(str(client.tracking_uri)))
 
 

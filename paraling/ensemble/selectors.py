@@ -145,7 +145,7 @@ class GreedyEnsemble(BaseEstimator):
         if self.bagging == 0:
             picks, trajectory, single = _select(T, sign, y, self.n_init, self.max_iter, self.metric)
             np.add.at(weights, picks, 1)
-            selection, bag_trajectories = picks, []
+            selection, bag_trajectories = picks, list[list[float]]()
         else:
             rng = np.random.default_rng(self.seed)
             size = max(1, round(self.bag_fraction * n_models))

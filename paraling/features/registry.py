@@ -24,9 +24,17 @@ __all__ = ["EXTRACTORS", "Extractor", "make_extractor", "register_features"]
 class Extractor(Protocol):
     """What the feature cache, the window bank and prediction need of an extractor."""
 
-    sample_rate: int
-    frame_shift_ms: float
-    frame_length_ms: float
+    @property
+    def sample_rate(self) -> int:
+        """The rate (Hz) :meth:`extract` expects."""
+
+    @property
+    def frame_shift_ms(self) -> float:
+        """Milliseconds between frames."""
+
+    @property
+    def frame_length_ms(self) -> float:
+        """Milliseconds each frame covers."""
 
     @property
     def n_features(self) -> int:

@@ -9,6 +9,8 @@ so any depth works with any window width (a dimension of size 1 is no longer poo
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -159,7 +161,15 @@ class WindowCNN(nn.Module):
             self.conv_names, self._pads, next_pads, self._pools, self._drops, strict=True
         ):
             x, padded = conv_block(
-                x, getattr(self, name), pad, pool, drop, self.training, kernels=kernels, padded=padded, out_pad=out_pad
+                x,
+                getattr(self, name),
+                pad,
+                pool,
+                cast(nn.Dropout, drop),  # _drops holds nn.Dropout only
+                self.training,
+                kernels=kernels,
+                padded=padded,
+                out_pad=out_pad,
             )
         x = torch.flatten(x, 1)
         # The fully connected layers always run in float32, also under bf16 autocast: they are ~15% of a step, and

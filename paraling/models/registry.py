@@ -16,12 +16,23 @@ from collections.abc import Callable
 from typing import Any
 
 from paraling.config_groups import CNNConfig, DnnConfig, LrConfig, RfConfig, SvmConfig
-from paraling.errors import ConfigError
+from paraling.errors import ConfigError, ModelError
 from paraling.plugins import Entry, Registry
 
-__all__ = ["LEVELS", "MODELS", "build_estimator", "build_window_model", "model_level", "register_model"]
+__all__ = [
+    "LEVELS",
+    "MODELS",
+    "WINDOW_MODEL_ATTRIBUTES",
+    "build_estimator",
+    "build_window_model",
+    "layer_names",
+    "model_level",
+    "register_model",
+]
 
 LEVELS = ("window", "utterance")
+#: What a window model offers the training loop, the votes, transfer and prediction.
+WINDOW_MODEL_ATTRIBUTES = ("features", "classify", "n_classes", "embed_dim", "layer_names")
 #: The models, by ``model.kind``; ``entry.info["level"]`` is ``window`` or ``utterance``.
 MODELS: Registry[Any] = Registry("model", "model")
 
@@ -51,10 +62,30 @@ def build_window_model(cfg: Any, n_features: int, width: int, n_classes: int) ->
 
     Raises:
         ConfigError: ``cfg.kind`` is not a window model.
+        ModelError: The builder returned an object without one of :data:`WINDOW_MODEL_ATTRIBUTES`.
     """
     if model_level(str(cfg.kind)) != "window":
         raise ConfigError(f"model.kind={cfg.kind!r} is an utterance-level model, not a window model")
-    return MODELS.entry(str(cfg.kind)).load()(cfg, n_features, width, n_classes)
+    model = MODELS.entry(str(cfg.kind)).load()(cfg, n_features, width, n_classes)
+    missing = [a for a in WINDOW_MODEL_ATTRIBUTES if not hasattr(model, a)]
+    if missing:
+        raise ModelError(
+            f"model.kind={cfg.kind!r}: its builder returned a {type(model).__name__} without {missing}; a window "
+            f"model needs all of {list(WINDOW_MODEL_ATTRIBUTES)} (see docs/extending.md)"
+        )
+    return model
+
+
+def layer_names(model: Any) -> list[str]:
+    """The names of a window model's layers, the units transfer learning copies and freezes.
+
+    Raises:
+        ModelError: ``model`` declares no ``layer_names``.
+    """
+    names = getattr(model, "layer_names", None)
+    if names is None:
+        raise ModelError(f"{type(model).__name__} declares no layer_names, so its layers cannot be transferred")
+    return [str(n) for n in names]
 
 
 def build_estimator(cfg: Any, seed: int = 0) -> Any:

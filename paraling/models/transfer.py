@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from paraling.errors import TransferError
+from paraling.models.registry import layer_names
 
 __all__ = ["copy_layers", "select_layers", "transfer_layers"]
 
@@ -123,7 +124,7 @@ def transfer_layers(
         TransferError: See :func:`select_layers` and :func:`copy_layers`; or nothing fits.
     """
     source = spec.get("run_id", "the source")
-    target_names = list(model.layer_names)  # type: ignore[attr-defined]
+    target_names = layer_names(model)
     source_names = list(spec.get("layer_names") or {k.rsplit(".", 1)[0] for k in state})
     naive = (isinstance(layers, str) and layers == "all") or [str(x) for x in layers] == ["all"]
     names = select_layers(layers if isinstance(layers, str) else list(layers), target_names, source_names)

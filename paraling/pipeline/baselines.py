@@ -99,7 +99,7 @@ class BaselineRunner:
         progress: Progress bars.
     """
 
-    methods = ("utterance",)
+    methods: tuple[str, ...] = ("utterance",)
     primary = "utterance"
     embedding_dim = 0
 

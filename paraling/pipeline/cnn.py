@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from paraling.data.splits import FoldPlan, split_validation_speakers
 from paraling.device import eval_batch_size, resolve_precision, to_numpy
 from paraling.models import build_window_model
+from paraling.models.registry import layer_names
 from paraling.pipeline.cv import CVData, FoldOutput, WindowScores
 from paraling.pipeline.dataset import PreparedData, eval_set, prepare_data
 from paraling.pipeline.pretrain import TransferSource, apply_transfer
@@ -31,7 +32,7 @@ from paraling.scoring.vote_diagnostics import vote_diagnostics
 from paraling.tracking.logged_model import link_logged_model
 from paraling.tracking.model_dir import ModelSpec, save_model_dir
 from paraling.tracking.tracker import RunTracker
-from paraling.training.loop import FitOptions, Reporter, fit, predict_windows
+from paraling.training.loop import EvalSet, FitOptions, FitResult, Reporter, fit, predict_windows
 
 __all__ = ["CNNRunner"]
 
@@ -89,7 +90,28 @@ class CNNRunner:
     def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
         """Train one fold; score its test utterances with every voting method."""
         assert self.data is not None, "prepare() first"
-        cfg, data, device = self.cfg, self.data, self.device
+        bank = self.data.bank
+        train_set, val_set, test_set = self._fold_sets(plan)
+        model = build_window_model(self.cfg.model, bank.n_mels, bank.width, len(self.data.classes))
+        result = self._train(plan, model, train_set, val_set, log_epoch)
+        scores, diagnostics, p_test, emb_utt = self._vote(plan, model, val_set, test_set)
+        self.models[plan.fold] = model.cpu()
+        starts = to_numpy(bank.starts[test_set.idx]) - bank.offsets[plan.test][test_set.utt]
+        return FoldOutput(
+            scores=scores,
+            metrics={"best_epoch": result.best_epoch, "windows_per_s": result.windows_per_second} | diagnostics,
+            embeddings=emb_utt,
+            windows=WindowScores(p_test, test_set.utt, starts),
+            history=result.history,
+            info={"capture": result.capture}
+            | ({"capture_error": result.capture_error} if result.capture_error else {}),
+        )
+
+    def _fold_sets(self, plan: FoldPlan) -> tuple[EvalSet, EvalSet, EvalSet]:
+        """The fold's training, validation (held-out training speakers, no augmented copies) and test windows;
+        ``features.normalize=global`` statistics from the training rows."""
+        assert self.data is not None, "prepare() first"
+        cfg, data = self.cfg, self.data
         bank, manifest, y_utt = data.bank, data.manifest, data.y_utt
         train_rows = plan.train
         speakers = np.array([manifest[i].speaker for i in train_rows])
@@ -110,10 +132,19 @@ class CNNRunner:
                 plan.fold,
                 [data.classes[c] for c in unseen],
             )
-        train_set = eval_set(bank, fit_rows, y_utt)
-        val_set = eval_set(bank, val_rows, y_utt)
-        test_set = eval_set(bank, plan.test, y_utt)
-        model = build_window_model(cfg.model, bank.n_mels, bank.width, len(data.classes))
+        return eval_set(bank, fit_rows, y_utt), eval_set(bank, val_rows, y_utt), eval_set(bank, plan.test, y_utt)
+
+    def _train(
+        self,
+        plan: FoldPlan,
+        model: Any,
+        train_set: EvalSet,
+        val_set: EvalSet,
+        log_epoch: Callable[[int, dict[str, float]], None],
+    ) -> FitResult:
+        """Transfer layers (when configured) and train ``model``, with a progress bar and a checkpoint per epoch."""
+        assert self.data is not None, "prepare() first"
+        cfg = self.cfg
         frozen: list[str] = []
         lr_start = None
         if self.source is not None:
@@ -125,65 +156,61 @@ class CNNRunner:
             bar.update(1, **{k: m[k] for k in ("train_loss", "val_uar") if k in m})
             log.info("fold %d epoch %d: %s", plan.fold, epoch, " ".join(f"{k}={v:.4g}" for k, v in m.items()))
 
-        result = fit(
-            model,
-            bank,
-            train_set.idx,
-            train_set.y,
-            val_set,
-            cfg.trainer,
-            FitOptions(
-                reporter=_Tracked(log_epoch, self.reporter),
-                fold=plan.fold,
-                seed=int(cfg.seed),
-                device=device,
-                checkpoint=self.checkpoints / f"fold{plan.fold}.pt" if self.checkpoints is not None else None,
-                progress=on_epoch,
-                frozen=frozen,
-                freeze_epochs=int(cfg.transfer.freeze_epochs),
-                lr_start=lr_start,
-            ),
+        options = FitOptions(
+            reporter=_Tracked(log_epoch, self.reporter),
+            fold=plan.fold,
+            seed=int(cfg.seed),
+            device=self.device,
+            checkpoint=self.checkpoints / f"fold{plan.fold}.pt" if self.checkpoints is not None else None,
+            progress=on_epoch,
+            frozen=frozen,
+            freeze_epochs=int(cfg.transfer.freeze_epochs),
+            lr_start=lr_start,
         )
+        result = fit(model, self.data.bank, train_set.idx, train_set.y, val_set, cfg.trainer, options)
         bar.close()
+        return result
+
+    def _vote(
+        self, plan: FoldPlan, model: Any, val_set: EvalSet, test_set: EvalSet
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray | None]:
+        """Every voting method fitted on the validation windows and applied to the test utterances: the scores per
+        method, the vote diagnostics, the test windows' posteriors and the test utterances' embeddings."""
+        assert self.data is not None, "prepare() first"
+        cfg, device, bank = self.cfg, self.device, self.data.bank
         dtype = resolve_precision(cfg.trainer.precision, device)
         cl = bool(cfg.trainer.channels_last)
         ebs = eval_batch_size(cfg.trainer, device)
         p_val, _ = predict_windows(model, bank, val_set.idx, ebs, device, dtype, cl)
-        groups = {"groups": test_set.utt, "n_groups": test_set.n_utts}
-        p_test, emb_utt = predict_windows(model, bank, test_set.idx, ebs, device, dtype, cl, embeddings=True, **groups)
+        utt, n_utts = test_set.utt, test_set.n_utts
+        p_test, emb_utt = predict_windows(
+            model, bank, test_set.idx, ebs, device, dtype, cl, embeddings=True, groups=utt, n_groups=n_utts
+        )
         energy = bank.window_energy()
         e_val, e_test = energy[to_numpy(val_set.idx)], energy[to_numpy(test_set.idx)]
-        scores = {}
-        ridge = {"alpha": float(cfg.aggregation.ridge_alpha), "use_energy": bool(cfg.aggregation.use_energy)}
+        alpha, use_energy = float(cfg.aggregation.ridge_alpha), bool(cfg.aggregation.use_energy)
         y_val = to_numpy(val_set.y)
+        scores = {}
         for method in self.methods:
-            params: dict[str, Any] = ridge if method in ("weighted", "weighted_soft") else {}
+            ridge = method in ("weighted", "weighted_soft")
+            params: dict[str, Any] = {"alpha": alpha, "use_energy": use_energy} if ridge else {}
             agg = make_aggregator(method, **params).fit(p_val, y_val, val_set.utt, e_val)
-            scores[method] = agg.predict_proba(p_test, test_set.utt, e_test, n_groups=test_set.n_utts)
+            scores[method] = agg.predict_proba(p_test, utt, e_test, n_groups=n_utts)
             if method == self.primary:
                 self.states[plan.fold] = fold_state(method, agg, bank.mean, bank.std)
-        self.models[plan.fold] = model.cpu()
-        starts = to_numpy(bank.starts[test_set.idx]) - bank.offsets[plan.test][test_set.utt]
-        return FoldOutput(
-            scores=scores,
-            metrics={"best_epoch": result.best_epoch, "windows_per_s": result.windows_per_second}
-            | vote_diagnostics(
-                p_val=p_val,
-                y_val=y_val,
-                e_val=e_val,
-                p_test=p_test,
-                y_test=to_numpy(test_set.y),
-                utt_test=test_set.utt,
-                e_test=e_test,
-                n_utts=test_set.n_utts,
-                **ridge,
-            ),
-            embeddings=emb_utt,
-            windows=WindowScores(p_test, test_set.utt, starts),
-            history=result.history,
-            info={"capture": result.capture}
-            | ({"capture_error": result.capture_error} if result.capture_error else {}),
+        diagnostics = vote_diagnostics(
+            p_val=p_val,
+            y_val=y_val,
+            e_val=e_val,
+            p_test=p_test,
+            y_test=to_numpy(test_set.y),
+            utt_test=utt,
+            e_test=e_test,
+            n_utts=n_utts,
+            alpha=alpha,
+            use_energy=use_energy,
         )
+        return scores, diagnostics, p_test, emb_utt
 
     def log_model(self, tracker: RunTracker, tmp: Path) -> None:
         """``model/``: every fold's weights and voting state, and the spec (:mod:`paraling.tracking.model_dir`)."""
@@ -197,7 +224,7 @@ class CNNRunner:
             model=_plain(cfg.model),
             aggregation=_plain(cfg.aggregation),
             folds=sorted(self.models),
-            layer_names=list(next(iter(self.models.values())).layer_names) if self.models else [],
+            layer_names=layer_names(next(iter(self.models.values()))) if self.models else [],
             # how the out-of-fold scores were computed, so that `paraling predict` reproduces them
             precision="bf16" if resolve_precision(str(cfg.trainer.precision), self.device) else "fp32",
             channels_last=bool(cfg.trainer.channels_last),

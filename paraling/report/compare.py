@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from paraling.errors import EnsembleError
 from paraling.report.comparisons import Comparison, RowScores, compare_pair
+from paraling.report.spec import AUTO, resolve_negative_class
 from paraling.report.table import Row, group_by_seed, score_runs
 
 if TYPE_CHECKING:
@@ -54,13 +55,17 @@ def compare_runs(
     b: str,
     experiment: str | None = None,
     uri: str | None = None,
-    negative_class: str | None = "No_Food",
+    negative_class: str | None = AUTO,
     test: str = "wilcoxon",
 ) -> Compared:
     """Score ``a`` and ``b`` (run ids or names in ``experiment``) and test them on their shared units.
 
+    ``negative_class``: the 2-class UAR's "no" class: ``auto`` (the runs' ``corpus.negative_class``), a class name,
+    or ``None``.
+
     Raises:
         EnsembleError: A run or name that does not exist, runs on different folds, or no shared unit.
+        ConfigError: ``negative_class="auto"`` and the runs name different negative classes.
     """
     from paraling.tracking.runs import load_scores, make_client
 
@@ -68,11 +73,12 @@ def compare_runs(
     sides = [_resolve(s, experiment, client) for s in (a, b)]
     if len(sides[0]) == 1 and len(sides[1]) == 1 and set(sides[0]) != set(sides[1]):
         sides = [{0: next(iter(s.values()))} for s in sides]  # two single runs of different seeds: fold by fold
+    negative = resolve_negative_class(negative_class, [r.tags for s in sides for r in s.values()])
     rows, scores = [], []
     for label, runs in zip((a, b), sides, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
             oofs = dict(zip(runs, load_scores(list(runs.values()), tmp, client=client), strict=True))
-        row, sc = score_runs(label, runs, oofs, negative_class)
+        row, sc = score_runs(label, runs, oofs, negative)
         rows.append(row)
         scores.append(sc)
     comparison = compare_pair(a, b, scores[0], scores[1], test)

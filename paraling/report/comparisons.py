@@ -5,10 +5,8 @@ two rows share and runs :func:`paraling.scoring.paired.paired_test` on them. Bot
 cross-validated on the same speaker folds for each seed (the runs' ``paraling.fold_digest`` tags agree); rows whose
 folds differ are refused rather than paired.
 
-:data:`DEFAULT_PAIRS` are the paper's claims: each row against the row it builds on (net2 vs net1: dropout; net3 vs
-net2: weighted vote; net4 and net5 vs net3: transfer; net5 vs net4: conv-only against naive transfer), the
-ensemble against its best member (:data:`BEST_MEMBER`), and the two augmentations of ``scripts/table1.sh`` (not in
-the paper) against net3.
+Which pairs are tested is the report file's choice (``pairs`` in ``conf/report/table1.yaml``: the paper's claims,
+each row against the row it builds on, and the ensemble against its best member, :data:`BEST_MEMBER`).
 """
 
 from __future__ import annotations
@@ -19,22 +17,10 @@ from dataclasses import dataclass, field
 from paraling.errors import EnsembleError
 from paraling.scoring.paired import PairedResult, paired_test
 
-__all__ = ["BEST_MEMBER", "DEFAULT_PAIRS", "Comparison", "RowScores", "compare_pair", "compare_rows"]
+__all__ = ["BEST_MEMBER", "Comparison", "RowScores", "compare_pair", "compare_rows"]
 
 BEST_MEMBER = "@best-member"
 """Stands for the ensemble's best member (highest fold-mean UAR) in a pair."""
-
-DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
-    ("net2", "net1"),
-    ("net3", "net2"),
-    ("net4", "net3"),
-    ("net5", "net3"),
-    ("net5", "net4"),
-    ("ensemble", BEST_MEMBER),
-    ("net3_specaug", "net3"),
-    ("net3_mixup", "net3"),
-)
-"""``(a, b)``: is ``a`` better than the row ``b`` it builds on?"""
 
 Unit = tuple[int, int]  # (seed, fold)
 
@@ -108,7 +94,7 @@ def compare_pair(
 def compare_rows(
     scores: Mapping[str, RowScores],
     fold_means: Mapping[str, float],
-    pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+    pairs: Sequence[tuple[str, str]] = (),
     members: Sequence[str] = (),
     test: str = "wilcoxon",
 ) -> list[Comparison]:

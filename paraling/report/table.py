@@ -8,15 +8,16 @@ baselines and ensembles are scored the same way:
 
 - ``uar``: UAR over all cross-validated utterances (k classes), averaged over seeds; ``uar_mean`` +/- ``uar_std``
   over the (seed, fold) units;
-- ``uar2``/``uar2_mean``/``uar2_std``: the same after collapsing the classes to ``negative_class`` (``No_Food``)
-  versus all others (food / no food), when that class exists.
+- ``uar2``/``uar2_mean``/``uar2_std``: the same after collapsing the classes to ``negative_class`` (the runs'
+  ``corpus.negative_class``, ``No_Food`` on the eating corpora) versus all others, when that class exists.
 
-With ``ensemble`` (default ``net0, net2, net3, net5``, the paper's choice) it adds a row that combines, seed by seed,
-those runs' out-of-fold probabilities with :func:`paraling.ensemble.combine` (``harmonic`` mean by default). No
-member weights are fitted, so this row is as honest as its members. When the experiment holds a logged ensemble run
-of exactly a seed's member runs with that combiner and equal weights (``paraling ensemble --names net0 net2 net3
-net5 --method all --combiner harmonic``; :func:`paraling.tracking.runs.find_ensemble_run`), that seed's row is
-scored from the logged run's ``oof/scores.npz``; both give the same numbers.
+With ``ensemble`` (``net0, net2, net3, net5`` in ``conf/report/table1.yaml``, the paper's choice) it adds a row
+that combines, seed by seed, those runs' out-of-fold probabilities with :func:`paraling.ensemble.combine`
+(``harmonic`` mean by default). No member weights are fitted, so this row is as honest as its members. When the
+experiment holds a logged ensemble run of exactly a seed's member runs with that combiner and equal weights
+(``paraling ensemble --names net0 net2 net3 net5 --method all --combiner harmonic``;
+:func:`paraling.tracking.runs.find_ensemble_run`), that seed's row is scored from the logged run's
+``oof/scores.npz``; both give the same numbers.
 
 Rows are then compared pairwise on their shared (seed, fold) units (:mod:`paraling.report.comparisons`), and the
 CNN rows' learning curves are read back (:mod:`paraling.report.curves`). :mod:`paraling.report.render`
@@ -40,9 +41,10 @@ import numpy as np
 
 from paraling.ensemble import combine, stack_oof
 from paraling.errors import EnsembleError
-from paraling.report.comparisons import DEFAULT_PAIRS, Comparison, RowScores, compare_rows
+from paraling.report.comparisons import Comparison, RowScores, compare_rows
 from paraling.report.curves import Curve, read_curves
 from paraling.report.paper import row_key
+from paraling.report.spec import AUTO, resolve_negative_class
 from paraling.report.vote_rows import load_vote, vote_row_sources
 from paraling.scoring.metrics import binary_uar, fold_summary, uar
 from paraling.scoring.oof import OOFScores
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
     from paraling.tracking.runs import TrackedRun
 
 __all__ = [
-    "DEFAULT_ENSEMBLE",
     "SEED_TAG",
     "Report",
     "Row",
@@ -64,9 +65,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ENSEMBLE: tuple[str, ...] = ("net0", "net2", "net3", "net5")
-"""The members of the paper's ensemble (combined by the harmonic mean of class probabilities)."""
 
 SEED_TAG = "paraling.seed"
 """The tag holding a run's seed (runs without it count as seed 0)."""
@@ -132,7 +130,7 @@ def group_by_seed(runs: Sequence[TrackedRun], seeds: Sequence[int] | None = None
 def score_seeds(
     name: str,
     oofs: Mapping[int, OOFScores],
-    negative_class: str | None = "No_Food",
+    negative_class: str | None = None,
     description: str = "",
     model_type: str = "",
     run_id: str = "",
@@ -173,7 +171,7 @@ def score_seeds(
 def score_row(
     name: str,
     oof: OOFScores,
-    negative_class: str | None = "No_Food",
+    negative_class: str | None = None,
     description: str = "",
     model_type: str = "",
     run_id: str = "",
@@ -186,7 +184,7 @@ def score_runs(
     name: str,
     runs: Mapping[int, TrackedRun],
     oofs: Mapping[int, OOFScores],
-    negative_class: str | None = "No_Food",
+    negative_class: str | None = None,
 ) -> tuple[Row, RowScores]:
     """:func:`score_seeds` for tracked runs (seed -> run, seed -> its scores): description and kind from the newest
     run, and the per-seed run ids and fold digests that the paired tests check."""
@@ -201,17 +199,21 @@ def score_runs(
 def build_report(
     experiment: str,
     uri: str | None = None,
-    ensemble: Sequence[str] | None = DEFAULT_ENSEMBLE,
+    ensemble: Sequence[str] | None = None,
     combiner: str = "harmonic",
-    negative_class: str | None = "No_Food",
+    negative_class: str | None = AUTO,
     names: Sequence[str] | None = None,
     *,
     seeds: Sequence[int] | None = None,
-    pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+    pairs: Sequence[tuple[str, str]] = (),
+    vote_rows: Mapping[str, tuple[str, str]] | None = None,
     test: str = "wilcoxon",
     curves: bool = True,
 ) -> Report:
     """Rows for the newest finished run of each name and seed in ``experiment``, the ensemble row, paired tests.
+
+    A report file sets the study's choices (``load_report_spec("table1").as_kwargs()``: the paper's ensemble,
+    pairs and vote rows; :mod:`paraling.report.spec`).
 
     Args:
         experiment: MLflow experiment name (``table1`` for ``experiment=net0 ... net5``).
@@ -219,23 +221,25 @@ def build_report(
         ensemble: Names of the runs to combine (``None`` or empty: no ensemble row). Missing members are reported
             in the log and the row is left out.
         combiner: A :data:`paraling.ensemble.COMBINERS` name (the paper: ``harmonic``).
-        negative_class: Class that forms the "no" side of the 2-class UAR (``None``: no 2-class columns).
+        negative_class: Class that forms the "no" side of the 2-class UAR: ``auto`` (the runs' own
+            ``corpus.negative_class``), a class name, or ``None`` (no 2-class columns).
         names: Only these run names (default: all).
         seeds: Only runs of these seeds (default: every seed found).
-        pairs: Rows to compare (:data:`~paraling.report.comparisons.DEFAULT_PAIRS`); pairs with a missing row
-            are left out.
+        pairs: Rows to compare (``(a, b)``: is ``a`` better?); pairs with a missing row are left out.
+        vote_rows: ``row -> (source row, vote)``: rows without runs scored from another row's runs.
         test: The paired test (``wilcoxon`` | ``permutation``).
         curves: Also read the learning curves of the runs (one metric history per fold and run).
 
     Raises:
         EnsembleError: No finished runs in the experiment, ensemble members that are not aligned, or compared rows
             on different folds.
+        ConfigError: ``negative_class="auto"`` and the runs name different negative classes.
     """
-    from paraling.tracking.runs import find_runs, load_scores, make_client
+    from paraling.tracking.runs import find_runs, make_client
 
     client = make_client(uri)
     groups = group_by_seed(find_runs(experiment, uri=uri, check_model=False, client=client), seeds)
-    derived = vote_row_sources(list(groups), names)
+    derived = vote_row_sources(list(groups), vote_rows or {}, names)
     chosen = sorted((n for n in groups if names is None or n in names), key=_order)
     if not chosen and not derived:
         raise EnsembleError(
@@ -243,39 +247,19 @@ def build_report(
             + (f" with seeds {list(seeds)}" if seeds is not None else "")
             + f" in experiment {experiment!r}"
         )
-    needed = [*chosen, *(src for src, _ in derived.values() if src not in chosen)]
-    flat = [(n, s, groups[n][s]) for n in needed for s in sorted(groups[n])]
-    oofs: dict[str, dict[int, OOFScores]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded = load_scores([r for _, _, r in flat], tmp, client=client)
-        for (n, s, _), oof in zip(flat, loaded, strict=True):
-            oofs.setdefault(n, {})[s] = oof
-        for row, (src, vote) in derived.items():
-            oofs[row] = {s: load_vote(o, groups[src][s].run_id, vote, tmp, client) for s, o in oofs[src].items()}
-            groups[row] = groups[src]
+    negative = resolve_negative_class(negative_class, [r.tags for g in groups.values() for r in g.values()])
+    oofs = _load_oofs(groups, [*chosen, *(src for src, _ in derived.values() if src not in chosen)], derived, client)
     chosen = sorted([*chosen, *derived], key=_order)
     report = Report(rows=[])
     for n in chosen:
-        row, sc = score_runs(n, groups[n], oofs[n], negative_class)
+        row, sc = score_runs(n, groups[n], oofs[n], negative)
         if n in derived:
             src, vote = derived[n]
             row.description = f"{src}'s networks, {vote} vote (the same training; no {n} runs of its own)"
         report.rows.append(row)
         report.scores[n] = sc
     members = list(ensemble or [])
-    twice = sorted({derived[m][0] for m in members if m in derived} & set(members))
-    if twice:
-        log.warning("the ensemble holds %s's networks twice (%s under another vote)", twice, sorted(derived))
-    missing = [m for m in members if m not in oofs]
-    if members and missing:
-        log.warning("ensemble row left out: no finished run named %s in %r", missing, experiment)
-    elif members:
-        row, sc = _ensemble_row(experiment, {m: groups[m] for m in members}, oofs, combiner, negative_class, client)
-        if row is not None:
-            if twice:
-                row.description += f"; {', '.join(d for d in derived if d in members)}: {twice[0]}'s networks again"
-            report.rows.append(row)
-            report.scores["ensemble"] = sc
+    _add_ensemble_row(report, experiment, members, groups, oofs, derived, combiner, negative, client)
     means = {r.name: r.uar_mean for r in report.rows}
     report.comparisons = compare_rows(report.scores, means, pairs, members, test)
     if curves:
@@ -283,16 +267,69 @@ def build_report(
     return report
 
 
+def _load_oofs(
+    groups: dict[str, dict[int, TrackedRun]], needed: Sequence[str], derived: Mapping[str, tuple[str, str]], client: Any
+) -> dict[str, dict[int, OOFScores]]:
+    """Every needed row's out-of-fold scores per seed, and the vote rows' (``groups`` gains their runs)."""
+    from paraling.tracking.runs import load_scores
+
+    flat = [(n, s, groups[n][s]) for n in needed for s in sorted(groups[n])]
+    oofs: dict[str, dict[int, OOFScores]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = load_scores([r for _, _, r in flat], tmp, client=client)
+        for (n, s, _), oof in zip(flat, loaded, strict=True):
+            oofs.setdefault(n, {})[s] = oof
+        for name, (src, vote) in derived.items():
+            oofs[name] = {s: load_vote(o, groups[src][s].run_id, vote, tmp, client) for s, o in oofs[src].items()}
+            groups[name] = groups[src]
+    return oofs
+
+
+def _add_ensemble_row(
+    report: Report,
+    experiment: str,
+    members: Sequence[str],
+    groups: Mapping[str, Mapping[int, TrackedRun]],
+    oofs: Mapping[str, Mapping[int, OOFScores]],
+    derived: Mapping[str, tuple[str, str]],
+    combiner: str,
+    negative_class: str | None,
+    client: Any,
+) -> None:
+    """Append the ensemble row of ``members`` (left out, with a warning, when one has no finished run)."""
+    twice = sorted({derived[m][0] for m in members if m in derived} & set(members))
+    if twice:
+        log.warning("the ensemble holds %s's networks twice (%s under another vote)", twice, sorted(derived))
+    missing = [m for m in members if m not in oofs]
+    if members and missing:
+        log.warning("ensemble row left out: no finished run named %s in %r", missing, experiment)
+        return
+    if not members:
+        return
+    row, sc = _ensemble_row(experiment, {m: groups[m] for m in members}, oofs, combiner, negative_class, client)
+    if row is not None:
+        if twice:
+            row.description += f"; {', '.join(d for d in derived if d in members)}: {twice[0]}'s networks again"
+        report.rows.append(row)
+        report.scores["ensemble"] = sc
+
+
 def build_table(
     experiment: str,
     uri: str | None = None,
-    ensemble: Sequence[str] | None = DEFAULT_ENSEMBLE,
+    ensemble: Sequence[str] | None = None,
     combiner: str = "harmonic",
-    negative_class: str | None = "No_Food",
+    negative_class: str | None = AUTO,
     names: Sequence[str] | None = None,
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    vote_rows: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Row]:
-    """The rows of :func:`build_report` (no paired tests or curves are needed to build them)."""
-    return build_report(experiment, uri, ensemble, combiner, negative_class, names, pairs=(), curves=False).rows
+    """The rows of :func:`build_report` (``pairs`` are accepted and ignored: rows need no paired tests)."""
+    del pairs
+    return build_report(
+        experiment, uri, ensemble, combiner, negative_class, names, vote_rows=vote_rows, curves=False
+    ).rows
 
 
 def _ensemble_row(

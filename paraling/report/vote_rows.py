@@ -1,11 +1,11 @@
 """Report rows that are another row's networks under another vote.
 
-net2 and net3 of the paper's Table 1 train the very same networks (``conf/experiment/net2.yaml`` and ``net3.yaml``
-differ only in ``aggregation``; the epoch is selected by the posterior-mean UAR of the validation speakers whatever
-the vote, so the same seed gives the same weights), and every CNN run stores the out-of-fold scores of every vote
-(``oof/all_aggregations.npz``). So when an experiment has no runs of net2, ``paraling report`` scores net2 from
-net3's runs under the majority vote (:data:`VOTE_ROWS`) instead of asking for a second, identical training; the
-row says so, and its paired test against net3 compares the two votes on the same networks.
+Two configurations that differ only in ``aggregation`` train the very same networks (the epoch is selected by the
+posterior-mean UAR of the validation speakers whatever the vote, so the same seed gives the same weights), and every
+CNN run stores the out-of-fold scores of every vote (``oof/all_aggregations.npz``). A report file's ``vote_rows``
+(``conf/report/table1.yaml``: net2 from net3's runs under the majority vote) scores such a row from the other row's
+runs when it has none of its own, instead of asking for a second, identical training; the row says so, and its
+paired test against the source compares the two votes on the same networks.
 """
 
 from __future__ import annotations
@@ -20,18 +20,16 @@ import numpy as np
 from paraling.errors import EnsembleError
 from paraling.scoring.oof import OOFScores
 
-__all__ = ["VOTE_ROWS", "load_vote", "load_votes", "vote_row_sources"]
+__all__ = ["load_vote", "load_votes", "vote_row_sources"]
 
 log = logging.getLogger(__name__)
 
-VOTE_ROWS: dict[str, tuple[str, str]] = {"net2": ("net3", "majority")}
-"""``row -> (row whose runs it reuses, vote)``: used only when the row has no runs of its own."""
-
 
 def vote_row_sources(
-    present: Sequence[str], names: Sequence[str] | None = None, rows: Mapping[str, tuple[str, str]] = VOTE_ROWS
+    present: Sequence[str], rows: Mapping[str, tuple[str, str]], names: Sequence[str] | None = None
 ) -> dict[str, tuple[str, str]]:
-    """The vote rows to derive: absent from ``present``, their source present, and wanted by ``names``."""
+    """The vote rows to derive (``row -> (source row, vote)``): absent from ``present``, their source present, and
+    wanted by ``names``."""
     return {
         row: (src, vote)
         for row, (src, vote) in rows.items()

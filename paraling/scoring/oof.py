@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def save_oof(scores: OOFScores, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     s = scores.sorted()
-    arrays = {
+    arrays: dict[str, Any] = {
         "utt_ids": s.utt_ids.astype(str),
         "classes": s.classes.astype(str),
         "y": s.y.astype(np.int64),
@@ -98,4 +99,4 @@ def load_oof(path: str | Path) -> OOFScores:
         if missing:
             raise EnsembleError(f"{path}: not a paraling out-of-fold score file (missing {missing})")
         windows = {k: z[k] for k in z.files if k.startswith("window_")}
-        return OOFScores(*(z[k] for k in _REQUIRED), windows=windows)
+        return OOFScores(**{k: z[k] for k in _REQUIRED}, windows=windows)

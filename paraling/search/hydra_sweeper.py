@@ -13,7 +13,6 @@ Hydra sweep syntax in the overrides adds parameters: ``a=1,2``/``choice(...)`` (
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
@@ -23,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from paraling.config_compat import rewrite_overrides
-from paraling.errors import ConfigError, SearchError, StorageUnavailableError, TrackingStoreError
-from paraling.search.recovery import frozen_trial
+from paraling.errors import ConfigError, SearchError
+from paraling.search.hydra_batches import TRIAL_ENV, BatchLoop
 from paraling.search.space import SearchSpace
 from paraling.search.trial import TrialContext, TrialOutcome, execute_trial
-from paraling.secrets import mask_obj, mask_secrets
 
 __all__ = ["TRIAL_ENV", "TrialTask", "hydra_sweep"]
 
 log = logging.getLogger("paraling.search")
-
-TRIAL_ENV = "PARALING_SWEEP_TRIAL"
 
 
 class TrialTask:
@@ -73,11 +69,7 @@ class TrialTask:
         trial = optuna.trial.Trial(study, trial_id(storage, study, number))
         sync = None
         if ctx.parent_run_id and ctx.tracking_uri:
-            tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
-            parent = ctx.parent_run_id
-
-            def sync(f: Any) -> None:
-                tracking.sync_child(parent, f)
+            sync = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name).child_sync(ctx.parent_run_id)
 
         def make_cfg(_: list[str]) -> Any:
             c = copy.deepcopy(cfg)
@@ -98,9 +90,7 @@ def _sweep_params(overrides: list[Any]) -> dict[str, Any]:
         if isinstance(v, ChoiceSweep):
             out[key] = {"type": "categorical", "choices": list(ov.sweep_iterator())}
         elif isinstance(v, RangeSweep):
-            ints = all(float(x).is_integer() for x in (v.start, v.stop, v.step)) and not any(
-                isinstance(x, float) for x in (v.start, v.stop, v.step)
-            )
+            ints = not any(isinstance(x, float) for x in (v.start, v.stop, v.step))
             values = list(ov.sweep_iterator())
             if not values:
                 raise ConfigError(f"{ov.input_line}: empty range")
@@ -148,158 +138,52 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     Returns:
         The launcher's job returns, batch by batch.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.plugins import Plugins
     from omegaconf import OmegaConf
-    from optuna.trial import TrialState
 
-    from paraling.search.executors import private_files
-    from paraling.search.gpus import gpu_env, gpu_shares, parse_gpus
-    from paraling.search.locks import study_lock
+    from paraling.search.gpus import parse_gpus
     from paraling.search.probe import check_against_config
-    from paraling.search.recovery import (
-        Heartbeat,
-        count_trials,
-        fail_stale_trials,
-        frozen_trial,
-        mark_worker,
-        retry_trial,
-        trial_id,
-    )
+    from paraling.search.recovery import Heartbeat
     from paraling.search.runner import close_after_error, finish, prepare_study, resolve_storage_url
-    from paraling.search.samplers import make_sampler
-    from paraling.search.spec import load_study_spec
     from paraling.search.storage import study_storage
-    from paraling.search.worker import claim_sampler_slot, worker_seed
 
     config = sweeper.config
-    ref = sweeper.study or OmegaConf.select(config, "sweep", default=None)
-    if not ref:
-        raise ConfigError(
-            "hydra/sweeper=paraling_optuna needs a study file: add +sweep=NAME (sweeps/NAME.yaml) or "
-            "hydra.sweeper.study=PATH"
-        )
-    spec = load_study_spec(str(ref))
-    parsed = OverridesParser.create().parse_overrides(list(arguments))
-    fixed = rewrite_overrides(o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != "sweep")
-    swept = [o for o in parsed if o.is_sweep_override()]
-    if swept:
-        extra = SearchSpace.from_mapping(_sweep_params(swept), "command-line sweep")
-        clash = set(extra.names) & set(spec.space.names)
-        if clash:
-            raise ConfigError(f"command-line sweep over {sorted(clash)} clashes with the study's space")
-        spec = replace(spec, space=SearchSpace(spec.space.params + extra.params))
-    spec = spec.with_options(sweeper.n_trials, sweeper.study_name, sweeper.storage, sweeper.timeout)
+    spec, fixed = _study_spec(sweeper, arguments)
     url = resolve_storage_url(spec)
     loader = sweeper.hydra_context.config_loader
 
     def load(overrides: list[str]) -> Any:
         return loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
 
-    gpus = _job_gpus(parse_gpus(sweeper.gpus), str(OmegaConf.select(config, "hydra.launcher._target_") or ""))
+    launcher_target = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+    gpus = _job_gpus(parse_gpus(sweeper.gpus), launcher_target)
     base_cfg = check_against_config(spec, fixed, load)
     base = list(spec.overrides) + fixed
     hydra_ov = [str(o) for o in OmegaConf.select(config, "hydra.overrides.hydra", default=[]) or []]
-    command = " ".join(["paraling train -m", *hydra_ov, *arguments])
-    prepared = prepare_study(spec, url, base, base_cfg, command)
-    ctx, study = prepared.ctx, prepared.study
+    prepared = prepare_study(spec, url, base, base_cfg, " ".join(["paraling train -m", *hydra_ov, *arguments]))
     storage = study_storage(url, spec.storage)
-    with study_lock(url, spec.study_name, spec.storage.outage_timeout):
-        slot, n_before = claim_sampler_slot(storage, study)
-    study.sampler = make_sampler(spec.sampler, spec.space, worker_seed(spec.sampler.seed, slot, n_before))
-    sync = (
-        (lambda f: prepared.tracking.sync_child(ctx.parent_run_id, f))
-        if prepared.tracking and ctx.parent_run_id
-        else None
-    )
-    launcher = Plugins.instance().instantiate_launcher(
-        hydra_context=sweeper.hydra_context, task_function=TrialTask(ctx), config=config
+    _seed_sampler(prepared, url, storage)
+    loop = BatchLoop(
+        prepared=prepared,
+        url=url,
+        storage=storage,
+        launcher=Plugins.instance().instantiate_launcher(
+            hydra_context=sweeper.hydra_context, task_function=TrialTask(prepared.ctx), config=config
+        ),
+        base=base,
+        load=load,
+        n_jobs=max(1, int(sweeper.n_jobs)),
+        gpus=gpus,
+        sweep_dir=Path(str(OmegaConf.select(config, "hydra.sweep.dir") or "multirun")),
+        pickles="submitit" in launcher_target,
+        sync=prepared.tracking.child_sync(prepared.ctx.parent_run_id) if prepared.tracking else None,
     )
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
-    deadline = time.time() + spec.timeout if spec.timeout else None
-    n_jobs = max(1, int(sweeper.n_jobs))
-    sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir") or "multirun"))
-    pickles = "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
-    shares = gpu_shares([gpus[j % len(gpus)] for j in range(n_jobs)]) if gpus else []
-    results: list[Any] = []
-    stopped: str | None = None
-    job_idx = 0
-    batch_trials: list[Any] = []
     try:
-        while True:
-            if deadline is not None and time.time() >= deadline:
-                stopped = "timeout"
-                break
-            with study_lock(url, spec.study_name, spec.storage.outage_timeout):
-                if (
-                    fail_stale_trials(study, spec.storage.grace_period, storage)
-                    and prepared.tracking
-                    and ctx.parent_run_id
-                ):
-                    prepared.tracking.end_orphans(ctx.parent_run_id, study)
-                c = count_trials(study.get_trials(deepcopy=False))
-                if c.failed >= spec.max_failures:
-                    stopped = "failure_budget"
-                    break
-                # queued retries (dead worker, Ctrl-C) count in c.used but still have to run
-                k = n_jobs if spec.n_trials is None else min(n_jobs, max(spec.n_trials - c.used, 0) + c.waiting)
-                if k <= 0:
-                    stopped = "complete"
-                    break
-                batch_trials = [study.ask() for _ in range(k)]
-                ids = {t.number: trial_id(storage, study, t.number) for t in batch_trials}
-                for t in batch_trials:
-                    mark_worker(storage, ids[t.number])
-            batch, launched = [], []
-            for t in batch_trials:
-                heartbeat.add(ids[t.number])
-                overrides = base + spec.space.overrides(spec.space.suggest(t))
-                try:
-                    load(overrides)
-                except Exception as exc:  # a combination that does not compose fails alone, not the batch
-                    reason = f"does not compose: {' '.join(str(exc).split())[:500]}"
-                    t.set_user_attr("overrides", mask_obj(overrides))
-                    t.set_user_attr("fail_reason", mask_secrets(reason))
-                    frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-                    if sync:
-                        sync(frozen)
-                    log.info("trial %d FAIL (%s)", t.number, reason)
-                    continue
-                env = [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"]
-                if gpus:  # a fresh local process per job: one GPU each, as `paraling sweep` gives one per worker
-                    j = len(batch) % n_jobs
-                    job_env = gpu_env(gpus[j % len(gpus)], shares[j])
-                    env += [f"++hydra.job.env_set.{k}={v}" for k, v in job_env.items()]
-                batch.append([*overrides, *env])
-                launched.append(t)
-            if batch:
-                # a submitit launcher pickles the trial context (storage password) into its job folder
-                with private_files(sweep_dir) if pickles else contextlib.nullcontext():
-                    rets = launcher.launch(batch, initial_job_idx=job_idx)
-                job_idx += len(batch)
-                results.append(rets)
-                for t, ret in zip(launched, rets, strict=False):
-                    _settle(study, t, ret, sync)
-                down = next((e for e in map(_job_error, rets) if isinstance(e, SERVICE_DOWN)), None)
-                if down is not None:  # its trial was queued again; every next trial would fail the same way
-                    raise down
-            for t in batch_trials:
-                heartbeat.remove(ids[t.number])
-            batch_trials = []
+        stopped = loop.run(heartbeat, time.time() + spec.timeout if spec.timeout else None)
     except KeyboardInterrupt:
         stopped = "interrupted"
-        for t in batch_trials:
-            frozen = frozen_trial(study, t.number)
-            if frozen.state == TrialState.RUNNING:
-                t.set_user_attr("fail_reason", "interrupted (Ctrl-C); queued for a retry")
-                frozen = study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-                retry_trial(study, frozen, max_retry=None)
-                if sync:
-                    sync(frozen)
-    except Exception as exc:  # the launcher or a service failed: record the batch, close the parent, re-raise
-        if not isinstance(exc, StorageUnavailableError):
-            for t in batch_trials:
-                _settle(study, t, _Failed(exc), sync)
+    except Exception as exc:  # the launcher or a service failed: the batch is recorded; close the parent, re-raise
         close_after_error(prepared, exc)
         raise
     finally:
@@ -311,46 +195,52 @@ def hydra_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         raise SystemExit(130)
     if not summary.ok:
         raise SearchError(summary.error_line())
-    return results
+    return loop.results
 
 
-SERVICE_DOWN = (TrackingStoreError, StorageUnavailableError)
+def _study_spec(sweeper: Any, arguments: list[str]) -> tuple[Any, list[str]]:
+    """The study file the sweeper names, with the command line's sweep parameters and sweeper options; and the
+    command line's fixed overrides (old key names rewritten).
 
+    Raises:
+        ConfigError: No study file named, or a command-line sweep over a key the study already searches.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
 
-def _job_error(ret: Any) -> BaseException | None:
-    """The exception a launcher job ended with (Hydra keeps it on its JobReturn), or ``None``."""
-    err = getattr(ret, "_return_value", None)
-    return err if isinstance(err, BaseException) else None
+    from paraling.search.spec import load_study_spec
 
-
-class _Failed:
-    """Stands in for a JobReturn when the launcher raised."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self._return_value = exc
-
-
-def _settle(study: Any, trial: Any, ret: Any, sync: Any) -> None:
-    """A job that died or raised before telling Optuna leaves its trial RUNNING: fail it with the job's error."""
-    from optuna.trial import TrialState
-
-    frozen = frozen_trial(study, trial.number)
-    if frozen.state != TrialState.RUNNING:
-        return
-    err = getattr(ret, "_return_value", None)
-    reason = (
-        f"launcher job failed: {type(err).__name__}: {err}"
-        if isinstance(err, BaseException)
-        else "launcher job ended without reporting"
+    ref = sweeper.study or OmegaConf.select(sweeper.config, "sweep", default=None)
+    if not ref:
+        raise ConfigError(
+            "hydra/sweeper=paraling_optuna needs a study file: add +sweep=NAME (sweeps/NAME.yaml) or "
+            "hydra.sweeper.study=PATH"
+        )
+    spec = load_study_spec(str(ref))
+    parsed = OverridesParser.create().parse_overrides(list(arguments))
+    fixed = rewrite_overrides(
+        str(o.input_line) for o in parsed if not o.is_sweep_override() and o.key_or_group != "sweep"
     )
-    trial.set_user_attr("fail_reason", mask_secrets(reason)[:2000])
-    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-    if sync:
-        try:
-            sync(frozen)
-        except Exception as exc:  # MLflow hiccups must not lose the Optuna record
-            log.warning("trial %d: could not update its MLflow run: %s", trial.number, exc)
-    log.info("trial %d FAIL (%s)", trial.number, reason)
+    swept = [o for o in parsed if o.is_sweep_override()]
+    if swept:
+        extra = SearchSpace.from_mapping(_sweep_params(swept), "command-line sweep")
+        clash = set(extra.names) & set(spec.space.names)
+        if clash:
+            raise ConfigError(f"command-line sweep over {sorted(clash)} clashes with the study's space")
+        spec = replace(spec, space=SearchSpace(spec.space.params + extra.params))
+    return spec.with_options(sweeper.n_trials, sweeper.study_name, sweeper.storage, sweeper.timeout), fixed
+
+
+def _seed_sampler(prepared: Any, url: str, storage: Any) -> None:
+    """Give this process's sampler its own seed (a slot claimed in the storage, as each sweep worker does)."""
+    from paraling.search.locks import study_lock
+    from paraling.search.samplers import make_sampler
+    from paraling.search.worker import claim_sampler_slot, worker_seed
+
+    spec, study = prepared.spec, prepared.study
+    with study_lock(url, spec.study_name, spec.storage.outage_timeout):
+        slot, n_before = claim_sampler_slot(storage, study)
+    study.sampler = make_sampler(spec.sampler, spec.space, worker_seed(spec.sampler.seed, slot, n_before))
 
 
 def _write_results(config: Any, summary: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,18 @@ class SweepTracking:
         flt = f"tags.mlflow.parentRunId = '{parent_run_id}'" + (f" and {extra}" if extra else "")
         return list(self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000))
 
+    def child_sync(self, parent_run_id: str | None) -> Callable[[Any], None] | None:
+        """What a worker calls on each finished trial: :meth:`sync_child` under ``parent_run_id`` (``None``
+        without a parent run)."""
+        if not parent_run_id:
+            return None
+        parent = parent_run_id
+
+        def sync(frozen: Any) -> None:
+            self.sync_child(parent, frozen)
+
+        return sync
+
     def sync_child(self, parent_run_id: str, frozen: Any) -> str:
         """Make the trial's child run match its finished Optuna state (creating a FAILED run if none exists).
 
@@ -153,17 +166,17 @@ class SweepTracking:
             return tracker.run_id
         run = runs[0]
         run_id = run.info.run_id
-        tags: dict[str, str] = {}
+        updates: dict[str, str] = {}
         if run.data.tags.get("paraling.state") != state:
-            tags["paraling.state"] = state
+            updates["paraling.state"] = state
         if state == "FAIL" and reason and not run.data.tags.get("paraling.error"):
-            tags["paraling.error"] = reason[:4000]
+            updates["paraling.error"] = reason[:4000]
         if frozen.value is not None:
-            tags["paraling.sweep.value"] = f"{frozen.value:.6g}"
-        if tags:
+            updates["paraling.sweep.value"] = f"{frozen.value:.6g}"
+        if updates:
             from mlflow.entities import RunTag
 
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in updates.items()])
         if run.info.run_name != name:
             self.client.update_run(run_id, name=name)
         expected = _EXPECTED.get(state)

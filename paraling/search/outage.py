@@ -130,7 +130,7 @@ def _storage_class() -> type:
         for n, v in vars(base).items()
         if callable(v) and not n.startswith("_") and n not in ("remove_session", "upgrade", "get_current_version")
     ]
-    body = {n: _retried(n) for n in dict.fromkeys(names)}
+    body: dict[str, Any] = {n: _retried(n) for n in dict.fromkeys(names)}
     body["__doc__"] = _storage_class.__doc__
     return type("ResilientRDBStorage", (optuna.storages.RDBStorage,), body)
 

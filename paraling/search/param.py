@@ -70,22 +70,34 @@ class ParamSpec:
     encoded: bool = False
     conditions: tuple[Condition, ...] = ()
 
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a float or int parameter.
+
+        Raises:
+            ConfigError: The parameter has no bounds (a categorical one).
+        """
+        if self.low is None or self.high is None:
+            raise ConfigError(f"search space key {self.name!r}: a {self.kind} parameter needs low and high")
+        return self.low, self.high
+
     def distribution(self) -> Any:
         """The matching :mod:`optuna.distributions` object."""
         from optuna import distributions as d
 
+        if self.kind != "categorical":
+            low, high = self.bounds()
         if self.kind == "float":
             return d.FloatDistribution(
-                float(self.low),
-                float(self.high),
-                log=self.log,  # type: ignore[arg-type]
+                float(low),
+                float(high),
+                log=self.log,
                 step=None if self.step is None else float(self.step),
             )
         if self.kind == "int":
             return d.IntDistribution(
-                int(self.low),
-                int(self.high),
-                log=self.log,  # type: ignore[arg-type]
+                int(low),
+                int(high),
+                log=self.log,
                 step=int(self.step or 1),
             )
         return d.CategoricalDistribution(list(self.choices))
@@ -96,20 +108,22 @@ class ParamSpec:
 
     def suggest(self, trial: Any) -> Any:
         """Sample this parameter in an Optuna trial."""
+        if self.kind != "categorical":
+            low, high = self.bounds()
         if self.kind == "float":
             return trial.suggest_float(
                 self.name,
-                float(self.low),
-                float(self.high),
-                log=self.log,  # type: ignore[arg-type]
+                float(low),
+                float(high),
+                log=self.log,
                 step=None if self.step is None else float(self.step),
             )
         if self.kind == "int":
             return trial.suggest_int(
                 self.name,
-                int(self.low),
-                int(self.high),
-                log=self.log,  # type: ignore[arg-type]
+                int(low),
+                int(high),
+                log=self.log,
                 step=int(self.step or 1),
             )
         return trial.suggest_categorical(self.name, list(self.choices))

@@ -206,11 +206,10 @@ def finish(prepared: PreparedStudy, stopped: str | None) -> SweepSummary:
             try:
                 prepared.tracking.end_orphans(prepared.ctx.parent_run_id, study)
                 prepared.tracking.missing_children(prepared.ctx.parent_run_id, study)
-                if reason == "complete" and prepared.spec.ensemble is not None:
-                    t, spec = prepared.tracking, prepared.spec
-                    assemble_for_study(
-                        spec.ensemble, spec.study_name, t.experiment, t.uri, prepared.ctx.parent_run_id, t.client
-                    )
+                ensemble, t = prepared.spec.ensemble, prepared.tracking
+                if reason == "complete" and ensemble is not None:
+                    name = prepared.spec.study_name
+                    assemble_for_study(ensemble, name, t.experiment, t.uri, prepared.ctx.parent_run_id, t.client)
                 prepared.tracking.finalize(prepared.ctx.parent_run_id, study, summary, status)
             except Exception as exc:  # the Optuna study is the record; MLflow can be fixed by a re-run
                 log.error("could not finalise the MLflow parent run %s: %s", prepared.ctx.parent_run_id, exc)

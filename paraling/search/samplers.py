@@ -66,7 +66,7 @@ def _closest(key: str, allowed: list[str]) -> str:
 
 def check_kwargs(cls: type, kwargs: Mapping[str, Any], where: str, reserved: tuple[str, ...]) -> None:
     """Refuse study-file arguments the Optuna class does not take, or that are not plain values (ConfigError)."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     allowed = [p for p in params if p not in ("self", *reserved) and params[p].kind != inspect.Parameter.VAR_KEYWORD]
     for k, v in kwargs.items():
         if k not in allowed:

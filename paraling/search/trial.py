@@ -163,48 +163,13 @@ def execute_trial(
         make_cfg: Composes the configuration from ``overrides``.
         sync: Called with the finished :class:`~optuna.trial.FrozenTrial` (aligns the MLflow child run).
     """
-    from optuna.trial import TrialState
-
-    from paraling.pipeline.experiment import run_experiment
-    from paraling.search.recovery import retry_trial
-
-    spec = ctx.spec
-    number = trial.number
-    trial.set_user_attr("overrides", mask_obj(list(overrides)))
-    trial.set_user_attr("reproduce", mask_secrets(reproduce_line(list(overrides))))
-    shown = " ".join(f"{k}={v}" for k, v in trial.params.items())
-    log.info("%strial %d started: %s", _prefix(ctx), number, shown)
-    tags = {"paraling.sweep.study": spec.study_name, "paraling.sweep.trial": str(number)}
-    gpu = trial_gpu()
-    if gpu is not None:  # what this process was confined to (a worker's or a launcher job's CUDA_VISIBLE_DEVICES)
-        trial.set_user_attr(GPU_ATTR, gpu)
-        tags[GPU_TAG] = gpu
+    tags = _start(trial, ctx, overrides)
     t0 = time.perf_counter()
-    outcome = TrialOutcome(number, "FAIL")
+    outcome = TrialOutcome(trial.number, "FAIL")
     interrupted = False
     service_down: BaseException | None = None
     try:
-        require_assigned_gpu()
-        share = apply_gpu_share()
-        if share is not None:  # K trials on this GPU: each capped at 1/K of its memory
-            trial.set_user_attr("gpu_share", share)
-            tags["paraling.gpu_share"] = f"{share:.3f}"
-        cfg = make_cfg(list(overrides))
-        trial_defaults(cfg, list(overrides))
-        if ctx.quiet:
-            cfg.progress = "never"
-        # One MLflow run per trial: no per-epoch checkpoints, whose run_id file would make a later trial with the
-        # same configuration (or a retry) re-open this trial's run. A retried trial starts over.
-        cfg.trainer.checkpoint = False
-        reporter = TrialReporter(trial, int(cfg.trainer.epochs), spec.prune_on)
-        result = run_experiment(
-            cfg, reporter=reporter, parent_run_id=ctx.parent_run_id, overrides=list(overrides), tags=tags
-        )
-        outcome.run_id = result.run_id
-        if result.run_id:
-            trial.set_user_attr("mlflow_run_id", result.run_id)
-        outcome.value = _metric_value(result, spec.metric)
-        outcome.state = "COMPLETE"
+        _run(trial, ctx, overrides, make_cfg, tags, outcome)
     except Pruned as exc:
         outcome.state, outcome.reason = "PRUNED", str(exc)
     except KeyboardInterrupt:
@@ -223,35 +188,94 @@ def execute_trial(
         _free_memory()  # every trial: the next one (or the trial beside it on this GPU) gets the cached memory back
     outcome.seconds = time.perf_counter() - t0
     with _no_sigint() if interrupted else contextlib.nullcontext():
-        if outcome.reason and outcome.state == "FAIL":
-            trial.set_user_attr("fail_reason", mask_secrets(outcome.reason)[:2000])
-        state = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(outcome.state, TrialState.FAIL)
-        frozen = study.tell(
-            trial, outcome.value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
-        )
-        if frozen.state != state:
-            log.warning(
-                "%strial %d was already %s (its worker was presumed dead); keeping that state",
-                _prefix(ctx),
-                number,
-                frozen.state.name,
-            )
-            outcome.state = frozen.state.name
-        if interrupted or service_down is not None:
-            retry_trial(study, frozen, max_retry=None)
-        if sync is not None:
-            try:
-                sync(frozen)
-            except Exception as exc:  # MLflow hiccups must not lose the Optuna record
-                log.warning("%strial %d: could not update its MLflow run: %s", _prefix(ctx), number, exc)
-    value = f" {spec.metric}={outcome.value:.4f}" if outcome.value is not None else ""
+        _record(study, trial, ctx, outcome, sync, retry=interrupted or service_down is not None)
+    value = f" {ctx.spec.metric}={outcome.value:.4f}" if outcome.value is not None else ""
     why = f" ({outcome.reason})" if outcome.reason and outcome.state != "COMPLETE" else ""
-    log.info("%strial %d %s%s in %.1f s%s", _prefix(ctx), number, outcome.state, value, outcome.seconds, why)
+    log.info("%strial %d %s%s in %.1f s%s", _prefix(ctx), trial.number, outcome.state, value, outcome.seconds, why)
     if interrupted:
         raise KeyboardInterrupt
     if service_down is not None:
         raise service_down
     return outcome
+
+
+def _start(trial: Any, ctx: TrialContext, overrides: list[str]) -> dict[str, str]:
+    """Record the trial's overrides and reproduce line, log its start; the child run's tags."""
+    trial.set_user_attr("overrides", mask_obj(list(overrides)))
+    trial.set_user_attr("reproduce", mask_secrets(reproduce_line(list(overrides))))
+    shown = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    log.info("%strial %d started: %s", _prefix(ctx), trial.number, shown)
+    tags = {"paraling.sweep.study": ctx.spec.study_name, "paraling.sweep.trial": str(trial.number)}
+    gpu = trial_gpu()
+    if gpu is not None:  # what this process was confined to (a worker's or a launcher job's CUDA_VISIBLE_DEVICES)
+        trial.set_user_attr(GPU_ATTR, gpu)
+        tags[GPU_TAG] = gpu
+    return tags
+
+
+def _run(
+    trial: Any,
+    ctx: TrialContext,
+    overrides: list[str],
+    make_cfg: Callable[[list[str]], Any],
+    tags: dict[str, str],
+    outcome: TrialOutcome,
+) -> None:
+    """Compose and run the trial's experiment (raises what it raises); a finished run fills ``outcome``."""
+    from paraling.pipeline.experiment import run_experiment
+
+    require_assigned_gpu()
+    share = apply_gpu_share()
+    if share is not None:  # K trials on this GPU: each capped at 1/K of its memory
+        trial.set_user_attr("gpu_share", share)
+        tags["paraling.gpu_share"] = f"{share:.3f}"
+    cfg = make_cfg(list(overrides))
+    trial_defaults(cfg, list(overrides))
+    if ctx.quiet:
+        cfg.progress = "never"
+    # One MLflow run per trial: no per-epoch checkpoints, whose run_id file would make a later trial with the same
+    # configuration (or a retry) re-open this trial's run. A retried trial starts over.
+    cfg.trainer.checkpoint = False
+    reporter = TrialReporter(trial, int(cfg.trainer.epochs), ctx.spec.prune_on)
+    result = run_experiment(
+        cfg, reporter=reporter, parent_run_id=ctx.parent_run_id, overrides=list(overrides), tags=tags
+    )
+    outcome.run_id = result.run_id
+    if result.run_id:
+        trial.set_user_attr("mlflow_run_id", result.run_id)
+    outcome.value = _metric_value(result, ctx.spec.metric)
+    outcome.state = "COMPLETE"
+
+
+def _record(
+    study: Any, trial: Any, ctx: TrialContext, outcome: TrialOutcome, sync: Callable[[Any], None] | None, retry: bool
+) -> None:
+    """Tell Optuna the outcome (keeping a state another process set first), queue a ``retry``, sync MLflow."""
+    from optuna.trial import TrialState
+
+    from paraling.search.recovery import retry_trial
+
+    if outcome.reason and outcome.state == "FAIL":
+        trial.set_user_attr("fail_reason", mask_secrets(outcome.reason)[:2000])
+    state = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(outcome.state, TrialState.FAIL)
+    frozen = study.tell(
+        trial, outcome.value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
+    )
+    if frozen.state != state:
+        log.warning(
+            "%strial %d was already %s (its worker was presumed dead); keeping that state",
+            _prefix(ctx),
+            trial.number,
+            frozen.state.name,
+        )
+        outcome.state = frozen.state.name
+    if retry:
+        retry_trial(study, frozen, max_retry=None)
+    if sync is not None:
+        try:
+            sync(frozen)
+        except Exception as exc:  # MLflow hiccups must not lose the Optuna record
+            log.warning("%strial %d: could not update its MLflow run: %s", _prefix(ctx), trial.number, exc)
 
 
 def _prefix(ctx: TrialContext) -> str:

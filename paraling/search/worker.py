@@ -118,7 +118,7 @@ def worker_loop(args: WorkerArgs, tracking: SweepTracking | None = None) -> str:
     if tracking is None and ctx.parent_run_id and ctx.tracking_uri:
         tracking = SweepTracking(ctx.tracking_uri, ctx.experiment, spec.study_name)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_interval)
-    sync = (lambda frozen: tracking.sync_child(ctx.parent_run_id, frozen)) if tracking and ctx.parent_run_id else None
+    sync = tracking.child_sync(ctx.parent_run_id) if tracking else None
     try:
         with hydra_context():
             compose = compose_fn()

@@ -158,7 +158,7 @@ def explain_predictions(
     out_dir.mkdir(parents=True, exist_ok=True)
     member = _explained_member(predictor)
     used: set[str] = set()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in preds:
         detail = p.details.get(member.name)
         if p.error or detail is None or p.label is None:

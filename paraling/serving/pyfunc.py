@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from paraling.errors import ModelError
 from paraling.serving.predict import Predictor, predictions_frame
@@ -19,7 +19,7 @@ from paraling.serving.predict import Predictor, predictions_frame
 __all__ = ["ParalingModel"]
 
 
-class ParalingModel(mlflow.pyfunc.PythonModel):
+class ParalingModel(PythonModel):
     """MLflow pyfunc over a paraling bundle: audio file paths in, labels and class probabilities out."""
 
     def load_context(self, context: Any) -> None:

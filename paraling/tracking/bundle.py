@@ -97,7 +97,8 @@ def read_bundle(folder: str | Path) -> Bundle:
             raise ModelError(f"{where}: member {m['run_id']}: 'weight' must be a whole number >= 1, not {weight!r}")
         path = _inside(root, m["dir"], f"{where}, member {m['run_id']}")
         out.append(BundleMember(m["run_id"], str(m.get("name", m["run_id"])), weight, path))
-    info = d.get("info") if isinstance(d.get("info"), dict) else {}
+    info = d.get("info")
+    info = info if isinstance(info, dict) else {}
     return Bundle(root, list(classes), combiner, out, info)
 
 

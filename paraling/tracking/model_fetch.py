@@ -64,12 +64,11 @@ def fetch_model(model: str, dst: str | Path, uri: str | None = None) -> Path:
             return Path(
                 download_artifacts(artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri)
             )
-        if model.startswith("runs:/") or RUN_ID.match(model):
-            rest = model[len("runs:/") :] if model.startswith("runs:/") else model
-            run_id, _, sub = rest.partition("/")
-            if sub:
-                return Path(client.download_artifacts(run_id, _inside_run(model, sub), str(dst)))
-            return _run_model_dir(client, run_id, dst)
+        rest = model[len("runs:/") :] if model.startswith("runs:/") else model  # runs:/<id>[/path] or a run id
+        run_id, _, sub = rest.partition("/")
+        if sub:
+            return Path(client.download_artifacts(run_id, _inside_run(model, sub), str(dst)))
+        return _run_model_dir(client, run_id, dst)
     except ModelError:
         raise
     except Exception as exc:  # MlflowException (unknown run/model/alias), store errors

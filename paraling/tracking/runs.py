@@ -40,6 +40,7 @@ from paraling.tracking.model_dir import SPEC_FILE, missing_files, read_spec
 __all__ = [
     "MEMBERS_TAG",
     "NAME_TAG",
+    "NEGATIVE_CLASS_TAG",
     "RUN_ID",
     "STUDY_TAGS",
     "TrackedRun",
@@ -59,6 +60,8 @@ STUDY_TAGS: tuple[str, ...] = ("paraling.sweep.study", "paraling.study", "optuna
 NAME_TAG = "paraling.name"
 #: Tag of an ensemble run (``paraling.kind=ensemble``) listing its members' run ids, comma-separated.
 MEMBERS_TAG = "paraling.members"
+#: Tag of a run whose corpus names a negative class (``corpus.negative_class``): that class.
+NEGATIVE_CLASS_TAG = "paraling.negative_class"
 _PARENT = "mlflow.parentRunId"
 # pre-training runs (another task, for transfer) and sweep parents are never ensemble members
 _NOT_MEMBERS = ("pretrain", "sweep")

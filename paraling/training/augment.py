@@ -40,6 +40,9 @@ class BatchAugment(nn.Module):
         mixup: Beta concentration of the mixup weights (0: no mixup).
     """
 
+    concentration: torch.Tensor
+    rate: torch.Tensor
+
     def __init__(
         self, freq_masks: int = 0, freq_width: int = 8, time_masks: int = 0, time_width: int = 2, mixup: float = 0.0
     ) -> None:

@@ -14,28 +14,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from paraling.atomic import atomic_path
 from paraling.data.windows import WindowBank
 from paraling.device import (
     capture_mode,
     configure_fp32_math,
     eval_batch_size,
-    load_state,
     resolve_precision,
-    rng_state,
-    set_rng_state,
     to_device,
     to_numpy,
 )
-from paraling.errors import ResourceError, TrainingError
+from paraling.errors import TrainingError
 from paraling.scoring.metrics import uar
 from paraling.training.augment import BatchAugment
+from paraling.training.checkpoint import checkpoint_state, resume, save_checkpoint
 from paraling.training.malloc import keep_freed_memory
 from paraling.training.optim import ScheduledSGD
 from paraling.training.steps import make_step, prepare_batch
@@ -137,7 +134,7 @@ def predict_windows(
         keep_freed_memory()
     was_training = model.training
     model.eval()
-    n_classes = int(model.n_classes)  # the window-model interface (paraling.models.registry)
+    n_classes = int(cast(int, model.n_classes))  # the window-model interface (paraling.models.registry)
     n = int(idx.numel())
     # Results stay on the model's device until the end: one copy to the host, no wait for the GPU per batch. The
     # output is filled in place (no small per-batch blocks left between big temporaries on the CPU).
@@ -178,19 +175,6 @@ def _utterance_uar(proba: np.ndarray, ev: EvalSet) -> float:
     y_utt[ev.utt] = to_numpy(ev.y)
     seen = np.bincount(ev.utt, minlength=ev.n_utts) > 0
     return float(uar(y_utt[seen], sums[seen].argmax(1)))
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a checkpoint atomically; a full disk (or any write error) is one :class:`ResourceError`."""
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-    except (OSError, RuntimeError) as exc:  # torch reports a short write as RuntimeError ("enforce fail ...")
-        detail = " ".join(str(exc).split())[:200]
-        raise ResourceError(
-            f"cannot write the checkpoint {path} ({detail}); the disk may be full. Fix: free space under "
-            f"{path.parent.parent}, point cache_dir elsewhere, or set trainer.checkpoint=false"
-        ) from None
 
 
 @dataclass
@@ -247,21 +231,11 @@ def fit(
         TrainingError: The loss became NaN/Inf (names the epoch and suggests a lower learning rate).
     """
     o = options or FitOptions()
-    reporter, fold, seed, checkpoint, progress = o.reporter or NullReporter(), o.fold, o.seed, o.checkpoint, o.progress
-    frozen, freeze_epochs, lr_start = list(o.frozen), o.freeze_epochs, o.lr_start
+    reporter = o.reporter or NullReporter()
     device = o.device or torch.device("cpu")
-    if device.type == "cpu":
-        keep_freed_memory()
-    dtype = resolve_precision(cfg.precision, device)
-    configure_fp32_math(device, dtype)
-    channels_last = bool(cfg.channels_last)
-    if hasattr(model, "kernels"):  # trainer.native=false: the ops' torch reference everywhere
-        model.kernels = "auto" if bool(getattr(cfg, "native", True)) else "reference"
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    dtype, channels_last = _place_model(model, cfg, device)
     epochs = int(cfg.epochs)
-    lrs = linear_schedule(float(lr_start if lr_start is not None else cfg.lr_start), float(cfg.lr_end), epochs)
+    lrs = linear_schedule(float(o.lr_start if o.lr_start is not None else cfg.lr_start), float(cfg.lr_end), epochs)
     moms = linear_schedule(float(cfg.momentum_start), float(cfg.momentum_end), epochs)
     opt = ScheduledSGD(
         model.parameters(),
@@ -270,33 +244,13 @@ def fit(
         nesterov=bool(cfg.nesterov),
         weight_decay=float(cfg.weight_decay),
     )
-    gen = torch.Generator().manual_seed(seed * 1000 + fold)  # shuffling: a CPU generator, saved in the checkpoint
+    gen = torch.Generator().manual_seed(o.seed * 1000 + o.fold)  # shuffling: a CPU generator, saved in checkpoints
     result = FitResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    start_epoch = 0
-    if checkpoint is not None and checkpoint.exists():
-        try:
-            state = load_state(checkpoint)
-            model.load_state_dict(state["model"])  # copies onto the parameters' device
-            opt.load_state_dict(state["opt"])  # casts the momentum buffers to the parameters' device
-            best_state = state.get("best")
-            start_epoch = int(state["epoch"]) + 1
-            result.history = [dict(h) for h in state["history"]]
-            result.best_epoch, result.best_val_uar = int(state["best_epoch"]), float(state["best_val_uar"])
-            gen.set_state(state["gen"])
-            set_rng_state(state.get("rng", {}), device)
-            log.info("fold %d: resumed from %s at epoch %d", fold, checkpoint, start_epoch)
-        except (RuntimeError, KeyError, OSError, EOFError, TypeError, ValueError) as exc:
-            log.warning("%s: unusable checkpoint (%s); training from scratch", checkpoint, exc)
-            start_epoch = 0
+    best_state, start_epoch = resume(o.checkpoint, model, opt, gen, result, device, o.fold)
     # Window indices live where the bank's index does (on the GPU when the bank was moved there), labels with them:
     # a batch then needs no host work. A bank left in host memory gathers there and copies each batch over.
     index_device = bank.starts.device
-    train_idx = train_idx.to(index_device)
-    train_y = train_y.to(index_device)
-    n = int(train_idx.numel())
-    bs = int(cfg.batch_size)
-    limit = cfg.max_windows_per_epoch
+    train_idx, train_y = train_idx.to(index_device), train_y.to(index_device)
     mode = capture_mode(str(getattr(cfg, "capture", "auto")), device)
     augment = BatchAugment.from_config(cfg)
     if augment is not None:
@@ -306,7 +260,7 @@ def fit(
         model,
         opt,
         bank,
-        bs,
+        int(cfg.batch_size),
         idx=train_idx,
         y=train_y,
         device=device,
@@ -314,67 +268,36 @@ def fit(
         channels_last=channels_last,
         augment=augment,
     )
-    t_start = time.perf_counter()
-    seen = 0
+    t_start, seen = time.perf_counter(), 0
     for epoch in range(start_epoch, epochs):
         opt.set_schedule(float(lrs[epoch]), float(moms[epoch]))
-        freeze = frozen if frozen and epoch < freeze_epochs else []
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.split(".")[0] not in freeze)
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        if limit:
-            perm = perm[: int(limit)]
-        perm = to_device(perm, index_device)  # once per epoch
-        runner.begin_epoch()
-        for s in range(0, int(perm.numel()), bs):
-            b = perm[s : s + bs]
-            if b.numel() < 2:
-                continue
-            runner.step(b)
+        _freeze(model, o.frozen if o.frozen and epoch < o.freeze_epochs else [])
+        train_loss = _train_epoch(model, runner, int(train_idx.numel()), cfg, gen, index_device)
         seen += runner.n_seen
-        train_loss = runner.epoch_loss()
         if not math.isfinite(train_loss):
             raise TrainingError(
-                f"fold {fold}: training loss became {train_loss} at epoch {epoch}; lower trainer.lr_start "
+                f"fold {o.fold}: training loss became {train_loss} at epoch {epoch}; lower trainer.lr_start "
                 f"(now {lrs[0]:g}) or check the features for NaN"
             )
         metrics = {"train_loss": train_loss, "lr": float(lrs[epoch]), "momentum": float(moms[epoch])}
         if val is not None and val.idx.numel():
-            proba, _ = predict_windows(model, bank, val.idx, eval_batch_size(cfg, device), device, dtype, channels_last)
-            y_val = to_numpy(val.y)
-            metrics["val_loss"] = float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
-            metrics["val_uar"] = _utterance_uar(proba, val)
+            metrics |= _validation_metrics(model, bank, val, cfg, device, dtype, channels_last)
             improved = not metrics["val_uar"] <= result.best_val_uar  # NaN-safe: first epoch always improves
             if cfg.select == "best" and improved:
                 result.best_epoch, result.best_val_uar = epoch, metrics["val_uar"]
                 best_state = copy.deepcopy(model.state_dict())
         result.history.append(metrics)
-        if progress is not None:
-            progress(epoch, metrics)
-        reporter.on_epoch_end(fold, epoch, metrics)
+        if o.progress is not None:
+            o.progress(epoch, metrics)
+        reporter.on_epoch_end(o.fold, epoch, metrics)
         # The checkpoint comes after the metrics are logged: a kill between the two re-runs the epoch (its metrics
         # are then logged twice) instead of skipping it on resume (its metrics never logged).
-        if checkpoint is not None:
-            _save_checkpoint(
-                checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "best": best_state,
-                    "epoch": epoch,
-                    "history": result.history,
-                    "best_epoch": result.best_epoch,
-                    "best_val_uar": result.best_val_uar,
-                    "gen": gen.get_state(),
-                    "rng": rng_state(device),
-                },
-            )
+        if o.checkpoint is not None:
+            save_checkpoint(o.checkpoint, checkpoint_state(model, opt, best_state, epoch, result, gen, device))
         if cfg.patience and result.best_epoch >= 0 and epoch - result.best_epoch >= int(cfg.patience):
-            log.info("fold %d: early stop at epoch %d (best %d)", fold, epoch, result.best_epoch)
+            log.info("fold %d: early stop at epoch %d (best %d)", o.fold, epoch, result.best_epoch)
             break
-    for p in model.parameters():
-        p.requires_grad_(True)
+    _freeze(model, [])
     if cfg.select == "best" and best_state is not None:
         model.load_state_dict(best_state)
     elif cfg.select == "last":
@@ -385,3 +308,59 @@ def fit(
     result.seconds = time.perf_counter() - t_start
     result.windows_per_second = seen / result.seconds if result.seconds > 0 else 0.0
     return result
+
+
+def _place_model(model: nn.Module, cfg: Any, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """Move ``model`` to ``device`` in the layout and kernels ``cfg`` asks for; its autocast dtype and layout."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    dtype = resolve_precision(cfg.precision, device)
+    configure_fp32_math(device, dtype)
+    channels_last = bool(cfg.channels_last)
+    if hasattr(model, "kernels"):  # trainer.native=false: the ops' torch reference everywhere
+        cast(Any, model).kernels = "auto" if bool(getattr(cfg, "native", True)) else "reference"
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return dtype, channels_last
+
+
+def _freeze(model: nn.Module, layers: Sequence[str]) -> None:
+    """Stop the gradients of ``layers`` (top-level names); every other parameter trains."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.split(".")[0] not in layers)
+
+
+def _train_epoch(
+    model: nn.Module, runner: Any, n: int, cfg: Any, gen: torch.Generator, index_device: torch.device
+) -> float:
+    """One pass over a shuffled permutation of the ``n`` training windows (at most ``max_windows_per_epoch``);
+    the epoch's mean loss."""
+    model.train()
+    bs = int(cfg.batch_size)
+    perm = torch.randperm(n, generator=gen)
+    if cfg.max_windows_per_epoch:
+        perm = perm[: int(cfg.max_windows_per_epoch)]
+    perm = to_device(perm, index_device)  # once per epoch
+    runner.begin_epoch()
+    for s in range(0, int(perm.numel()), bs):
+        b = perm[s : s + bs]
+        if b.numel() >= 2:
+            runner.step(b)
+    return float(runner.epoch_loss())
+
+
+def _validation_metrics(
+    model: nn.Module,
+    bank: WindowBank,
+    val: EvalSet,
+    cfg: Any,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+) -> dict[str, float]:
+    """``val_loss`` (mean window cross-entropy) and ``val_uar`` (utterance posterior means) of the validation set."""
+    proba, _ = predict_windows(model, bank, val.idx, eval_batch_size(cfg, device), device, dtype, channels_last)
+    y_val = to_numpy(val.y)
+    loss = float(-np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-12, None)).mean())
+    return {"val_loss": loss, "val_uar": _utterance_uar(proba, val)}

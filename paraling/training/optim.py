@@ -89,7 +89,7 @@ class ScheduledSGD(torch.optim.Optimizer):
         self.momentum_t.fill_(float(group["momentum"]))
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         """One update of every parameter that has a gradient (a graph may record it: no host sync, no allocation
         that outlives the step)."""
         loss = None

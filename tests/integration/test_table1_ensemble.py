@@ -16,6 +16,7 @@ import pytest
 
 from paraling.cli.main import main
 from paraling.ensemble import combine, stack_oof
+from paraling.report.spec import load_report_spec
 from paraling.report.table import build_table
 from paraling.scoring.metrics import uar
 from paraling.scoring.oof import OOFScores, load_oof
@@ -23,6 +24,12 @@ from paraling.tracking.runs import make_client
 
 MEMBERS = ["net0", "net2", "net3", "net5"]
 ENSEMBLE = ["ensemble", "--experiment", "table1", "--method", "all", "--combiner", "harmonic", "--name", "ensemble"]
+
+
+def table1(**over: object) -> dict[str, object]:
+    """The keyword arguments of ``conf/report/table1.yaml`` (what ``paraling report`` uses), with ``over`` on top."""
+    return {**load_report_spec("table1").as_kwargs(), **over}
+
 
 
 def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -48,7 +55,7 @@ def test_names_log_the_table1_ensemble_and_the_report_uses_it(
     oof_run("net2", fake_oof(99))  # an older net2: the newest finished one counts
     ids = {name: oof_run(name, oof) for name, oof in scores.items()}
     oof_run("net3", fake_oof(98), status="FAILED")  # a newer but failed net3: ignored
-    adhoc = build_table("table1")[-1]
+    adhoc = build_table("table1", **table1())[-1]
     assert adhoc.name == "ensemble" and adhoc.run_id == "" and 0.5 < adhoc.uar < 0.9
 
     # a name without a finished run: one line naming it, the experiment and the fix; nothing is logged
@@ -80,12 +87,12 @@ def test_names_log_the_table1_ensemble_and_the_report_uses_it(
         logged = load_oof(client.download_artifacts(rid, "oof/scores.npz", tmp))
     np.testing.assert_allclose(logged.proba, want, atol=1e-6)
 
-    row = build_table("table1")[-1]
+    row = build_table("table1", **table1())[-1]
     assert row.run_id == rid and rid[:8] in row.description
     assert astuple(row)[5:] == pytest.approx(astuple(adhoc)[5:])  # same UARs as the ad-hoc combination
     assert main(["report", "--experiment", "table1", "--out", str(tmp_path / "report")]) == 0
     assert f"harmonic mean), MLflow run {rid[:8]} |" in capsys.readouterr().out
-    assert build_table("table1", combiner="mean")[-1].run_id == ""  # another combiner: combined ad hoc
+    assert build_table("table1", **table1(combiner="mean"))[-1].run_id == ""  # another combiner: combined ad hoc
 
     oof_run("net5", fake_oof(5))  # a newer net5: the logged ensemble no longer has the newest members
-    assert build_table("table1")[-1].run_id == ""
+    assert build_table("table1", **table1())[-1].run_id == ""

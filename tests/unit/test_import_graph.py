@@ -171,3 +171,45 @@ def test_no_module_over_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert not long, long
+
+
+#: The longest a function's body may be, docstring excluded: one screen with its signature and docstring. The
+#: longest functions left are declarative (argument parsers, the fit loop's epoch body); anything longer does
+#: several things and is split by what each part does.
+MAX_FUNCTION_LINES = 80
+
+
+def function_lengths(source: str) -> dict[str, int]:
+    """Body lines (from the first statement after the docstring to the last line) of every function in ``source``,
+    by qualified name."""
+    out: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = child.body
+                if ast.get_docstring(child) is not None:
+                    body = body[1:]
+                if body:
+                    out[f"{prefix}{child.name}"] = (child.end_lineno or body[-1].lineno) - body[0].lineno + 1
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+
+    visit(ast.parse(source), "")
+    return out
+
+
+def test_function_lengths_counts_the_body_without_docstring() -> None:
+    source = 'def f():\n    """Doc.\n\n    More.\n    """\n    a = 1\n    return a\n\n\nclass C:\n    def g(self):\n        pass\n'
+    assert function_lengths(source) == {"f": 2, "C.g": 1}
+
+
+def test_no_function_over_the_cap() -> None:
+    long = {
+        f"{p.relative_to(PACKAGE.parent)}::{name}": n
+        for p in PACKAGE.rglob("*.py")
+        for name, n in function_lengths(p.read_text(encoding="utf-8")).items()
+        if n > MAX_FUNCTION_LINES
+    }
+    assert not long, f"split these by what each part does (cap {MAX_FUNCTION_LINES} lines): {long}"

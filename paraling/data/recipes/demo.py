@@ -262,7 +262,8 @@ def mix_eating(speech: np.ndarray, plan: Plan, sample_rate: int) -> np.ndarray:
     wave = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
     rng = rng_for(*s["render_seed"])
     if s["profile"] is not None:
-        profile = EatingProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["profile"].items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in s["profile"].items()}
+        profile = EatingProfile(**fields)
         wave += eating_noise(wave.size, sample_rate, profile, rng) * 10 ** (-plan.row["snr_db"] / 20)
     wave += pink_noise(wave.size, rng) * 10 ** (-s["background_snr_db"] / 20)
     return wave

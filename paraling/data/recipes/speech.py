@@ -119,7 +119,7 @@ def _render(plan: Plan, sample_rate: int) -> np.ndarray:
 def _plans(
     root: Path, speakers: tuple[tuple[str, tuple[str, ...], str], ...], seed: int, snr_db: tuple[float, float], n: int
 ) -> tuple[list[Plan], str]:
-    plans, digest, seen = [], hashlib.sha256(), {}
+    plans, digest, seen = [], hashlib.sha256(), dict[str, str]()
     for si, (spk_id, folders, packages) in enumerate(speakers):
         real = tuple(os.path.realpath(root / f) for f in folders)
         for r in real:

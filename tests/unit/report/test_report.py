@@ -13,11 +13,17 @@ from paraling.cli.main import main
 from paraling.ensemble import combine
 from paraling.errors import EnsembleError
 from paraling.report.render import render_markdown, write_report
+from paraling.report.spec import load_report_spec
 from paraling.report.table import build_table, score_row
 from paraling.scoring.metrics import binary_uar, uar
 from paraling.scoring.oof import OOFScores
 
 Fake = Callable[..., OOFScores]
+
+
+def table1(**over: object) -> dict[str, object]:
+    """The keyword arguments of ``conf/report/table1.yaml`` (what ``paraling report`` uses), with ``over`` on top."""
+    return {**load_report_spec("table1").as_kwargs(), **over}
 
 
 def test_score_row_uses_folds_and_the_negative_class(fake_oof: Fake) -> None:
@@ -59,7 +65,7 @@ def test_build_table_from_mlflow(
     }
     oof_run("pretrain_langid", fake_oof(7), {"paraling.role": "pretrain"})
     oof_run("net9", fake_oof(8), status="FAILED")
-    rows = build_table("table1")
+    rows = build_table("table1", **table1())
     assert [r.name for r in rows] == ["net0", "net1", "net2", "net3", "net4", "net5", "ensemble"]
     assert rows[2].run_id == ids["net2"] and rows[2].uar == pytest.approx(score_row("n", scores["net2"]).uar)
     assert all(r.uar == r.uar and r.uar2 == r.uar2 for r in rows)  # every row filled
@@ -68,7 +74,7 @@ def test_build_table_from_mlflow(
     want = uar(scores["net0"].y, combine(S, method="harmonic").argmax(1), 3)
     assert rows[-1].uar == pytest.approx(want) and "harmonic" in rows[-1].description
     # a missing member drops the ensemble row; the command writes the three files
-    assert [r.name for r in build_table("table1", ensemble=["net0", "net7"])][-1] == "net5"
+    assert [r.name for r in build_table("table1", **table1(ensemble=["net0", "net7"]))][-1] == "net5"
     assert (
         main(
             [
@@ -112,7 +118,7 @@ def test_rows_over_seeds_with_paired_tests(oof_run: Callable[..., str], fake_oof
     from paraling.report.table import build_report
 
     _seeded_rows(oof_run, fake_oof)
-    report = build_report("table1", ensemble=["net1", "net2"])
+    report = build_report("table1", **table1(ensemble=["net1", "net2"]))
     net1, net2, ens = report.rows
     assert (net1.name, net2.name, ens.name) == ("net1", "net2", "ensemble")
     assert net1.n_seeds == net2.n_seeds == ens.n_seeds == 3
@@ -129,7 +135,7 @@ def test_rows_over_seeds_with_paired_tests(oof_run: Callable[..., str], fake_oof
     md = render_report(report.rows, report.comparisons, report.curves)
     assert "over seeds x folds" in md and "## Paired tests" in md and "| net2 | net1 | 6 |" in md
     # only two seeds
-    two = build_report("table1", ensemble=[], seeds=[0, 2])
+    two = build_report("table1", **table1(ensemble=[], seeds=[0, 2]))
     assert [r.n_seeds for r in two.rows] == [2, 2] and two.comparisons[0].result.n == 4
 
 
@@ -139,7 +145,7 @@ def test_rows_on_different_folds_are_not_paired(oof_run: Callable[..., str], fak
     oof_run("net1", fake_oof(1), {"paraling.fold_digest": "aaa"})
     oof_run("net2", fake_oof(2), {"paraling.fold_digest": "bbb"})
     with pytest.raises(EnsembleError, match="same speaker folds"):
-        build_report("table1", ensemble=[])
+        build_report("table1", **table1(ensemble=[]))
 
 
 def test_compare_two_runs_or_names(
@@ -193,7 +199,7 @@ def test_learning_curves_from_fold_histories(
             for step, v in enumerate(values):
                 client.log_metric(rid, key(k, "val_uar"), v, step=step)
         client.log_metric(rid, key(0, "val_uar"), curves[0][0], step=0)  # a resumed epoch, logged twice
-    report = build_report("table1", ensemble=[])
+    report = build_report("table1", **table1(ensemble=[]))
     c1, c2, c3 = report.curves
     assert c1.name == "net1" and c1.trained == [8, 6] and c1.best == [2, 2] and c1.budget == 8
     assert c1.val_uar[0] == pytest.approx(0.5) and c1.val_uar[7] == pytest.approx(0.8)  # fold 1 stopped at 6
@@ -220,11 +226,11 @@ def test_net2_is_net3s_networks_under_the_majority_vote(
         weighted = fake_oof(30 + seed, 0.5)
         majority[seed] = fake_oof(40 + seed, 0.9).proba
         oof_run("net3", weighted, tags, votes={"majority": majority[seed], "weighted": weighted.proba})
-    report = build_report("table1", ensemble=["net1", "net2", "net3"])
+    report = build_report("table1", **table1(ensemble=["net1", "net2", "net3"]))
     names = [r.name for r in report.rows]
     assert names == ["net1", "net2", "net3", "ensemble"]
     assert "net2: net3's networks again" in report.rows[-1].description
-    only = build_report("table1", ensemble=[], names=["net2"])  # net3's runs are read, though not shown
+    only = build_report("table1", **table1(ensemble=[], names=["net2"]))  # net3's runs are read, though not shown
     assert [r.name for r in only.rows] == ["net2"] and only.rows[0].uar == pytest.approx(report.rows[1].uar)
     net2 = report.rows[1]
     assert "net3's networks, majority vote" in net2.description and net2.n_seeds == 2
@@ -235,11 +241,11 @@ def test_net2_is_net3s_networks_under_the_majority_vote(
     assert {("net2", "net1"), ("net3", "net2")} <= pairs
     # runs of net2's own take precedence; a run without that vote is one clear error
     oof_run("net2", fake_oof(50, 0.7), {"paraling.seed": "0", "paraling.fold_digest": "d0"})
-    own = build_report("table1", ensemble=[], seeds=[0])
+    own = build_report("table1", **table1(ensemble=[], seeds=[0]))
     assert "majority vote" not in next(r for r in own.rows if r.name == "net2").description
     oof_run("net3", fake_oof(60, 0.5), {"paraling.seed": "2", "paraling.fold_digest": "d2"})
     with pytest.raises(EnsembleError, match="all_aggregations"):
-        build_report("table1", ensemble=[], seeds=[2])
+        build_report("table1", **table1(ensemble=[], seeds=[2]))
 
 
 def test_votes_report_pairs_every_vote_with_the_reference(

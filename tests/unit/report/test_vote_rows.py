@@ -41,7 +41,9 @@ def test_load_vote_aligns_by_utterance_id(fake_oof: Callable[..., OOFScores], tm
 
 
 def test_vote_rows_only_where_the_row_has_no_runs() -> None:
-    assert vote_row_sources(["net1", "net3"]) == {"net2": ("net3", "majority")}
-    assert vote_row_sources(["net2", "net3"]) == {}
-    assert vote_row_sources(["net1"]) == {}
-    assert vote_row_sources(["net3"], names=["net3"]) == {}
+    rows = {"net2": ("net3", "majority")}  # conf/report/table1.yaml's
+    assert vote_row_sources(["net1", "net3"], rows) == {"net2": ("net3", "majority")}
+    assert vote_row_sources(["net2", "net3"], rows) == {}
+    assert vote_row_sources(["net1"], rows) == {}
+    assert vote_row_sources(["net3"], rows, names=["net3"]) == {}
+    assert vote_row_sources(["net1", "net3"], {}) == {}  # no report file: no derived rows
