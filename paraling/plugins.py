@@ -23,7 +23,7 @@ The module is imported before the configuration is validated when it is named in
 start from the registered schema (``defaults: [mine_schema, _self_]``). docs/extending.md walks through it.
 
 Why a registry of names rather than Hydra's ``_target_`` import paths: the names are what configs select and sweeps
-search (``model: [cnn, svm]``), what error messages offer as the choices and what ``paraling data list`` lists; a
+search (``model: [cnn, svm]``) and what error messages offer as the choices (a registry can list what exists); a
 ``_target_`` would make every config carry an import path and leave no list of what exists. Registering follows
 lhotse's ``register_extractor``; building stays paraling's (:meth:`Registry.typed` validates a node against the
 entry's dataclass, OmegaConf doing the type checks).
