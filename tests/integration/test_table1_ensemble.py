@@ -31,7 +31,6 @@ def table1(**over: object) -> dict[str, object]:
     return {**load_report_spec("table1").as_kwargs(), **over}
 
 
-
 def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """Run the CLI, expect exit code 2, return its one `paraling...: error:` line (argparse's or paraling's)."""
     with pytest.raises(SystemExit) as exc:

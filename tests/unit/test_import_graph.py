@@ -201,7 +201,10 @@ def function_lengths(source: str) -> dict[str, int]:
 
 
 def test_function_lengths_counts_the_body_without_docstring() -> None:
-    source = 'def f():\n    """Doc.\n\n    More.\n    """\n    a = 1\n    return a\n\n\nclass C:\n    def g(self):\n        pass\n'
+    source = (
+        'def f():\n    """Doc.\n\n    More.\n    """\n    a = 1\n    return a\n\n\n'
+        "class C:\n    def g(self):\n        pass\n"
+    )
     assert function_lengths(source) == {"f": 2, "C.g": 1}
 
 
