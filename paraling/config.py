@@ -74,9 +74,10 @@ class SpecAugmentConfig:
 
 @dataclass
 class TrainerConfig:
-    """SGD with Nesterov momentum and linear learning-rate / momentum schedules."""
+    """SGD with Nesterov momentum (or AdamW) and linear learning-rate / momentum schedules."""
 
     epochs: int = 15
+    optimizer: str = "sgd"
     batch_size: int = 256
     lr_start: float = 0.02
     lr_end: float = 0.0001
@@ -103,13 +104,15 @@ class TrainerConfig:
 
 @dataclass
 class TransferConfig:
-    """Copy named layers from a source model (MLflow run id, ``models:/name@alias`` or ``pretrain``)."""
+    """Copy named layers from a source model (MLflow run id, ``models:/name@alias`` or ``pretrain``), or with
+    ``source: encoder`` fine-tune the top ``layers`` of the ``features=ssl`` encoder."""
 
     source: str | None = None
     layers: Any = field(default_factory=list)  # list of names, or "all"
     source_fold: int | None = None
     freeze_epochs: int = 0
     lr_start: float | None = None
+    lr_scale: float = 1.0  # the transferred layers' learning rate relative to the rest (discriminative rates)
     pretrain_overrides: list[str] = field(default_factory=list)
 
 

@@ -31,7 +31,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "features.normalize": ("utterance", "global", "none"),
     "windows.short_policy": ("pad", "skip", "error"),
     "augment.kind": ("none", "pitch"),
-    "model.baseline.features": ("compare", "logmel", "embeddings"),
+    "model.baseline.features": ("auto", "compare", "frames", "logmel", "embeddings"),
+    "model.baseline.pooling": ("mean_std", "mean"),
+    "trainer.optimizer": ("sgd", "adamw"),
+    "features.backend": ("transformers", "resemblyzer"),
+    "features.precision": ("auto", "fp32", "fp16"),
     "model.baseline.embedding_level": ("utterance", "window"),
     "trainer.select": ("best", "last"),
     "trainer.precision": ("auto", "fp32", "bf16"),
@@ -76,6 +80,7 @@ _LOWER: dict[str, tuple[float, bool]] = {
     "trainer.mixup": (0, True),
     "tracking.system_metrics_interval": (0, False),
     "transfer.freeze_epochs": (0, True),
+    "transfer.lr_scale": (0, True),
     "aggregation.ridge_alpha": (0, True),
     "corpus.demo_speakers": (1, True),
 }
@@ -230,6 +235,8 @@ def validate(cfg: DictConfig | ListConfig | ParalingConfig) -> DictConfig:
             "corpus.path=/path/to/data"
         )
     layers = conf.transfer.layers
+    if conf.transfer.source == "encoder":  # the encoder's layer numbers (paraling.pipeline.encoder_transfer)
+        return conf
     for layer in [layers] if isinstance(layers, str) else layers:
         if not isinstance(layer, str):
             raise ConfigError(f"transfer.layers must be names like conv1, but got {layer!r}")

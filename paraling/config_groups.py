@@ -10,6 +10,7 @@ registry (:mod:`paraling.plugins`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "BUILTIN_SCHEMAS",
@@ -32,6 +33,8 @@ __all__ = [
     "RfBaselineConfig",
     "RfConfig",
     "SpeechCorpusConfig",
+    "SslConfig",
+    "SslHeadConfig",
     "SvmBaselineConfig",
     "SvmConfig",
 ]
@@ -127,6 +130,26 @@ class LogMelConfig(FeaturesConfig):
     f_max: float | None = None
 
 
+@dataclass
+class SslConfig(FeaturesConfig):
+    """A pre-trained speech encoder's hidden states (:mod:`paraling.features.ssl`): ``backend`` transformers (a hub
+    id or a local folder in ``model``, pinned by ``revision``) or resemblyzer (the GE2E weights in its wheel);
+    ``layers``: ``all``, an index or a list; long recordings encoded ``chunk_seconds`` at a time with
+    ``context_seconds`` either side; ``encoder_id``: set by a trained model (its encoder must match)."""
+
+    kind: str = "ssl"
+    backend: str = "transformers"
+    model: str = ""
+    revision: str | None = None
+    layers: Any = "all"
+    chunk_seconds: float = 20.0
+    context_seconds: float = 1.0
+    device: str = "auto"
+    precision: str = "auto"
+    sample_rate: int = 16000
+    encoder_id: str | None = None
+
+
 # --- models -----------------------------------------------------------------------------------------------------
 
 
@@ -153,12 +176,31 @@ class CNNConfig(ModelConfig):
 
 
 @dataclass
-class BaselineConfig:
-    """What every utterance-level model reads: its features (``compare``: openSMILE ComParE_2016 functionals,
-    ``logmel``: log-mel mean/std, ``embeddings``: the CNN embeddings of run ``embedding_run``), the inner folds of its
-    grouped grid search, and how embeddings are taken (``utterance`` or per ``window``)."""
+class SslHeadConfig(ModelConfig):
+    """A light head over ``features=ssl`` frames (:mod:`paraling.models.ssl_head`): a softmax-weighted sum of the
+    hidden states, a projection to ``proj_dim``, ``mean`` or ``attentive`` pooling over the window, an MLP.
+    ``finetune_layers``/``encoder_lr_scale`` are set from ``transfer=encoder`` (the top layers trained too)."""
 
-    features: str = "compare"
+    kind: str = "ssl_head"
+    pooling: str = "attentive"
+    proj_dim: int = 256
+    fc_sizes: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.2
+    layer_norm: bool = True
+    finetune_layers: int = 0
+    encoder_lr_scale: float = 1.0
+
+
+@dataclass
+class BaselineConfig:
+    """What every utterance-level model reads: its features (``compare``: openSMILE ComParE_2016 functionals;
+    ``frames``: the ``features`` extractor's frames pooled over the utterance, ``pooling`` ``mean_std`` or ``mean``;
+    ``logmel``: its old name; ``auto``: ``compare`` with log-mel features, ``frames`` otherwise; ``embeddings``: the
+    CNN embeddings of run ``embedding_run``), the inner folds of its grouped grid search, and how embeddings are
+    taken (``utterance`` or per ``window``)."""
+
+    features: str = "auto"
+    pooling: str = "mean_std"
     inner_folds: int = 3
     embedding_run: str | None = None
     embedding_level: str = "utterance"
@@ -262,7 +304,9 @@ BUILTIN_SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("corpus", "speech", SpeechCorpusConfig),
     ("features", "fbank", LogMelConfig),
     ("features", "melspec", LogMelConfig),
+    ("features", "ssl", SslConfig),
     ("model", "cnn", CNNConfig),
+    ("model", "ssl_head", SslHeadConfig),
     ("model", "svm", SvmConfig),
     ("model", "lr", LrConfig),
     ("model", "rf", RfConfig),

@@ -85,6 +85,31 @@ def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tone_corpus(tmp_path_factory.mktemp("tone"))
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_encoder(kind)``: the folder of a tiny random speech encoder (:data:`paraling.bench.encoders.KINDS`),
+    saved once per session with save_pretrained, as a real one would be downloaded (do not modify)."""
+    from paraling.bench.encoders import save_tiny_encoder
+
+    root = tmp_path_factory.mktemp("encoders")
+
+    def get(kind: str = "wav2vec2") -> Path:
+        folder = root / kind
+        if not (folder / "config.json").exists():
+            save_tiny_encoder(kind, folder)
+        return folder
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def save_encoder() -> Callable[..., Path]:
+    """``save_encoder(kind, folder, seed=0)``: write a tiny random encoder of ``kind`` into ``folder``."""
+    from paraling.bench.encoders import save_tiny_encoder
+
+    return save_tiny_encoder
+
+
 @pytest.fixture()
 def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh SQLite MLflow store for one test (also exported as MLFLOW_TRACKING_URI)."""

@@ -4,8 +4,10 @@
   computed with the ``opensmile`` package on the waveform decoded by :func:`paraling.data.audio.load_audio` (the one
   decoder). Each vector is cached as ``<cache_dir>/functionals/<key[:2]>/<key>.npy`` with
   ``key = hash(audio bytes, feature set, opensmile version, sample rate)``; writes are atomic.
-- ``logmel``: per-band mean and standard deviation of the log-mel features (``2 * n_mels``), taken from the
-  same :class:`~paraling.features.FeatureStore` cache the CNN uses.
+- ``frames``: per-dimension mean and standard deviation (``model.baseline.pooling=mean_std``; or the mean alone)
+  of the ``features`` extractor's frames over the utterance, taken from the same
+  :class:`~paraling.features.FeatureStore` cache the window models use: log-mel bands, or a pre-trained encoder's
+  hidden states with ``features=ssl`` (``logmel`` is its old name).
 
 Example:
     >>> X, ok = utterance_features("compare", [u.path for u in manifest], cfg)  # doctest: +SKIP
@@ -28,11 +30,12 @@ from paraling.data.audio import file_digest, load_audio
 from paraling.errors import AudioError, ConfigError, DependencyError, FeatureError
 from paraling.features import FeatureStore, make_extractor
 
-__all__ = ["FEATURE_KINDS", "ComParEFunctionals", "logmel_stats", "utterance_features"]
+__all__ = ["FEATURE_KINDS", "POOLINGS", "ComParEFunctionals", "baseline_features", "logmel_stats", "utterance_features"]
 
 log = logging.getLogger(__name__)
 
-FEATURE_KINDS: tuple[str, ...] = ("compare", "logmel")
+FEATURE_KINDS: tuple[str, ...] = ("compare", "frames", "logmel")
+POOLINGS: tuple[str, ...] = ("mean_std", "mean")
 """Feature sets computed from audio (``embeddings`` come from a CNN run, see :mod:`paraling.pipeline.embeddings_lr`)."""
 
 
@@ -149,15 +152,25 @@ def logmel_stats(
     return _rows(lambda p: _mean_std(store, p), paths, progress)[0]
 
 
-def _mean_std(store: FeatureStore, path: str | Path) -> np.ndarray:
+def _mean_std(store: FeatureStore, path: str | Path, pooling: str = "mean_std") -> np.ndarray:
     x = np.asarray(store.get(path)[0], dtype=np.float64)
-    return np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32)
+    stats = [x.mean(axis=0), x.std(axis=0)] if pooling == "mean_std" else [x.mean(axis=0)]
+    return np.concatenate(stats).astype(np.float32)
+
+
+def baseline_features(cfg: Any) -> str:
+    """The feature set an utterance-level model reads: ``model.baseline.features``, with ``auto`` resolved
+    (``compare`` over log-mel ``features``, ``frames`` over any other extractor, e.g. ``features=ssl``)."""
+    kind = str(cfg.model.baseline.features)
+    if kind == "auto":
+        return "compare" if str(cfg.features.kind) in ("fbank", "melspec") else "frames"
+    return kind
 
 
 def utterance_features(
     kind: str, paths: Sequence[str | Path], cfg: Any, progress: Callable[[int], None] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix ``(n_files, n_features)`` of ``kind`` (``compare`` or ``logmel``) under config ``cfg``.
+    """Feature matrix ``(n_files, n_features)`` of ``kind`` (one of :data:`FEATURE_KINDS`) under config ``cfg``.
 
     Args:
         kind: One of :data:`FEATURE_KINDS`.
@@ -178,8 +191,11 @@ def utterance_features(
         out = _rows(ext.get, paths, progress, skip)
         log.info("ComParE functionals: %d cached, %d computed", ext.hits, ext.misses)
         return out
-    if kind == "logmel":
+    if kind in ("frames", "logmel"):
         spec = make_extractor(cfg.features)
         store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
-        return _rows(lambda p: _mean_std(store, p), paths, progress, skip)
+        pooling = str(getattr(getattr(getattr(cfg, "model", None), "baseline", None), "pooling", "mean_std"))
+        out = _rows(lambda p: _mean_std(store, p, pooling), paths, progress, skip)
+        log.info("frame statistics (%s): %d cached, %d computed", pooling, store.hits, store.misses)
+        return out
     raise ConfigError(f"model.baseline.features must be one of {list(FEATURE_KINDS)} here, but got features={kind!r}")

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from paraling.config_groups import LogMelConfig
+from paraling.config_groups import LogMelConfig, SslConfig
 from paraling.plugins import Entry, Registry
 
 __all__ = ["EXTRACTORS", "Extractor", "make_extractor", "register_features"]
@@ -54,6 +54,7 @@ register_features = EXTRACTORS.register
 
 for _kind in ("fbank", "melspec"):
     EXTRACTORS.add(Entry(_kind, "paraling.features.logmel:LogMelSpec", LogMelConfig))
+EXTRACTORS.add(Entry("ssl", "paraling.features.ssl:SslExtractor", SslConfig))
 
 
 def make_extractor(cfg: Any) -> Extractor:

@@ -12,10 +12,11 @@ A model of your own is registered with :func:`register_model` (``level=`` one of
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-from paraling.config_groups import CNNConfig, DnnConfig, LrConfig, RfConfig, SvmConfig
+from paraling.config_groups import CNNConfig, DnnConfig, LrConfig, RfConfig, SslHeadConfig, SvmConfig
 from paraling.errors import ConfigError, ModelError
 from paraling.plugins import Entry, Registry
 
@@ -37,6 +38,7 @@ WINDOW_MODEL_ATTRIBUTES = ("features", "classify", "n_classes", "embed_dim", "la
 MODELS: Registry[Any] = Registry("model", "model")
 
 MODELS.add(Entry("cnn", "paraling.models.cnn:build_model", CNNConfig, {"level": "window"}))
+MODELS.add(Entry("ssl_head", "paraling.models.ssl_head:build_model", SslHeadConfig, {"level": "window"}))
 for _kind, _config in (("svm", SvmConfig), ("lr", LrConfig), ("rf", RfConfig), ("dnn", DnnConfig)):
     MODELS.add(Entry(_kind, "paraling.models.baselines:estimator_for", _config, {"level": "utterance"}))
 
@@ -57,8 +59,11 @@ def model_level(kind: str) -> str:
     return str(MODELS.entry(kind).info["level"])
 
 
-def build_window_model(cfg: Any, n_features: int, width: int, n_classes: int) -> Any:
+def build_window_model(cfg: Any, n_features: int, width: int, n_classes: int, frontend: Any = None) -> Any:
     """The window model a ``model`` node describes, for windows of ``n_features`` x ``width`` frames.
+
+    ``frontend`` (the run's feature extractor) goes to builders that take a ``frontend`` argument: a head over a
+    pre-trained encoder reads its layers from it (:func:`paraling.models.ssl_head.build_model`).
 
     Raises:
         ConfigError: ``cfg.kind`` is not a window model.
@@ -66,7 +71,9 @@ def build_window_model(cfg: Any, n_features: int, width: int, n_classes: int) ->
     """
     if model_level(str(cfg.kind)) != "window":
         raise ConfigError(f"model.kind={cfg.kind!r} is an utterance-level model, not a window model")
-    model = MODELS.entry(str(cfg.kind)).load()(cfg, n_features, width, n_classes)
+    builder = MODELS.entry(str(cfg.kind)).load()
+    extra = {"frontend": frontend} if "frontend" in inspect.signature(builder).parameters else {}
+    model = builder(cfg, n_features, width, n_classes, **extra)
     missing = [a for a in WINDOW_MODEL_ATTRIBUTES if not hasattr(model, a)]
     if missing:
         raise ModelError(

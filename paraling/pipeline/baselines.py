@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from paraling.data.manifest import Manifest
 from paraling.data.recipes import load_corpus
 from paraling.data.splits import FoldPlan, assign_folds
-from paraling.features.functionals import utterance_features
+from paraling.features.functionals import baseline_features, utterance_features
 from paraling.models import build_estimator
 from paraling.pipeline.cv import CVData, FoldOutput, run_cv, seed_everything
 from paraling.pipeline.results import RunResult
@@ -105,7 +105,7 @@ class BaselineRunner:
 
     def __init__(self, cfg: DictConfig, progress: Progress) -> None:
         self.cfg, self.progress = cfg, progress
-        self.name, self.kind = str(cfg.model.kind), str(cfg.model.baseline.features)
+        self.name, self.kind = str(cfg.model.kind), baseline_features(cfg)
         self.provider: Callable[[FoldPlan], FoldData] | None = None
 
     def prepare(self) -> CVData:

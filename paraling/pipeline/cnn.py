@@ -23,6 +23,7 @@ from paraling.models import build_window_model
 from paraling.models.registry import layer_names
 from paraling.pipeline.cv import CVData, FoldOutput, WindowScores
 from paraling.pipeline.dataset import PreparedData, eval_set, prepare_data
+from paraling.pipeline.encoder_transfer import is_encoder_transfer
 from paraling.pipeline.pretrain import TransferSource, apply_transfer
 from paraling.pipeline.results import negative_class_index
 from paraling.progress import Progress
@@ -31,6 +32,7 @@ from paraling.scoring.aggregation_state import fold_state
 from paraling.scoring.vote_diagnostics import vote_diagnostics
 from paraling.tracking.logged_model import link_logged_model
 from paraling.tracking.model_dir import ModelSpec, save_model_dir
+from paraling.tracking.runs import ENCODER_TAG
 from paraling.tracking.tracker import RunTracker
 from paraling.training.loop import EvalSet, FitOptions, FitResult, Reporter, fit, predict_windows
 
@@ -77,22 +79,28 @@ class CNNRunner:
         negative_class_index(self.cfg.corpus, list(data.classes))  # a wrong corpus.negative_class fails here
         data.bank.to(self.device)  # on a GPU: features, window index and gathers on the device when they fit
         self.data = data
-        probe = build_window_model(self.cfg.model, data.bank.n_mels, data.bank.width, len(data.classes))
+        probe = self._build()
         self.embedding_dim = int(probe.embed_dim)
-        return CVData(
-            data.manifest,
-            list(data.classes),
-            data.y_utt,
-            params={"data.n_windows": data.bank.n_windows},
-            tags={"paraling.training.device": str(self.device), "paraling.model_type": "cnn"},
-        )
+        params: dict[str, Any] = {"data.n_windows": data.bank.n_windows}
+        tags = {"paraling.training.device": str(self.device), "paraling.model_type": str(self.cfg.model.kind)}
+        identity = getattr(data.spec, "identity", None)  # a pre-trained encoder's: hub id @ commit or folder digest
+        if identity:
+            params["data.encoder"] = tags[ENCODER_TAG] = str(identity)
+        metrics = {"features_computed": float(data.store.misses), "features_cached": float(data.store.hits)}
+        return CVData(data.manifest, list(data.classes), data.y_utt, params=params, tags=tags, metrics=metrics)
+
+    def _build(self) -> Any:
+        """A fresh window model for the prepared data (the extractor passed on: a head over an encoder reads it)."""
+        assert self.data is not None, "prepare() first"
+        bank = self.data.bank
+        return build_window_model(self.cfg.model, bank.n_mels, bank.width, len(self.data.classes), self.data.spec)
 
     def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
         """Train one fold; score its test utterances with every voting method."""
         assert self.data is not None, "prepare() first"
         bank = self.data.bank
         train_set, val_set, test_set = self._fold_sets(plan)
-        model = build_window_model(self.cfg.model, bank.n_mels, bank.width, len(self.data.classes))
+        model = self._build()
         result = self._train(plan, model, train_set, val_set, log_epoch)
         scores, diagnostics, p_test, emb_utt = self._vote(plan, model, val_set, test_set)
         self.models[plan.fold] = model.cpu()
@@ -147,9 +155,13 @@ class CNNRunner:
         cfg = self.cfg
         frozen: list[str] = []
         lr_start = None
+        scales = dict(model.lr_scales()) if hasattr(model, "lr_scales") else {}
         if self.source is not None:
             frozen = apply_transfer(model, cfg, self.source)
             lr_start = cfg.transfer.lr_start
+            scales |= dict.fromkeys(frozen, float(cfg.transfer.lr_scale))
+        elif is_encoder_transfer(cfg):
+            frozen, lr_start = list(scales), cfg.transfer.lr_start  # the fine-tuned encoder layers
         bar = self.progress.bar(int(cfg.trainer.epochs), f"fold {plan.fold}")
 
         def on_epoch(epoch: int, m: dict[str, float]) -> None:
@@ -166,6 +178,7 @@ class CNNRunner:
             frozen=frozen,
             freeze_epochs=int(cfg.transfer.freeze_epochs),
             lr_start=lr_start,
+            lr_scales={k: v for k, v in scales.items() if v != 1.0},
         )
         result = fit(model, self.data.bank, train_set.idx, train_set.y, val_set, cfg.trainer, options)
         bar.close()
@@ -216,10 +229,14 @@ class CNNRunner:
         """``model/``: every fold's weights and voting state, and the spec (:mod:`paraling.tracking.model_dir`)."""
         assert self.data is not None, "prepare() first"
         cfg = self.cfg
+        features = _plain(cfg.features)
+        identity = getattr(self.data.spec, "identity", None)
+        if identity:  # predict refuses another encoder at features.model
+            features["encoder_id"] = str(identity)
         spec = ModelSpec(
             classes=list(self.data.classes),
             n_mels=self.data.bank.n_mels,
-            features=_plain(cfg.features),
+            features=features,
             windows=_plain(cfg.windows),
             model=_plain(cfg.model),
             aggregation=_plain(cfg.aggregation),

@@ -129,6 +129,7 @@ def run_cv(
     with tracker.running(), sysm, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         _log_inputs(tracker, cfg, data)
+        tracker.log_metrics(data.metrics)
         results = FoldResults.empty(len(data.manifest), len(data.classes), runner)
         for plan in plan_folds(data.manifest):
 

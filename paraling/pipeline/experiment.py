@@ -33,6 +33,7 @@ from paraling.models import model_level
 from paraling.pipeline.cnn import CNNRunner
 from paraling.pipeline.cv import run_cv, seed_everything
 from paraling.pipeline.dataset import PreparedData, prepare_data
+from paraling.pipeline.encoder_transfer import is_encoder_transfer, resolve_encoder_transfer
 from paraling.pipeline.pretrain import SOURCE_TAG, load_transfer_source
 from paraling.pipeline.results import RunResult
 from paraling.progress import Progress
@@ -83,7 +84,8 @@ def run_experiment(
         return run_baseline(cfg, parent_run_id=parent_run_id, overrides=overrides, tags=tags)
     tags = dict(tags or {})
     source = None
-    if cfg.transfer.source:  # resolve (or pre-train) and load the source before this run starts and before seeding
+    cfg = resolve_encoder_transfer(cfg)  # transfer=encoder: the layers to fine-tune, in the model and features
+    if cfg.transfer.source and not is_encoder_transfer(cfg):  # resolve (or pre-train) the source before seeding
         source = load_transfer_source(cfg, run=run_experiment)
         tags = {SOURCE_TAG: source.run_id, **tags}
     t0 = time.perf_counter()

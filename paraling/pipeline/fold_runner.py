@@ -31,6 +31,7 @@ class CVData:
         y: Class id per utterance of ``manifest``.
         params: Extra ``data.*`` run parameters (sizes).
         tags: Runner-specific MLflow tags (``paraling.model_type``, the device, ...).
+        metrics: What preparing the data did (``features_computed``: recordings extracted, not read from the cache).
     """
 
     manifest: Manifest
@@ -38,6 +39,7 @@ class CVData:
     y: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

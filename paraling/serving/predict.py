@@ -39,7 +39,7 @@ from paraling.data.audio import load_audio
 from paraling.data.windows import WindowBank
 from paraling.device import resolve_device, to_numpy
 from paraling.ensemble import COMBINERS, combine
-from paraling.errors import ModelError, ParalingError
+from paraling.errors import ConfigError, ModelError, ParalingError
 from paraling.features import Extractor, make_extractor
 from paraling.models import build_window_model
 from paraling.models.cnn import WindowCNN
@@ -101,6 +101,21 @@ class MemberDetail:
     proba: np.ndarray
 
 
+def _frontend(name: str, features: dict[str, Any]) -> Extractor:
+    """The member's feature extractor, checked now: a pre-trained encoder that is missing here, or another one than
+    the member was trained on (``features.encoder_id``), fails at load with the fix, not at the first file."""
+    try:
+        frontend = make_extractor(features)
+        if features.get("encoder_id"):
+            _ = frontend.n_features  # reads the encoder's config and checks its identity
+    except ConfigError as exc:
+        raise ModelError(
+            f"member {name}: its encoder {features.get('encoder_id')} is not available here ({exc}). Fix: put that "
+            f"encoder where features.model points ({features.get('model')!r}; a hub id needs the hub or its cache)"
+        ) from None
+    return frontend
+
+
 class CNNMember:
     """The fold CNNs and fitted votes of one ``paraling train`` run, loaded from its ``model/`` folder.
 
@@ -137,12 +152,17 @@ class CNNMember:
         name = name or folder.path.name
         if not spec.is_cnn:
             raise ModelError(f"member {name}: model {spec.model_kind!r} cannot predict from audio")
+        frontend = _frontend(name, spec.features)
         folds = []
         for k in spec.folds:
             state = folder.weights(k)
             try:
                 model = build_window_model(
-                    SimpleNamespace(**spec.model), spec.n_mels, int(spec.windows["width"]), len(spec.classes)
+                    SimpleNamespace(**spec.model),
+                    spec.n_mels,
+                    int(spec.windows["width"]),
+                    len(spec.classes),
+                    frontend,
                 )
             except ModelError as exc:
                 raise ModelError(f"member {name}: {folder.path / SPEC_FILE}: {exc}; re-log the run's model") from None
@@ -172,7 +192,9 @@ class CNNMember:
             folds.append(_Fold(int(k), model, agg, mean, std))
         if not folds:
             raise ModelError(f"member {name}: {SPEC_FILE} lists no folds")
-        return cls(name, spec.to_dict(), folds)
+        member = cls(name, spec.to_dict(), folds)
+        member.feature_spec = frontend  # the loaded encoder serves extraction too
+        return member
 
     def window_times(self, starts: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
         """Start and end seconds of windows beginning at frames ``starts`` (clipped to ``duration``)."""

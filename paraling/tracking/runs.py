@@ -38,6 +38,7 @@ from paraling.secrets import mask_secrets
 from paraling.tracking.model_dir import SPEC_FILE, missing_files, read_spec
 
 __all__ = [
+    "ENCODER_TAG",
     "MEMBERS_TAG",
     "NAME_TAG",
     "NEGATIVE_CLASS_TAG",
@@ -62,6 +63,8 @@ NAME_TAG = "paraling.name"
 MEMBERS_TAG = "paraling.members"
 #: Tag of a run whose corpus names a negative class (``corpus.negative_class``): that class.
 NEGATIVE_CLASS_TAG = "paraling.negative_class"
+#: The pre-trained encoder a ``features=ssl`` run read: ``hub:<id>@<commit>``, ``folder:<digest>``, ``resemblyzer:...``
+ENCODER_TAG = "paraling.encoder"
 _PARENT = "mlflow.parentRunId"
 # pre-training runs (another task, for transfer) and sweep parents are never ensemble members
 _NOT_MEMBERS = ("pretrain", "sweep")

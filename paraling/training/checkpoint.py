@@ -16,7 +16,6 @@ from torch import nn
 from paraling.atomic import atomic_path
 from paraling.device import load_state, rng_state, set_rng_state
 from paraling.errors import ResourceError
-from paraling.training.optim import ScheduledSGD
 
 
 class Progress(Protocol):
@@ -48,7 +47,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def resume(
     checkpoint: Path | None,
     model: nn.Module,
-    opt: ScheduledSGD,
+    opt: torch.optim.Optimizer,
     gen: torch.Generator,
     result: Progress,
     device: torch.device,
@@ -76,7 +75,7 @@ def resume(
 
 def checkpoint_state(
     model: nn.Module,
-    opt: ScheduledSGD,
+    opt: torch.optim.Optimizer,
     best_state: dict[str, torch.Tensor] | None,
     epoch: int,
     result: Progress,

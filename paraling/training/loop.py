@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -34,7 +34,7 @@ from paraling.scoring.metrics import uar
 from paraling.training.augment import BatchAugment
 from paraling.training.checkpoint import checkpoint_state, resume, save_checkpoint
 from paraling.training.malloc import keep_freed_memory
-from paraling.training.optim import ScheduledSGD
+from paraling.training.optim import make_optimizer
 from paraling.training.steps import make_step, prepare_batch
 
 __all__ = [
@@ -191,6 +191,7 @@ class FitOptions:
         frozen: Names of layers kept frozen for the first ``freeze_epochs`` epochs (transfer learning).
         freeze_epochs: See ``frozen``.
         lr_start: Overrides ``cfg.lr_start`` (reduced start rate for transfer runs).
+        lr_scales: Learning-rate factors by top-level layer name (transferred or fine-tuned layers learn slower).
     """
 
     reporter: Reporter | None = None
@@ -202,6 +203,7 @@ class FitOptions:
     frozen: Sequence[str] = ()
     freeze_epochs: int = 0
     lr_start: float | None = None
+    lr_scales: Mapping[str, float] = field(default_factory=dict)
 
 
 def fit(
@@ -237,13 +239,8 @@ def fit(
     epochs = int(cfg.epochs)
     lrs = linear_schedule(float(o.lr_start if o.lr_start is not None else cfg.lr_start), float(cfg.lr_end), epochs)
     moms = linear_schedule(float(cfg.momentum_start), float(cfg.momentum_end), epochs)
-    opt = ScheduledSGD(
-        model.parameters(),
-        lr=float(lrs[0]),
-        momentum=float(moms[0]),
-        nesterov=bool(cfg.nesterov),
-        weight_decay=float(cfg.weight_decay),
-    )
+    optimizer = str(getattr(cfg, "optimizer", "sgd"))
+    opt = make_optimizer(optimizer, model, o.lr_scales, float(lrs[0]), float(moms[0]), cfg)
     gen = torch.Generator().manual_seed(o.seed * 1000 + o.fold)  # shuffling: a CPU generator, saved in checkpoints
     result = FitResult()
     best_state, start_epoch = resume(o.checkpoint, model, opt, gen, result, device, o.fold)
@@ -252,6 +249,9 @@ def fit(
     index_device = bank.starts.device
     train_idx, train_y = train_idx.to(index_device), train_y.to(index_device)
     mode = capture_mode(str(getattr(cfg, "capture", "auto")), device)
+    if optimizer != "sgd" and mode != "eager":
+        log.info("trainer.optimizer=%s steps eagerly (only the SGD step keeps its rates on the device)", optimizer)
+        mode = "eager"
     augment = BatchAugment.from_config(cfg)
     if augment is not None:
         augment.to(device)  # its draws happen on the device (a captured step cannot copy from the host)

@@ -13,23 +13,29 @@ Momentum buffers are created (as zeros) with the optimizer, so no buffer is ever
 ``momentum * 0 + g`` is ``torch.optim.SGD``'s first step, ``b = g``. State dicts have ``torch.optim.SGD``'s layout
 (``momentum_buffer`` per parameter; ``lr``, ``momentum``, ``dampening`` 0 ... in the groups): checkpoints written with
 ``torch.optim.SGD`` resume with it.
+
+Parameter groups may carry an ``lr_scale`` (:func:`param_groups`): their step is scaled by it, so layers transferred
+from a pre-trained model learn slower than a fresh head (discriminative learning rates). :class:`ScheduledAdamW` is
+``torch.optim.AdamW`` with the same ``set_schedule`` and ``lr_scale`` (its float rates run eagerly, not captured).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
-__all__ = ["ScheduledSGD"]
+__all__ = ["OPTIMIZERS", "ScheduledAdamW", "ScheduledSGD", "make_optimizer", "param_groups"]
+
+OPTIMIZERS = ("sgd", "adamw")
 
 
 class ScheduledSGD(torch.optim.Optimizer):
     """SGD + momentum with tensor-valued, schedulable learning rate and momentum (one parameter device).
 
     Args:
-        params: Parameters to optimise (all on one device).
+        params: Parameters to optimise (all on one device), or groups of them (:func:`param_groups`).
         lr: Initial learning rate.
         momentum: Initial momentum.
         nesterov: Nesterov momentum.
@@ -41,7 +47,7 @@ class ScheduledSGD(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[torch.nn.Parameter],
+        params: Iterable[Any],
         lr: float,
         momentum: float = 0.0,
         nesterov: bool = False,
@@ -99,6 +105,7 @@ class ScheduledSGD(torch.optim.Optimizer):
         lr, mom = self.lr_t, self.momentum_t
         for group in self.param_groups:
             wd, nesterov = float(group["weight_decay"]), bool(group["nesterov"])
+            scale = float(group.get("lr_scale", 1.0))
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -106,5 +113,49 @@ class ScheduledSGD(torch.optim.Optimizer):
                 buf = self.state[p]["momentum_buffer"]
                 buf.mul_(mom).add_(g)
                 d = g.add(buf * mom) if nesterov else buf
-                p.sub_(d * lr)
+                p.sub_(d * lr, alpha=scale)
         return loss
+
+
+class ScheduledAdamW(torch.optim.AdamW):
+    """``torch.optim.AdamW`` with :meth:`set_schedule` (the momentum schedule does not apply) and ``lr_scale`` groups.
+
+    Args:
+        params: Parameters, or groups of them (:func:`param_groups`).
+        lr: Initial learning rate.
+        weight_decay: Decoupled weight decay.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        self.set_schedule(lr, 0.0)
+
+    def set_schedule(self, lr: float, momentum: float) -> None:
+        """This epoch's learning rate (times each group's ``lr_scale``); ``momentum`` is ignored (Adam's betas)."""
+        for group in self.param_groups:
+            group["lr"] = float(lr) * float(group.get("lr_scale", 1.0))
+
+
+def param_groups(model: torch.nn.Module, scales: Mapping[str, float]) -> list[dict[str, Any]]:
+    """``model``'s parameters in groups by learning-rate factor: each top-level layer named in ``scales`` gets its
+    factor (``lr_scale``), every other parameter 1.0; empty groups are left out."""
+    by_scale: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        by_scale.setdefault(float(scales.get(name.split(".", 1)[0], 1.0)), []).append(p)
+    return [{"params": ps, "lr_scale": s} for s, ps in sorted(by_scale.items(), key=lambda kv: -kv[0])]
+
+
+def make_optimizer(
+    name: str, model: torch.nn.Module, scales: Mapping[str, float], lr: float, momentum: float, cfg: Any
+) -> ScheduledSGD | ScheduledAdamW:
+    """The ``trainer.optimizer`` (``sgd``: Nesterov/momentum SGD, the paper's; ``adamw``) over ``model``.
+
+    Raises:
+        ValueError: An unknown optimizer name.
+    """
+    groups = param_groups(model, scales)
+    if name == "sgd":
+        return ScheduledSGD(groups, lr, momentum, bool(cfg.nesterov), float(cfg.weight_decay))
+    if name == "adamw":
+        return ScheduledAdamW(groups, lr, float(cfg.weight_decay))
+    raise ValueError(f"trainer.optimizer must be one of {list(OPTIMIZERS)}, not {name!r}")

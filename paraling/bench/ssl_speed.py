@@ -1,0 +1,111 @@
+"""``features=ssl`` extraction: speed against the per-utterance loop of the ``transformers`` documentation, and
+peak memory on a 10-minute recording against one chunk's.
+
+Both use a tiny random encoder (:mod:`paraling.bench.encoders`): the figures measure paraling's path around the
+encoder (decoding, chunking, layer choice, the cache), not the encoder's arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from paraling.bench.io import write_wavs
+
+__all__ = ["ssl_memory", "ssl_speed"]
+
+
+def _naive(folder: Path, paths: list[Path]) -> float:
+    """Seconds for the documented loop: per file, decode, the feature extractor, ``model(..., output_hidden_states)``
+    under ``torch.no_grad``, every hidden state stacked; nothing cached."""
+    import torch
+    from transformers import AutoModel, Wav2Vec2FeatureExtractor
+
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    processor = Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16000)
+    t0 = time.perf_counter()
+    for p in paths:
+        wave, _ = sf.read(p, dtype="float32")
+        inputs = processor(wave, sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**inputs, output_hidden_states=True)
+        torch.stack(out.hidden_states).numpy()
+    return time.perf_counter() - t0
+
+
+def ssl_speed(n_files: int, seconds: float = 3.0) -> dict[str, float]:
+    """Audio seconds per second: the documented loop, paraling's first extraction (into the cache) and a re-run
+    (a fresh store reading the cache)."""
+    from paraling.bench.encoders import save_tiny_encoder
+    from paraling.features import FeatureStore, make_extractor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_tiny_encoder("wav2vec2", Path(tmp) / "encoder")
+        paths = write_wavs(Path(tmp) / "wav", n_files, seconds)
+        audio = n_files * seconds
+        naive = _naive(folder, paths)
+        node = {"kind": "ssl", "model": str(folder), "device": "cpu", "layers": "all"}
+        store = FeatureStore(Path(tmp) / "cache", make_extractor(node))
+        t0 = time.perf_counter()
+        for p in paths:
+            store.get(p)
+        cold = time.perf_counter() - t0
+        warm_store = FeatureStore(Path(tmp) / "cache", make_extractor(node))
+        t0 = time.perf_counter()
+        for p in paths:
+            np.asarray(warm_store.get(p)[0]).sum()
+        warm = time.perf_counter() - t0
+    return {
+        "naive_audio_s_per_s": audio / naive,
+        "cold_audio_s_per_s": audio / cold,
+        "cached_audio_s_per_s": audio / warm,
+        "cold_vs_naive": naive / cold,
+        "cached_vs_naive": naive / warm,
+    }
+
+
+_PROBE = """
+import json, resource, sys
+import numpy as np
+from paraling.features import make_extractor
+seconds, folder = float(sys.argv[1]), sys.argv[2]
+wave = (0.1 * np.random.default_rng(0).standard_normal(int(16000 * seconds))).astype(np.float32)
+ex = make_extractor({"kind": "ssl", "model": folder, "device": "cpu", "chunk_seconds": 20.0})
+ex.extract(wave[:16000])  # load the encoder before the baseline
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+feats, _ = ex.extract(wave)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_mb": peak, "base_mb": base, "frames": len(feats), "out_mb": feats.nbytes / 2**20}))
+"""
+
+
+def ssl_memory(minutes: float = 10.0, chunk_seconds: float = 20.0) -> dict[str, float]:
+    """Peak memory (MB above the loaded encoder, output included) extracting ``minutes`` of audio, and one chunk's
+    worth, each in a fresh process; their ratio stays near 1 when memory is bounded by the chunk."""
+    from paraling.bench.encoders import save_tiny_encoder
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_tiny_encoder("wav2vec2", Path(tmp) / "encoder")
+        for name, seconds in (("long", minutes * 60), ("chunk", chunk_seconds)):
+            run = subprocess.run(
+                [sys.executable, "-c", _PROBE, str(seconds), str(folder)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=900,
+            )
+            probe = json.loads(run.stdout.strip().splitlines()[-1])
+            out[f"{name}_mb"] = probe["peak_mb"] - probe["base_mb"]
+            out[f"{name}_output_mb"] = probe["out_mb"]
+    # the output array grows with the recording by design: it is subtracted, what remains is the working memory
+    work_long = max(out["long_mb"] - out["long_output_mb"], 1.0)
+    work_chunk = max(out["chunk_mb"] - out["chunk_output_mb"], 1.0)
+    return {**out, "minutes": minutes, "work_ratio": work_long / work_chunk}
