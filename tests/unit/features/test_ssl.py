@@ -42,7 +42,7 @@ def test_every_family_gives_each_hidden_state_per_20ms_frame(tiny_encoder: Encod
 def test_layer_choice_names_the_valid_range(tiny_encoder: Encoder) -> None:
     assert select_layers("all", 3, "m") == [0, 1, 2] and select_layers([0, -1], 3, "m") == [0, 2]
     with pytest.raises(ConfigError, match=r"hidden states 0\.\.2 .*-3\.\.-1"):
-        _ssl(tiny_encoder("hubert"), layers=7).n_features
+        _ = _ssl(tiny_encoder("hubert"), layers=7).n_features
     with pytest.raises(ConfigError, match="at most once"):
         select_layers([1, 1], 3, "m")
     with pytest.raises(ConfigError, match="an index or a list"):
@@ -97,22 +97,22 @@ def test_the_key_follows_the_weights_not_the_path(
 def test_bad_encoders_are_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no speech encoder"):
-        _ssl(tmp_path / "empty").n_features
+        _ = _ssl(tmp_path / "empty").n_features
     bert = tmp_path / "bert"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
     (bert / "model.safetensors").write_bytes(b"")
     with pytest.raises(ConfigError, match="holds a bert model, not a speech encoder"):
-        _ssl(bert).n_features
+        _ = _ssl(bert).n_features
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text(json.dumps({"model_type": "wav2vec2"}))
     torch.save({}, pickled / "pytorch_model.bin")
     with pytest.raises(ConfigError, match="no safetensors weights"):
-        _ssl(pickled).n_features
+        _ = _ssl(pickled).n_features
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match=r"HF_HUB_OFFLINE is set.*huggingface-cli download org/no-such-encoder"):
-        _ssl(Path("org/no-such-encoder")).n_features
+        _ = _ssl(Path("org/no-such-encoder")).n_features
     with pytest.raises(ConfigError, match="needs features.model"):
         SslExtractor.from_config({"kind": "ssl"})
 

@@ -87,3 +87,28 @@ def test_resumes_from_a_torch_sgd_checkpoint() -> None:
 def test_bad_hyper_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
         ScheduledSGD(_model().parameters(), lr=-0.1)
+
+
+def test_lr_scale_groups_step_at_their_fraction_of_the_rate() -> None:
+    from paraling.training.optim import ScheduledAdamW, param_groups
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    groups = param_groups(model, {"0": 0.5})
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.5] and sum(len(g["params"]) for g in groups) == 4
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = ScheduledSGD(groups, lr=0.1, momentum=0.0)
+    model(torch.randn(4, 3)).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.step()
+    for (name, p), b, g in zip(model.named_parameters(), before, grads, strict=True):
+        scale = 0.5 if name.startswith("0.") else 1.0
+        torch.testing.assert_close(p.detach(), b - 0.1 * scale * g)
+    adam = ScheduledAdamW(param_groups(model, {"1": 0.0}), lr=0.01)
+    adam.set_schedule(0.02, 0.9)
+    assert sorted(g["lr"] for g in adam.param_groups) == [0.0, 0.02]
+    frozen = [p.detach().clone() for p in model[1].parameters()]
+    model(torch.randn(4, 3)).sum().backward()
+    adam.step()
+    for p, b in zip(model[1].parameters(), frozen, strict=True):
+        torch.testing.assert_close(p.detach(), b)  # lr_scale 0: the layer does not move
