@@ -24,11 +24,11 @@ def main(argv: list[str]) -> int:
         "--device",
         choices=["cpu", "cuda"],
         default="cpu",
-        help="cpu (default): the CPU figures (a)-(g); cuda: (a)-(c), the capture modes and the paper-scale epoch on "
+        help="cpu (default): the CPU figures (a)-(j); cuda: (a)-(c), the capture modes and the paper-scale epoch on "
         "the GPU, each against a reference measured on the same GPU",
     )
     p.add_argument("--batch-size", type=int, default=512)
-    figures = ["train", "infer", "features", "sweep", "memory", "uar", "prune"]
+    figures = ["train", "infer", "features", "sweep", "memory", "uar", "prune", "ssl"]
     p.add_argument("--skip", nargs="*", default=[], choices=figures, help="figures to leave out")
     a = p.parse_args(argv)
     from paraling.bench.suite import log_to_mlflow, run_suite, write_json

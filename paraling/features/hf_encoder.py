@@ -163,14 +163,19 @@ class HFEncoder:
         return self
 
     @torch.no_grad()
-    def normalize(self, wave: np.ndarray) -> np.ndarray:
-        """The recording as the encoder was trained to see it: zero mean and unit variance where its feature
-        extractor normalises (``do_normalize``), unchanged otherwise. Applied once to a whole recording, before
-        it is chunked, so every chunk sees the same scale."""
+    def norm_stats(self, wave: np.ndarray) -> tuple[float, float]:
+        """``(shift, scale)`` with which ``(wave - shift) * scale`` is the recording as the encoder was trained to
+        see it: zero mean and unit variance where its feature extractor normalises (``do_normalize``), ``(0, 1)``
+        otherwise. Taken over the whole recording, so every chunk of it sees the same scale."""
         if self.preprocess != "normalize":
-            return wave
-        x = np.asarray(wave, dtype=np.float64)
-        return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
+            return 0.0, 1.0
+        mean = float(np.mean(wave, dtype=np.float64))
+        return mean, 1.0 / float(np.sqrt(_var(wave, mean) + 1e-7))
+
+    def normalize(self, wave: np.ndarray) -> np.ndarray:
+        """``wave`` normalised by :meth:`norm_stats`, float32."""
+        shift, scale = self.norm_stats(wave)
+        return ((np.asarray(wave) - shift) * scale).astype(np.float32, copy=False)
 
     def hidden_states(self, wave: np.ndarray, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
         """``(n_states, frames, dim)`` float32 hidden states of ``wave`` (16 kHz, at least one frame long, already
@@ -207,6 +212,14 @@ class HFEncoder:
         layers = net.layers if self.kind == "whisper" else net.encoder.layers
         norm = net.layer_norm if self.kind == "whisper" else None  # Whisper's last hidden state is normed
         return EncoderTop(copy.deepcopy(nn.ModuleList(layers[-k:])), copy.deepcopy(norm) if norm is not None else None)
+
+
+def _var(wave: np.ndarray, mean: float, block: int = 1 << 20) -> float:
+    """Variance of a long recording about ``mean``, a block at a time (no full-length float64 copy)."""
+    total = 0.0
+    for i in range(0, len(wave), block):
+        total += float(np.sum(np.square(wave[i : i + block] - mean, dtype=np.float64)))
+    return total / max(len(wave), 1)
 
 
 class EncoderTop(nn.Module):

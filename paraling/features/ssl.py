@@ -246,24 +246,32 @@ class SslExtractor:
         self.calls += 1
         device = _resolve_device(self.device)
         if self.backend == "resemblyzer":
-            states = enc.encode(wave, device, max(1, round(self.chunk_seconds * 100)))
+            states = enc.encode(wave, device, max(1, round(self.chunk_seconds * 100)))[self.selected]
+            feats = states.permute(1, 0, 2).reshape(states.shape[1], -1).numpy()
             hop, field_ = enc.hop, enc.field
         else:
-            states = _chunked(enc, wave, self.chunk_seconds, self.context_seconds, device, self.precision)
+            args = (self.chunk_seconds, self.context_seconds, device, self.precision, self.selected)
+            feats = _chunked(enc, wave, *args)
             hop, field_ = enc.geometry.hop, enc.geometry.field
-        chosen = states[self.selected]  # (groups, frames, dim)
-        feats = chosen.permute(1, 0, 2).reshape(chosen.shape[1], -1)
-        return feats.numpy().astype(np.float32, copy=False), _frame_energy(wave, feats.shape[0], hop, field_)
+        return feats.astype(np.float32, copy=False), _frame_energy(wave, feats.shape[0], hop, field_)
 
 
 def _chunked(
-    enc: Any, wave: np.ndarray, chunk_s: float, context_s: float, device: torch.device, precision: str
-) -> torch.Tensor:
-    """Hidden states of ``wave`` encoded a chunk at a time with ``context_s`` of audio either side (dropped)."""
+    enc: Any,
+    wave: np.ndarray,
+    chunk_s: float,
+    context_s: float,
+    device: torch.device,
+    precision: str,
+    selected: list[int],
+) -> np.ndarray:
+    """Hidden states ``selected`` of ``wave``, side by side per frame, encoded a chunk at a time with ``context_s``
+    of audio either side (encoded, then dropped). Each chunk is normalised with the whole recording's statistics
+    and written into the one output array, so the working memory is one chunk's whatever the recording's length."""
     g = enc.geometry
-    wave = enc.normalize(wave)
     if len(wave) < g.field:
         wave = np.pad(wave, (0, g.field - len(wave)))
+    shift, scale = enc.norm_stats(wave)
     dtype = _autocast_dtype(device, precision)
     hop, n = g.hop, len(wave)
     ctx = round(context_s * 16000 / hop) * hop
@@ -271,25 +279,36 @@ def _chunked(
     if g.max_samples is not None:  # Whisper: one call sees at most 30 s, context included
         chunk_frames = max(1, min(chunk_frames, (g.max_samples - 2 * ctx - g.field) // hop))
     total = enc.frames(n)
-    if total <= chunk_frames:
-        return enc.hidden_states(wave, device, dtype).cpu()
-    parts, frame = [], 0
+    out: np.ndarray | None = None
+    frame = 0
     while frame < total:
         end = min(total, frame + chunk_frames)
-        start_s = max(0, frame * hop - ctx)
-        end_s = min(n, (end - 1) * hop + g.field + ctx)
-        states = enc.hidden_states(wave[start_s:end_s], device, dtype)
+        start_s = max(0, frame * hop - ctx) if total > chunk_frames else 0
+        end_s = min(n, (end - 1) * hop + g.field + ctx) if total > chunk_frames else n
+        piece = ((wave[start_s:end_s] - shift) * scale).astype(np.float32, copy=False)
+        states = enc.hidden_states(piece, device, dtype)[selected]  # (groups, frames, dim)
         off = frame - start_s // hop
-        parts.append(states[:, off : off + end - frame].cpu())
+        block = states[:, off : off + end - frame].permute(1, 0, 2).reshape(end - frame, -1)
+        if out is None:
+            out = np.empty((total, block.shape[1]), dtype=np.float32)
+        out[frame:end] = block.cpu().numpy()
         frame = end
-    return torch.cat(parts, dim=1)
+    assert out is not None
+    return out
 
 
-def _frame_energy(wave: np.ndarray, frames: int, hop: int, field_: int) -> np.ndarray:
-    """Log mean-square energy of each frame's samples (``[t * hop, t * hop + field)``), for the weighted vote."""
-    x = np.asarray(wave, dtype=np.float64)
-    c = np.concatenate([[0.0], np.cumsum(x * x)])
-    start = np.minimum(np.arange(frames) * hop, len(x))
-    end = np.minimum(start + field_, len(x))
-    mean = (c[end] - c[start]) / np.maximum(end - start, 1)
-    return np.log(mean + 1e-10).astype(np.float32)
+def _frame_energy(wave: np.ndarray, frames: int, hop: int, field_: int, block: int = 256) -> np.ndarray:
+    """Log mean-square energy of each frame's samples (``[t * hop, t * hop + field)``), for the weighted vote;
+    ``block`` frames at a time, so no temporary grows with the recording."""
+    out = np.empty(frames, dtype=np.float32)
+    n = len(wave)
+    for f0 in range(0, frames, block):
+        f1 = min(frames, f0 + block)
+        s0, s1 = min(f0 * hop, n), min((f1 - 1) * hop + field_, n)
+        x = np.asarray(wave[s0:s1], dtype=np.float64)
+        c = np.concatenate([[0.0], np.cumsum(x * x)])
+        start = np.minimum(np.arange(f0, f1) * hop, n) - s0
+        end = np.minimum(start + s0 + field_, n) - s0
+        mean = (c[end] - c[start]) / np.maximum(end - start, 1)
+        out[f0:f1] = np.log(mean + 1e-10)
+    return out

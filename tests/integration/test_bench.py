@@ -14,7 +14,7 @@ from paraling.cli.bench import main
 def test_bench_quick_subset_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "b.json"
-    assert main(["--quick", "--json", str(out), "--skip", "memory", "uar", "prune"]) == 0
+    assert main(["--quick", "--json", str(out), "--skip", "memory", "uar", "prune", "ssl"]) == 0
     res = json.loads(out.read_text())
     for key in (
         "train_speedup_vs_naive",
@@ -98,3 +98,16 @@ def test_pruning_figure_runs_the_demo_study_twice(tmp_path: Path, monkeypatch: p
     assert sp["epoch_fraction"] == sp["pruned_epochs"] / sp["unpruned_epochs"]
     assert sp["pruned_pruned"] >= 1 or sp["pruned_epochs"] == sp["unpruned_epochs"]
     assert sp["best_delta"] == sp["pruned_best"] - sp["unpruned_best"] and sp["unpruned_fold_std"] >= 0
+
+
+@pytest.mark.slow
+def test_ssl_figures_compare_extraction_and_memory_in_the_same_run() -> None:
+    from paraling.bench import suite
+
+    lines: list[str] = []
+    res = suite.run_suite(skip=tuple(n for n in suite.SECTIONS if n != "ssl"), log=lines.append)
+    assert [f["name"][:3] for f in res["figures"]] == ["(i)", "(j)"]
+    ssl = res["ssl"]
+    assert ssl["cold_vs_naive"] > 0 and ssl["cached_audio_s_per_s"] > ssl["cold_audio_s_per_s"]
+    assert ssl["minutes"] == 10.0 and ssl["long_output_mb"] > 20 * ssl["chunk_output_mb"]  # a 10-min file's output
+    assert any(line.startswith("(j) ssl peak memory, 10-min file") for line in lines)
