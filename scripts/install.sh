@@ -60,6 +60,9 @@ fi
 extras=""
 [ "$dev" = 1 ] && extras="[dev]"
 "$py" -m pip install -q --disable-pip-version-check -e ".${extras}"
+# features.backend=resemblyzer: the GE2E weights inside Resemblyzer's wheel; paraling runs the network itself, so
+# none of Resemblyzer's own dependencies (librosa, webrtcvad) are needed
+[ "$dev" = 1 ] && "$py" -m pip install -q --disable-pip-version-check --no-deps "resemblyzer==0.1.4"
 bindir=$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 echo "paraling installed: $bindir/paraling"
 if [ "$use_venv" = 1 ]; then

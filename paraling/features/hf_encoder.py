@@ -54,7 +54,7 @@ def folder_digest(folder: Path) -> str:
 def _offline_help(model: str) -> str:
     name = model.rstrip("/").rsplit("/", 1)[-1]
     return (
-        f"on a machine with internet run `huggingface-cli download {model} --local-dir {name}` (or "
+        f"On a machine with internet run `huggingface-cli download {model} --local-dir {name}` (or "
         f"huggingface_hub.snapshot_download), copy the folder here and set features.model=/path/to/{name}"
     )
 
@@ -85,11 +85,11 @@ def _read_config(model: str, revision: str | None) -> tuple[Any, str]:
         config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=False)
     except OSError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub cannot be reached from here"
-        raise ConfigError(
-            f"features.model={model}: not a folder here, and {why} ({' '.join(str(exc).split())[:160]}); "
-            + _offline_help(model)
-        ) from None
+        if offline:
+            why = "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+        else:
+            why = f"the Hugging Face hub did not give it ({' '.join(str(exc).split())[:160]})"
+        raise ConfigError(f"features.model={model}: not a folder here; {why}. " + _offline_help(model)) from None
     commit = getattr(config, "_commit_hash", None) or revision or "main"
     return config, f"hub:{model}@{commit}"
 
