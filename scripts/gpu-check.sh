@@ -9,6 +9,8 @@
 #      trial recorded;
 #   5. `paraling bench --device cpu --quick` on a small subset (training and inference figures);
 #   6. `paraling bench --device cuda --quick`                                           [CUDA only]
+#   7. features=ssl: a tiny random speech encoder saved like a real one, `paraling train features=ssl model=ssl_head`
+#      on the device: run FINISHED, the encoder and the extraction precision it recorded (bf16 on a GPU).
 # Each step has its own time limit (seconds: STEP_TIMEOUT_<STEP> overrides it). Without CUDA the CUDA-only steps are
 # skipped and the demo and the sweep run small on the CPU; the script then ends "all passed (CPU parts only ...)".
 # Usage: bash scripts/gpu-check.sh OUT_DIR      (logs, JSON and summary.txt go to OUT_DIR)
@@ -76,6 +78,7 @@ if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
   demo_args=(device=cuda)                          # the default demo job: 30 speakers, 15 epochs, 5 folds
   sweep_args=(--gpus 0 --trials-per-gpu 4)
   sweep_over=(trainer.epochs=3)
+  ssl_over=(trainer.epochs=3)
 else
   cuda=0
   device=cpu
@@ -84,6 +87,7 @@ else
   demo_args=(device=cpu corpus.demo_speakers=8 cv.folds=2 trainer.epochs=2 'model.channels=[8,16,16]' 'model.fc_sizes=[64]')
   sweep_args=(--gpus none --workers 2)
   sweep_over=(trainer.epochs=1 corpus.demo_speakers=8 'model.channels=[8,16,16]' 'model.fc_sizes=[64]')
+  ssl_over=(trainer.epochs=2 corpus.demo_speakers=8 cv.folds=2)
 fi
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db"
 common=(corpus.path="$work/demo" cache_dir="$work/cache" progress=never)
@@ -129,7 +133,7 @@ fi
 
 # 5. the CPU bench, small subset (training and inference figures)
 if run_step bench_cpu 180 "$out/bench-cpu.log" paraling bench --device cpu --quick \
-    --skip features sweep memory uar prune --json "$out/bench-cpu.json"; then
+    --skip features sweep memory uar prune ssl --json "$out/bench-cpu.json"; then
   say "bench --device cpu --quick (train, infer):"
   grep -E '^\(' "$out/bench-cpu.log" | tee -a "$summary"
 else
@@ -146,6 +150,17 @@ if [ "$cuda" = 1 ]; then
   fi
 else
   say "bench --device cuda: skipped (no CUDA)"
+fi
+
+# 7. features=ssl on the device (the tiny encoder is written first, as save_pretrained writes a real one)
+if "$PY" -c 'import sys; from pathlib import Path; from paraling.bench.encoders import save_tiny_encoder
+save_tiny_encoder("wav2vec2", Path(sys.argv[1]))' "$work/encoder" >"$out/ssl-encoder.log" 2>&1 &&
+  run_step ssl 240 "$out/ssl.log" paraling train features=ssl features.model="$work/encoder" model=ssl_head \
+    windows.width=50 windows.shift=25 tracking.experiment=gpu-check-ssl device=$device "${ssl_over[@]}" \
+    "${common[@]}" hydra.run.dir="$work/hydra-ssl"; then
+  readback ssl "$out/ssl.log" ssl "$out/ssl.json" "$device"
+else
+  fail ssl "see ssl.log / ssl-encoder.log: $(tail -1 "$out/ssl.log" "$out/ssl-encoder.log" 2>/dev/null | tail -1)"
 fi
 
 cd "$root" || exit 1

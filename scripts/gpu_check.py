@@ -2,11 +2,12 @@
 
     python scripts/gpu_check.py demo  OUT.json WALL_SECONDS EXPECTED_DEVICE EXPECTED_CAPTURE
     python scripts/gpu_check.py sweep OUT.json STORAGE STUDY N_TRIALS EXPECTED_DEVICE [GPU]
+    python scripts/gpu_check.py ssl   OUT.json EXPECTED_DEVICE
 
 Each prints one summary line and exits 1 when a check fails (the line then says which). MLflow is read from
 ``MLFLOW_TRACKING_URI``. Only public MLflow and Optuna APIs, and only the tags and metrics paraling documents
 (docs/mlflow-ui.md): ``paraling.training.device``, ``paraling.training.capture``, ``windows_per_s/fold0``,
-``paraling.gpu``, ``paraling.sweep.study``.
+``paraling.gpu``, ``paraling.sweep.study``, ``paraling.encoder``, ``data.encoder_precision``, ``features_computed``.
 """
 
 from __future__ import annotations
@@ -107,8 +108,38 @@ def sweep(out: str, storage: str, study_name: str, n_trials: str, device: str, g
     return 1 if problems else 0
 
 
+def ssl(out: str, device: str) -> int:
+    """The ``features=ssl`` run: FINISHED, trained on ``device``, the encoder recorded, every recording extracted
+    once, in bf16 (or fp16) on a GPU and fp32 on the CPU."""
+    run = _latest_run(MlflowClient(), "gpu-check-ssl")
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    got = {
+        "status": run.info.status,
+        "uar": metrics.get("uar"),
+        "device": tags.get("paraling.training.device"),
+        "encoder": tags.get("paraling.encoder"),
+        "precision": params.get("data.encoder_precision"),
+        "features_computed": metrics.get("features_computed"),
+        "n_utterances": int(params.get("data.n_utterances", 0)),
+    }
+    Path(out).write_text(json.dumps(got, indent=2))
+    problems: list[str] = []
+    _check(problems, got["status"] == "FINISHED", f"status {got['status']}")
+    _check(problems, str(got["device"]).split(":")[0] == device, f"device tag {got['device']!r}, expected {device}")
+    _check(problems, str(got["encoder"]).startswith("folder:"), f"encoder tag {got['encoder']!r}")
+    want = ("bfloat16", "float16") if device == "cuda" else ("float32",)
+    _check(problems, got["precision"] in want, f"extraction precision {got['precision']!r}, expected one of {want}")
+    _check(problems, got["features_computed"] == got["n_utterances"], f"{got['features_computed']} extractions")
+    print(
+        f"ssl: {got['status']}, UAR {got['uar'] or 0:.3f} on {got['device']}, encoder {got['encoder']}, extracted in "
+        f"{got['precision']}, {got['features_computed'] or 0:.0f} of {got['n_utterances']} recordings extracted"
+        + (f"  <-- FAILED: {'; '.join(problems)}" if problems else "")
+    )
+    return 1 if problems else 0
+
+
 if __name__ == "__main__":
-    commands = {"demo": demo, "sweep": sweep}
+    commands = {"demo": demo, "sweep": sweep, "ssl": ssl}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         raise SystemExit(__doc__)
     sys.exit(commands[sys.argv[1]](*sys.argv[2:]))

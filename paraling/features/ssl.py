@@ -207,6 +207,12 @@ class SslExtractor:
         """Milliseconds the first frame needs."""
         return 25.0
 
+    @property
+    def dtype_name(self) -> str:
+        """The precision the encoder runs in here: ``bfloat16`` or ``float16`` on a GPU, ``float32`` otherwise."""
+        dtype = _autocast_dtype(_resolve_device(self.device), self.precision)
+        return str(dtype or torch.float32).removeprefix("torch.")
+
     def key(self) -> str:
         """Cache identity: encoder, layers, precision and chunking."""
         dtype = _autocast_dtype(_resolve_device(self.device), self.precision)

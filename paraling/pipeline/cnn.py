@@ -86,6 +86,7 @@ class CNNRunner:
         identity = getattr(data.spec, "identity", None)  # a pre-trained encoder's: hub id @ commit or folder digest
         if identity:
             params["data.encoder"] = tags[ENCODER_TAG] = str(identity)
+            params["data.encoder_precision"] = str(getattr(data.spec, "dtype_name", ""))
         metrics = {"features_computed": float(data.store.misses), "features_cached": float(data.store.hits)}
         return CVData(data.manifest, list(data.classes), data.y_utt, params=params, tags=tags, metrics=metrics)
 
