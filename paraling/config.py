@@ -118,11 +118,14 @@ class TransferConfig:
 
 @dataclass
 class CVConfig:
-    """Speaker-independent cross-validation: ``kfold`` (grouped by speaker), ``loso`` or ``split``."""
+    """Speaker-independent cross-validation: ``kfold`` (grouped), ``loso`` (leave one group out) or ``split`` (score
+    the utterances of ``test_split``); the groups are speakers or the manifest column ``group_by``."""
 
     scheme: str = "kfold"
     folds: int = 5
     stratify: bool = True
+    group_by: str = "speaker"
+    test_split: str = "test"
 
 
 @dataclass

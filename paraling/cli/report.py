@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="wilcoxon",
         help="paired test over the (seed, fold) units: wilcoxon signed-rank (default) or a sign-flip permutation test",
     )
+    p.add_argument(
+        "--metric",
+        choices=("uar", "wa", "macro_f1"),
+        default="uar",
+        help="what the paired tests compare per (seed, fold): UAR (default), weighted accuracy or macro-F1 (the "
+        "table shows all three)",
+    )
+    p.add_argument("--sort", action="store_true", help="order the rows by --metric, best first")
     p.add_argument("--out", default=None, help="output folder (default: reports/<experiment>)")
     p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="only these run names")
     p.add_argument(
@@ -131,7 +139,8 @@ def main(argv: list[str]) -> int:
         from paraling.report.compare import compare_runs, render_compared
 
         first, second = a.compare
-        compared = compare_runs(first, second, a.experiment, a.tracking_uri, kwargs["negative_class"], a.test)
+        negative = kwargs["negative_class"]
+        compared = compare_runs(first, second, a.experiment, a.tracking_uri, negative, a.test, a.metric)
         print(render_compared(compared))
         return 0
     if not a.experiment:
@@ -145,7 +154,9 @@ def main(argv: list[str]) -> int:
     from paraling.report.render import render_report, write_report
     from paraling.report.table import build_report
 
-    report = build_report(a.experiment, a.tracking_uri, names=a.names, seeds=a.seeds, test=a.test, **kwargs)
+    report = build_report(
+        a.experiment, a.tracking_uri, names=a.names, seeds=a.seeds, test=a.test, metric=a.metric, sort=a.sort, **kwargs
+    )
     title = a.title or f"paraling report: {a.experiment}"
     out = a.out or os.path.join("reports", a.experiment)
     paths = write_report(report.rows, out, title, report.comparisons, report.curves)

@@ -1,7 +1,10 @@
-"""Speaker-independent fold assignment: grouped (stratified) k-fold, leave-one-speaker-out, fixed split.
+"""Speaker-independent fold assignment: grouped (stratified) k-fold, leave-one-group-out, fixed split.
 
-Folds are computed on *original* utterances; augmented copies inherit the fold of their source utterance and are
-only ever used for training (see :func:`plan_folds`).
+The groups are speakers by default, or any manifest column (``cv.group_by``: e.g. IEMOCAP's ``session``, for its
+leave-one-session-out protocol). Folds are computed on *original* utterances; augmented copies inherit the fold of
+their source utterance and are only ever used for training (see :func:`plan_folds`). A fixed split scores the
+utterances of one split (``cv.test_split``: ``test``, or ``devel`` to tune on a challenge's development set); the
+utterances of a later evaluation split are then left out of training altogether (fold :data:`EXCLUDED`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from paraling.data.manifest import Manifest
 from paraling.errors import CorpusError
 
-__all__ = ["FoldPlan", "assign_folds", "plan_folds", "split_validation_speakers"]
+__all__ = [
+    "EXCLUDED",
+    "FoldPlan",
+    "assign_folds",
+    "describe_protocol",
+    "groups_of",
+    "plan_folds",
+    "split_validation_speakers",
+]
+
+#: The fold of utterances a protocol leaves out entirely (the test set while tuning on the development set).
+EXCLUDED = -2
 
 log = logging.getLogger(__name__)
 
@@ -29,49 +43,72 @@ class FoldPlan:
     test: np.ndarray
 
 
+def groups_of(manifest: Manifest, group_by: str = "speaker") -> list[str]:
+    """The group of each utterance: its speaker, or the manifest column ``group_by`` (an ``extra`` field).
+
+    Raises:
+        CorpusError: An utterance without that column (naming it and the columns there are).
+    """
+    if group_by == "speaker":
+        return [u.speaker for u in manifest]
+    out = []
+    for u in manifest:
+        value = u.extra.get(group_by, getattr(u, group_by, None) if group_by in ("split", "label") else None)
+        if value in (None, ""):
+            columns = sorted({"speaker", "label", "split", *u.extra})
+            raise CorpusError(
+                f"{manifest.source}: cv.group_by={group_by} but utterance {u.id} has no {group_by!r} column; "
+                f"it has {columns}"
+            )
+        out.append(str(value))
+    return out
+
+
+def describe_protocol(scheme: str, n_folds: int, group_by: str = "speaker", test_split: str = "test") -> str:
+    """The protocol in words, for a run's description (two runs with the same words are comparable)."""
+    if scheme == "split":
+        return f"fixed split: train on the rest, score split={test_split}"
+    if scheme == "loso":
+        return f"leave-one-{group_by}-out"
+    return f"{n_folds}-fold cross-validation grouped by {group_by}"
+
+
 def assign_folds(
-    manifest: Manifest, scheme: str = "kfold", n_folds: int = 5, stratify: bool = True, seed: int = 0
+    manifest: Manifest,
+    scheme: str = "kfold",
+    n_folds: int = 5,
+    stratify: bool = True,
+    seed: int = 0,
+    group_by: str = "speaker",
+    test_split: str = "test",
 ) -> dict[str, int]:
     """Return ``{utterance id: fold}`` for the original (non-augmented) utterances.
 
-    ``kfold``: speakers are partitioned into ``n_folds`` groups (stratified by label when possible, shuffled with
-    ``seed``); ``loso``: one fold per speaker; ``split``: utterances whose ``split`` is ``test`` form fold 0 and all
-    others are training-only (fold -1).
+    ``kfold``: the groups (speakers, or the column ``group_by``) are partitioned into ``n_folds`` folds (stratified
+    by label when possible, shuffled with ``seed``); ``loso``: one fold per group; ``split``: utterances whose
+    ``split`` is ``test_split`` form fold 0, those of a later evaluation split (``test`` while ``test_split`` is
+    ``devel``) are left out (:data:`EXCLUDED`) and all others are training-only (fold -1).
 
     Raises:
-        CorpusError: Fewer speakers than folds, or no test utterances for ``split``.
+        CorpusError: Fewer groups than folds, no utterances of ``test_split``, or a missing ``group_by`` column.
     """
-    utts = [u for u in manifest if u.augmented_from is None]
+    utts = Manifest([u for u in manifest if u.augmented_from is None], manifest.source)
     ids = np.array([u.id for u in utts])
-    speakers = np.array([u.speaker for u in utts])
+    speakers = np.array(groups_of(utts, group_by))
     labels = np.array([u.label for u in utts])
     n_spk = len(set(speakers.tolist()))
     if scheme == "split":
-        test = np.array([(u.split or "").lower() == "test" for u in utts])
-        if not test.any():
-            raise CorpusError(
-                f"{manifest.source}: cv.scheme=split needs utterances with split=test (a 'split' column); "
-                "add one or use cv.scheme=kfold"
-            )
-        overlap = set(speakers[test].tolist()) & set(speakers[~test].tolist())
-        if overlap:
-            log.warning(
-                "%s: %d speaker(s) appear in both train and test (e.g. %s): results are not speaker-independent",
-                manifest.source,
-                len(overlap),
-                sorted(overlap)[:3],
-            )
-        return {i: (0 if t else -1) for i, t in zip(ids.tolist(), test.tolist(), strict=True)}
+        return _split_folds(utts, ids, speakers, test_split)
     if scheme == "loso":
         order = sorted(set(speakers.tolist()))
         if len(order) < 2:
-            raise CorpusError(f"{manifest.source}: leave-one-speaker-out needs >= 2 speakers, found {len(order)}")
+            raise CorpusError(f"{manifest.source}: leave-one-{group_by}-out needs >= 2 groups, found {len(order)}")
         index = {s: k for k, s in enumerate(order)}
         return {i: index[s] for i, s in zip(ids.tolist(), speakers.tolist(), strict=True)}
     if n_spk < n_folds:
         raise CorpusError(
-            f"{manifest.source}: {n_spk} speaker(s) but cv.folds={n_folds}; speaker-independent folds need at "
-            f"least as many speakers as folds: lower cv.folds (e.g. cv.folds={max(2, n_spk)}) or use cv.scheme=loso"
+            f"{manifest.source}: {n_spk} {group_by}(s) but cv.folds={n_folds}; grouped folds need at "
+            f"least as many groups as folds: lower cv.folds (e.g. cv.folds={max(2, n_spk)}) or use cv.scheme=loso"
         )
     x = np.zeros(len(ids))
     if stratify:
@@ -88,11 +125,37 @@ def assign_folds(
     return dict(zip(ids.tolist(), folds.tolist(), strict=True))
 
 
+def _split_folds(utts: Manifest, ids: np.ndarray, groups: np.ndarray, test_split: str) -> dict[str, int]:
+    """Folds of ``cv.scheme=split``: 0 for ``test_split``, :data:`EXCLUDED` for ``test`` while tuning, -1 else."""
+    splits = np.array([(u.split or "").lower() for u in utts])
+    test = splits == test_split.lower()
+    if not test.any():
+        found = sorted(set(splits.tolist()) - {""})
+        raise CorpusError(
+            f"{utts.source}: cv.scheme=split scores split={test_split}, but no utterance has it (splits here: "
+            f"{found or 'none'}); add a 'split' column or set cv.test_split / cv.scheme=kfold"
+        )
+    held_out = (splits == "test") & ~test  # tuning on devel: the test set is not trained on
+    train = ~test & ~held_out
+    overlap = set(groups[test].tolist()) & set(groups[train].tolist())
+    if overlap:
+        log.warning(
+            "%s: %d speaker(s) appear in both train and %s (e.g. %s): results are not speaker-independent",
+            utts.source,
+            len(overlap),
+            test_split,
+            sorted(overlap)[:3],
+        )
+    folds = np.where(test, 0, np.where(held_out, EXCLUDED, -1))
+    return dict(zip(ids.tolist(), folds.tolist(), strict=True))
+
+
 def plan_folds(manifest: Manifest) -> list[FoldPlan]:
     """Turn the manifest's ``fold`` fields into train/test row indices.
 
-    Training rows of fold ``k`` are every utterance (original or augmented) whose *source* utterance is not in fold
-    ``k``; test rows are the original utterances of fold ``k``. Augmented copies are never test rows.
+    Training rows of fold ``k`` are every utterance (original or augmented) whose *source* utterance is neither in
+    fold ``k`` nor left out (:data:`EXCLUDED`); test rows are the original utterances of fold ``k``. Augmented
+    copies are never test rows.
     """
     fold_of = {u.id: u.fold for u in manifest if u.augmented_from is None}
     src_fold = np.array([_or(fold_of.get(u.augmented_from or u.id), -1) for u in manifest], dtype=np.int64)
@@ -101,7 +164,7 @@ def plan_folds(manifest: Manifest) -> list[FoldPlan]:
     plans = []
     for k in folds:
         test = np.flatnonzero((src_fold == k) & ~is_aug)
-        train = np.flatnonzero(src_fold != k)
+        train = np.flatnonzero((src_fold != k) & (src_fold != EXCLUDED))
         plans.append(FoldPlan(k, train, test))
     return plans
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from paraling.ensemble import EnsembleReport, evaluate_selection, make_selector, stack_oof
 from paraling.errors import EnsembleError
-from paraling.scoring.metrics import confusion_matrix
+from paraling.scoring.metrics import accuracy, confusion_matrix, macro_f1
 from paraling.scoring.oof import OOFScores, save_oof
 from paraling.tracking.bundle import save_bundle
 from paraling.tracking.plots import plot_confusion_matrix
@@ -306,13 +306,16 @@ def _log_ensemble(
                 "weights": json.dumps([w for _, w in members]),
             }
         )
-        tracker.log_metrics(_metrics(rep))
+        sel = rep.selection_mask
+        y_sel, pred_sel = ref.y[sel], rep.proba[sel].argmax(1)
+        n_cls = len(result.classes)
+        wa, f1 = accuracy(y_sel, pred_sel, n_cls), macro_f1(y_sel, pred_sel, n_cls)
+        tracker.log_metrics(_metrics(rep) | {"wa_selection": wa, "macro_f1_selection": f1})
         out = tmp / "artifacts"
         (out / "plots").mkdir(parents=True)
         (out / "ensemble.json").write_text(json.dumps(_describe(result), indent=2))
         _plot_trajectory(result, out / "plots" / "trajectory.png")
-        sel = rep.selection_mask
-        cm = confusion_matrix(ref.y[sel], rep.proba[sel].argmax(1), len(result.classes))
+        cm = confusion_matrix(y_sel, pred_sel, n_cls)
         plot_confusion_matrix(
             cm, result.classes, out / "plots" / "confusion_matrix.png", title="ensemble, selection set"
         )

@@ -50,7 +50,15 @@ FoldData = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | No
 def prepare_folds(cfg: DictConfig) -> tuple[Manifest, list[str], np.ndarray]:
     """Load the corpus and assign the CNN's speaker folds; returns ``(manifest, classes, y)``."""
     manifest = load_corpus(cfg.corpus)
-    folds = assign_folds(manifest, cfg.cv.scheme, int(cfg.cv.folds), bool(cfg.cv.stratify), int(cfg.seed))
+    folds = assign_folds(
+        manifest,
+        cfg.cv.scheme,
+        int(cfg.cv.folds),
+        bool(cfg.cv.stratify),
+        int(cfg.seed),
+        str(cfg.cv.get("group_by", "speaker")),
+        str(cfg.cv.get("test_split", "test")),
+    )
     manifest = manifest.with_folds(folds)
     classes = manifest.labels
     index = {c: i for i, c in enumerate(classes)}

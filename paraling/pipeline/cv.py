@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from paraling.data.manifest import atomic_write_text
-from paraling.data.splits import plan_folds
+from paraling.data.splits import describe_protocol, plan_folds
 from paraling.pipeline.cv_outputs import FoldResults, score_run, write_outputs
 from paraling.pipeline.dataset import AUDIO_DIGEST_TAG, audio_digest
 from paraling.pipeline.fold_runner import CVData, FoldOutput, FoldRunner, WindowScores
@@ -86,6 +86,7 @@ def _run_tags(cfg: DictConfig, data: CVData, overrides: list[str] | None, tags: 
         "paraling.manifest_digest": data.manifest.digest(),
         AUDIO_DIGEST_TAG: audio_digest(cfg, data.manifest),
         "paraling.corpus": cfg.corpus.name,
+        "paraling.protocol": protocol_of(cfg),
         "paraling.seed": str(cfg.seed),
         **({NEGATIVE_CLASS_TAG: str(cfg.corpus.negative_class)} if cfg.corpus.get("negative_class") else {}),
         **data.tags,
@@ -192,6 +193,14 @@ def _reproduce(overrides: list[str] | None) -> str:
     return ("paraling train " + " ".join(overrides or [])).strip()
 
 
+def protocol_of(cfg: DictConfig) -> str:
+    """The run's evaluation protocol in words (:func:`paraling.data.splits.describe_protocol`)."""
+    cv = cfg.cv
+    return describe_protocol(
+        str(cv.scheme), int(cv.folds), str(cv.get("group_by", "speaker")), str(cv.get("test_split", "test"))
+    )
+
+
 def run_note(
     cfg: DictConfig,
     metrics: dict[str, float],
@@ -208,7 +217,7 @@ def run_note(
         f"{metrics.get('uar_ci_high', float('nan')):.3f}; folds {metrics.get('uar_fold_mean', float('nan')):.3f} "
         f"+/- {metrics.get('uar_fold_std', float('nan')):.3f})",
         "",
-        f"- model `{cfg.model.kind}`, corpus `{cfg.corpus.name}`, {int(cfg.cv.folds)} speaker folds, seed {cfg.seed}",
+        f"- model `{cfg.model.kind}`, corpus `{cfg.corpus.name}`, protocol: {protocol_of(cfg)}, seed {cfg.seed}",
     ]
     if len(methods) > 1:
         by = ", ".join(f"{m} {metrics[f'uar_{m}']:.3f}" for m in methods if f"uar_{m}" in metrics)

@@ -148,7 +148,15 @@ def _packed_bank(
 def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedData:
     """Load the corpus, assign folds, (augment), extract cached features and build the window bank."""
     manifest = load_corpus(cfg.corpus)
-    folds = assign_folds(manifest, cfg.cv.scheme, int(cfg.cv.folds), bool(cfg.cv.stratify), int(cfg.seed))
+    folds = assign_folds(
+        manifest,
+        cfg.cv.scheme,
+        int(cfg.cv.folds),
+        bool(cfg.cv.stratify),
+        int(cfg.seed),
+        str(cfg.cv.get("group_by", "speaker")),
+        str(cfg.cv.get("test_split", "test")),
+    )
     manifest = manifest.with_folds(folds)
     manifest, variants, transforms = _augment(manifest, cfg)
     classes = manifest.labels

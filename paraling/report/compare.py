@@ -57,11 +57,12 @@ def compare_runs(
     uri: str | None = None,
     negative_class: str | None = AUTO,
     test: str = "wilcoxon",
+    metric: str = "uar",
 ) -> Compared:
     """Score ``a`` and ``b`` (run ids or names in ``experiment``) and test them on their shared units.
 
     ``negative_class``: the 2-class UAR's "no" class: ``auto`` (the runs' ``corpus.negative_class``), a class name,
-    or ``None``.
+    or ``None``. ``metric``: what is tested per (seed, fold): ``uar``, ``wa`` or ``macro_f1``.
 
     Raises:
         EnsembleError: A run or name that does not exist, runs on different folds, or no shared unit.
@@ -78,7 +79,7 @@ def compare_runs(
     for label, runs in zip((a, b), sides, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
             oofs = dict(zip(runs, load_scores(list(runs.values()), tmp, client=client), strict=True))
-        row, sc = score_runs(label, runs, oofs, negative)
+        row, sc = score_runs(label, runs, oofs, negative, metric)
         rows.append(row)
         scores.append(sc)
     comparison = compare_pair(a, b, scores[0], scores[1], test)

@@ -30,14 +30,16 @@ class RowScores:
     """The per-unit scores of one row.
 
     Attributes:
-        uar: ``(seed, fold) -> UAR`` (k classes).
+        uar: ``(seed, fold) -> score`` of :attr:`metric` (k classes; UAR unless the report asks for another).
         uar2: ``(seed, fold) -> UAR`` of the 2-class task (empty without a negative class).
         runs: ``seed -> run id`` (empty for an ensemble combined in the report).
         digests: ``seed -> paraling.fold_digest`` (missing where the run has none).
+        metric: What :attr:`uar` holds: ``uar``, ``wa`` or ``macro_f1``.
     """
 
     uar: dict[Unit, float] = field(default_factory=dict)
     uar2: dict[Unit, float] = field(default_factory=dict)
+    metric: str = "uar"
     runs: dict[int, str] = field(default_factory=dict)
     digests: dict[int, str] = field(default_factory=dict)
 
@@ -88,7 +90,7 @@ def compare_pair(
             "run both with the same seeds"
         )
     result = paired_test([va[u] for u in units], [vb[u] for u in units], test)
-    return Comparison(a, b, result, units, metric)
+    return Comparison(a, b, result, units, sa.metric if metric == "uar" else metric)
 
 
 def compare_rows(

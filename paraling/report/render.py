@@ -57,10 +57,12 @@ def render_markdown(rows: Sequence[Row]) -> str:
     paper = any(any(_paper(r)) for r in rows)
     head = ["row", "what", "model"] + (["paper, 7-class", "paper, 2-class"] if paper else [])
     head += [f"UAR {k}-class", f"{k}-class mean ± std over {over}", "UAR 2-class", f"2-class mean ± std over {over}"]
+    head += ["WA", "macro-F1"]
     lines = ["| " + " | ".join([*head, "seeds"]) + " |", "|---|---|---|" + "---:|" * (len(head) - 2)]
     for r in rows:
         cells = [r.name, r.description, r.model_type, *(_paper(r) if paper else ())]
         cells += [_pct(r.uar), _pct(r.uar_mean, r.uar_std), _pct(r.uar2), _pct(r.uar2_mean, r.uar2_std)]
+        cells += [_pct(r.wa), _pct(r.macro_f1)]
         lines.append("| " + " | ".join([*cells, str(r.n_seeds)]) + " |")
     if paper:
         lines += [
@@ -120,6 +122,10 @@ def plot_bars(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
     return save_figure(fig, path, dpi=120)
 
 
+#: How the table and the tests name each metric.
+METRIC_LABELS = {"uar": "UAR", "wa": "WA", "macro_f1": "macro-F1", "uar2": "2-class UAR"}
+
+
 def _signed(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:+.1f}"
 
@@ -129,8 +135,9 @@ def render_comparisons(comparisons: Sequence[Comparison]) -> str:
     if not comparisons:
         return ""
     test = comparisons[0].result.test
+    label = METRIC_LABELS.get(comparisons[0].metric, comparisons[0].metric)
     lines = [
-        f"| a | vs b | units (seed x fold) | mean a - b (UAR points) | 95% CI | a wins / losses | p ({test}) "
+        f"| a | vs b | units (seed x fold) | mean a - b ({label} points) | 95% CI | a wins / losses | p ({test}) "
         "| verdict |",
         "|---|---|---:|---:|---|---:|---:|---|",
     ]

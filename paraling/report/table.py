@@ -46,7 +46,7 @@ from paraling.report.curves import Curve, read_curves
 from paraling.report.paper import row_key
 from paraling.report.spec import AUTO, resolve_negative_class
 from paraling.report.vote_rows import load_vote, vote_row_sources
-from paraling.scoring.metrics import binary_uar, fold_summary, uar
+from paraling.scoring.metrics import accuracy, binary_uar, fold_summary, macro_f1, uar
 from paraling.scoring.oof import OOFScores
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class Row:
     uar2_std: float = float("nan")
     n_seeds: int = 1
     labels: str = ""  # the class names, comma-separated
+    wa: float = float("nan")  # weighted accuracy (= accuracy), pooled, mean over seeds
+    macro_f1: float = float("nan")
 
 
 @dataclass
@@ -127,6 +129,11 @@ def group_by_seed(runs: Sequence[TrackedRun], seeds: Sequence[int] | None = None
     return out
 
 
+#: What ``paraling report --metric`` can sort and test by: the headline UAR and what emotion papers report beside
+#: it (weighted accuracy, i.e. accuracy, and macro-F1).
+REPORT_METRICS: dict[str, Any] = {"uar": uar, "wa": accuracy, "macro_f1": macro_f1}
+
+
 def score_seeds(
     name: str,
     oofs: Mapping[int, OOFScores],
@@ -134,14 +141,18 @@ def score_seeds(
     description: str = "",
     model_type: str = "",
     run_id: str = "",
+    metric: str = "uar",
 ) -> tuple[Row, RowScores]:
     """Score one row's out-of-fold probabilities, one :class:`OOFScores` per seed (``fold < 0``: ignored).
 
     Returns:
-        The row (pooled UAR averaged over seeds, mean +/- std over the (seed, fold) units) and its per-unit scores.
+        The row (pooled UAR, WA and macro-F1 averaged over seeds, UAR mean +/- std over the (seed, fold) units) and
+        its per-unit scores of ``metric`` (one of :data:`REPORT_METRICS`: what the paired tests compare).
     """
-    scores = RowScores()
-    pooled, pooled2 = [], []
+    scores = RowScores(metric=metric)
+    score = REPORT_METRICS[metric]
+    pooled, pooled2, wa, f1 = [], [], [], []
+    per_unit_uar: dict[tuple[int, int], float] = {}
     n = 0
     for seed, oof in sorted(oofs.items()):
         keep = oof.fold >= 0
@@ -150,16 +161,20 @@ def score_seeds(
         y, pred, fold = oof.y[keep], oof.proba[keep].argmax(1), oof.fold[keep]
         n = len(oof.classes)
         pooled.append(uar(y, pred, n))
+        wa.append(accuracy(y, pred, n))
+        f1.append(macro_f1(y, pred, n))
         for k in np.unique(fold):
-            scores.uar[(seed, int(k))] = uar(y[fold == k], pred[fold == k], n)
+            per_unit_uar[(seed, int(k))] = uar(y[fold == k], pred[fold == k], n)
+            scores.uar[(seed, int(k))] = score(y[fold == k], pred[fold == k], n)
         classes = [str(c) for c in oof.classes]
         if negative_class is not None and negative_class in classes:
             neg = classes.index(negative_class)
             pooled2.append(binary_uar(y, pred, neg))
             for k in np.unique(fold):
                 scores.uar2[(seed, int(k))] = binary_uar(y[fold == k], pred[fold == k], neg)
-    per = fold_summary(list(scores.uar.values()))
+    per = fold_summary(list(per_unit_uar.values()))
     row = Row(name, description, model_type, run_id, n, float(np.mean(pooled)), per["mean"], per["std"])
+    row.wa, row.macro_f1 = float(np.mean(wa)), float(np.mean(f1))
     row.n_seeds = len(oofs)
     row.labels = ",".join(classes)
     if pooled2:
@@ -185,12 +200,14 @@ def score_runs(
     runs: Mapping[int, TrackedRun],
     oofs: Mapping[int, OOFScores],
     negative_class: str | None = None,
+    metric: str = "uar",
 ) -> tuple[Row, RowScores]:
     """:func:`score_seeds` for tracked runs (seed -> run, seed -> its scores): description and kind from the newest
     run, and the per-seed run ids and fold digests that the paired tests check."""
     newest = max(runs.values(), key=lambda r: (r.start_time, r.run_id))
     run_id = newest.run_id if len(runs) == 1 else f"{len(runs)} runs"
-    row, sc = score_seeds(name, oofs, negative_class, newest.tags.get("paraling.description", ""), newest.kind, run_id)
+    description = newest.tags.get("paraling.description", "")
+    row, sc = score_seeds(name, oofs, negative_class, description, newest.kind, run_id, metric)
     sc.runs = {s: r.run_id for s, r in runs.items()}
     sc.digests = {s: d for s, r in runs.items() if (d := r.tags.get("paraling.fold_digest"))}
     return row, sc
@@ -209,6 +226,8 @@ def build_report(
     vote_rows: Mapping[str, tuple[str, str]] | None = None,
     test: str = "wilcoxon",
     curves: bool = True,
+    metric: str = "uar",
+    sort: bool = False,
 ) -> Report:
     """Rows for the newest finished run of each name and seed in ``experiment``, the ensemble row, paired tests.
 
@@ -229,6 +248,8 @@ def build_report(
         vote_rows: ``row -> (source row, vote)``: rows without runs scored from another row's runs.
         test: The paired test (``wilcoxon`` | ``permutation``).
         curves: Also read the learning curves of the runs (one metric history per fold and run).
+        metric: What the paired tests compare per (seed, fold) unit: ``uar``, ``wa`` or ``macro_f1``.
+        sort: Order the rows by ``metric``, best first (default: the paper's rows in its order, then by name).
 
     Raises:
         EnsembleError: No finished runs in the experiment, ensemble members that are not aligned, or compared rows
@@ -252,15 +273,17 @@ def build_report(
     chosen = sorted([*chosen, *derived], key=_order)
     report = Report(rows=[])
     for n in chosen:
-        row, sc = score_runs(n, groups[n], oofs[n], negative)
+        row, sc = score_runs(n, groups[n], oofs[n], negative, metric)
         if n in derived:
             src, vote = derived[n]
             row.description = f"{src}'s networks, {vote} vote (the same training; no {n} runs of its own)"
         report.rows.append(row)
         report.scores[n] = sc
     members = list(ensemble or [])
-    _add_ensemble_row(report, experiment, members, groups, oofs, derived, combiner, negative, client)
-    means = {r.name: r.uar_mean for r in report.rows}
+    _add_ensemble_row(report, experiment, members, groups, oofs, derived, combiner, negative, client, metric)
+    if sort:
+        report.rows.sort(key=lambda r: -float(getattr(r, metric)))
+    means = {r.name: float(np.mean(list(report.scores[r.name].uar.values()))) for r in report.rows}
     report.comparisons = compare_rows(report.scores, means, pairs, members, test)
     if curves:
         report.curves = read_curves(client, {n: groups[n] for n in chosen if n not in derived})
@@ -295,6 +318,7 @@ def _add_ensemble_row(
     combiner: str,
     negative_class: str | None,
     client: Any,
+    metric: str = "uar",
 ) -> None:
     """Append the ensemble row of ``members`` (left out, with a warning, when one has no finished run)."""
     twice = sorted({derived[m][0] for m in members if m in derived} & set(members))
@@ -306,7 +330,7 @@ def _add_ensemble_row(
         return
     if not members:
         return
-    row, sc = _ensemble_row(experiment, {m: groups[m] for m in members}, oofs, combiner, negative_class, client)
+    row, sc = _ensemble_row(experiment, {m: groups[m] for m in members}, oofs, combiner, negative_class, client, metric)
     if row is not None:
         if twice:
             row.description += f"; {', '.join(d for d in derived if d in members)}: {twice[0]}'s networks again"
@@ -339,6 +363,7 @@ def _ensemble_row(
     combiner: str,
     negative_class: str | None,
     client: Any,
+    metric: str = "uar",
 ) -> tuple[Row | None, RowScores]:
     """The ensemble row over the seeds every member has: per seed, a logged ensemble run of exactly those member
     runs when there is one, else the members combined here."""
@@ -367,7 +392,7 @@ def _ensemble_row(
     if len(seeds) == 1 and logged_ids:
         description += f", MLflow run {logged_ids[seeds[0]][:8]}"
     run_id = logged_ids[seeds[0]] if len(seeds) == 1 and logged_ids else ""
-    row, sc = score_seeds("ensemble", combined, negative_class, description, "ensemble", run_id)
+    row, sc = score_seeds("ensemble", combined, negative_class, description, "ensemble", run_id, metric)
     sc.runs = logged_ids
     first = runs[names[0]]
     sc.digests = {s: d for s in seeds if (d := first[s].tags.get("paraling.fold_digest"))}

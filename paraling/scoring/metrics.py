@@ -28,6 +28,7 @@ __all__ = [
     "bootstrap_ci",
     "confusion_matrix",
     "fold_summary",
+    "macro_f1",
     "per_speaker_uar",
     "summarize",
     "uar",
@@ -113,6 +114,24 @@ def accuracy(
     """
     yt, yp, _ = _check_pair(y_true, y_pred, n_classes)
     return float(np.mean(yt == yp))
+
+
+def macro_f1(
+    y_true: np.ndarray | Sequence[int], y_pred: np.ndarray | Sequence[int], n_classes: int | None = None
+) -> float:
+    """F1 averaged over the classes that occur in ``y_true`` or ``y_pred`` (scikit-learn's ``average="macro"``);
+    a class never predicted and never true does not count, one predicted but never true scores 0.
+
+    Args:
+        y_true: True class ids, shape ``(n_samples,)``.
+        y_pred: Predicted class ids, shape ``(n_samples,)``.
+        n_classes: Optional range check, as in :func:`uar`.
+    """
+    yt, yp, n = _check_pair(y_true, y_pred, n_classes)
+    tp = np.bincount(yt[yt == yp], minlength=n).astype(np.float64)
+    true, pred = np.bincount(yt, minlength=n), np.bincount(yp, minlength=n)
+    present = (true + pred) > 0
+    return float(np.mean(2 * tp[present] / (true + pred)[present]))
 
 
 def confusion_matrix(
@@ -254,7 +273,8 @@ def summarize(
 ) -> dict[str, float]:
     """All headline metrics of one set of utterance predictions, flat, ready for ``mlflow.log_metrics``.
 
-    Keys: ``uar``, ``accuracy``, ``uar_ci_low``, ``uar_ci_high`` (pooled over all scored utterances);
+    Keys: ``uar``, ``accuracy``, ``wa`` (weighted accuracy, the emotion literature's name for accuracy),
+    ``macro_f1``, ``uar_ci_low``, ``uar_ci_high`` (pooled over all scored utterances);
     ``uar_fold<k>`` for each fold ``k`` and ``uar_fold_mean``, ``uar_fold_std`` (see :func:`fold_summary`);
     with ``speakers``: ``uar_speaker_mean``, ``uar_speaker_std`` (over per-speaker UARs); with
     ``negative_class``: ``uar_binary`` (see :func:`binary_uar`).
@@ -285,6 +305,8 @@ def summarize(
     out: dict[str, float] = {
         "uar": uar(yt, yp, n),
         "accuracy": accuracy(yt, yp),
+        "wa": accuracy(yt, yp),
+        "macro_f1": macro_f1(yt, yp, n),
         "uar_ci_low": lo,
         "uar_ci_high": hi,
     }

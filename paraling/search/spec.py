@@ -75,6 +75,8 @@ _TOP = (
 KNOWN_METRICS = (
     "uar",
     "accuracy",
+    "wa",
+    "macro_f1",
     "uar_ci_low",
     "uar_ci_high",
     "uar_fold_mean",

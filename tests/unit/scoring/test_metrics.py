@@ -137,6 +137,8 @@ def test_summarize_flat_keys() -> None:
     expected = {
         "uar",
         "accuracy",
+        "wa",
+        "macro_f1",
         "uar_ci_low",
         "uar_ci_high",
         "uar_fold0",
@@ -179,3 +181,14 @@ def test_plot_confusion_matrix_writes_png(tmp_path) -> None:
 def test_metrics_does_not_import_torch() -> None:
     code = "import sys, paraling.scoring.metrics; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_macro_f1_matches_scikit_learn_and_counts_predicted_but_absent_classes() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(2, 6))
+        y_true, y_pred = rng.integers(0, n, 40), rng.integers(0, n, 40)
+        assert metrics.macro_f1(y_true, y_pred, n) == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert metrics.macro_f1([0, 0, 1], [0, 0, 2], 3) == pytest.approx((1.0 + 0.0 + 0.0) / 3)
