@@ -192,7 +192,7 @@ def utterance_features(
         log.info("ComParE functionals: %d cached, %d computed", ext.hits, ext.misses)
         return out
     if kind in ("frames", "logmel"):
-        spec = make_extractor(cfg.features)
+        spec = make_extractor(cfg.features, device=str(getattr(cfg, "device", "auto")))
         store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
         pooling = str(getattr(getattr(getattr(cfg, "model", None), "baseline", None), "pooling", "mean_std"))
         out = _rows(lambda p: _mean_std(store, p, pooling), paths, progress, skip)

@@ -38,7 +38,8 @@ _DIGESTS: dict[tuple[str, int, int], str] = {}
 def folder_digest(folder: Path) -> str:
     """A digest of a model folder's ``config.json`` and safetensors weights (names and bytes), memoised per process
     by the files' sizes and modification times."""
-    files = sorted(p for p in folder.iterdir() if p.name == "config.json" or p.name.endswith(_WEIGHTS_SUFFIX))
+    named = ("config.json", "preprocessor_config.json")
+    files = sorted(p for p in folder.iterdir() if p.name in named or p.name.endswith(_WEIGHTS_SUFFIX))
     sig = (str(folder.resolve()), sum(p.stat().st_size for p in files), max(p.stat().st_mtime_ns for p in files))
     if sig not in _DIGESTS:
         h = hashlib.blake2b(digest_size=12)
@@ -241,11 +242,23 @@ class EncoderTop(nn.Module):
         return self.norm(h)
 
 
-def _preprocess(model: str, kind: str, config: Any) -> Any:
+def _preprocessor_settings(model: str, revision: str | None) -> dict[str, Any]:
+    """The encoder's ``preprocessor_config.json`` (a folder's, or the hub's through its cache); ``{}`` without one."""
     local = Path(model).expanduser()
-    settings: dict[str, Any] = {}
-    if local.is_dir() and (local / "preprocessor_config.json").is_file():
-        settings = json.loads((local / "preprocessor_config.json").read_text(encoding="utf-8"))
+    if local.is_dir():
+        file = local / "preprocessor_config.json"
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(model, "preprocessor_config.json", revision=revision)
+    except (OSError, ValueError):  # the hub's "not there" errors: the config's defaults then apply
+        return {}
+    return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _preprocess(model: str, kind: str, config: Any, revision: str | None = None) -> Any:
+    settings = _preprocessor_settings(model, revision)
     if kind == "whisper":
         from transformers import WhisperFeatureExtractor
 
@@ -286,4 +299,4 @@ def load_hf_encoder(model: str, revision: str | None = None) -> HFEncoder:
     for p in network.parameters():
         p.requires_grad_(False)
     log.info("speech encoder %s (%s, %s)", model, kind, identity)
-    return HFEncoder(model, config, network, identity, _preprocess(model, kind, config))
+    return HFEncoder(model, config, network, identity, _preprocess(model, kind, config, revision))

@@ -57,11 +57,17 @@ for _kind in ("fbank", "melspec"):
 EXTRACTORS.add(Entry("ssl", "paraling.features.ssl:SslExtractor", SslConfig))
 
 
-def make_extractor(cfg: Any) -> Extractor:
+def make_extractor(cfg: Any, device: str | None = None) -> Extractor:
     """The extractor a ``features`` config node (or a mapping, e.g. a model folder's ``spec.json``) describes.
+
+    ``device``: the run's (or prediction's) device, which an extractor that runs a network on ``features.device=auto``
+    follows (``features=ssl``).
 
     Raises:
         ConfigError: An unknown ``features.kind``, or settings the extractor refuses.
     """
     node = SimpleNamespace(**cfg) if isinstance(cfg, Mapping) else cfg
-    return EXTRACTORS.entry(str(node.kind)).load().from_config(node)
+    extractor = EXTRACTORS.entry(str(node.kind)).load().from_config(node)
+    if device is not None and getattr(extractor, "device", None) == "auto":
+        extractor.device = str(device)
+    return extractor

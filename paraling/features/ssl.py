@@ -71,11 +71,14 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 where the GPU computes it in hardware, fp16 on older GPUs (``auto``), fp32 on the CPU."""
     if device.type != "cuda" or precision == "fp32":
         return None
     if precision == "fp16":
         return torch.float16
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    from paraling.device import cuda_has_native_bf16
+
+    return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
 
 
 @dataclass
@@ -209,20 +212,26 @@ class SslExtractor:
 
     @property
     def dtype_name(self) -> str:
-        """The precision the encoder runs in here: ``bfloat16`` or ``float16`` on a GPU, ``float32`` otherwise."""
-        dtype = _autocast_dtype(_resolve_device(self.device), self.precision)
-        return str(dtype or torch.float32).removeprefix("torch.")
+        """The precision the encoder runs in here: ``bfloat16`` or ``float16`` on a GPU, ``float32`` otherwise (and
+        always for the GE2E LSTM)."""
+        return str(self._dtype() or torch.float32).removeprefix("torch.")
+
+    def _dtype(self) -> torch.dtype | None:
+        if self.backend == "resemblyzer":
+            return None
+        return _autocast_dtype(_resolve_device(self.device), self.precision)
 
     def key(self) -> str:
-        """Cache identity: encoder, layers, precision and chunking."""
-        dtype = _autocast_dtype(_resolve_device(self.device), self.precision)
+        """Cache identity: encoder, layers, precision, chunking and the ``transformers`` major version (its hidden
+        states have changed between majors, e.g. the top state of stable-layer-norm models)."""
         return json.dumps(
             {
                 "kind": "ssl",
                 "backend": self.backend,
                 "encoder": self.identity,
                 "layers": self.selected,
-                "dtype": str(dtype or torch.float32),
+                "dtype": str(self._dtype() or torch.float32),
+                "lib": _transformers_major() if self.backend == "transformers" else "",
                 "chunk": self.chunk_seconds,
                 "context": self.context_seconds,
             },
@@ -262,6 +271,15 @@ class SslExtractor:
         return feats.astype(np.float32, copy=False), _frame_energy(wave, feats.shape[0], hop, field_)
 
 
+def _transformers_major() -> str:
+    from importlib import metadata
+
+    try:
+        return "transformers-" + metadata.version("transformers").split(".")[0]
+    except metadata.PackageNotFoundError:
+        return ""
+
+
 def _chunked(
     enc: Any,
     wave: np.ndarray,
@@ -283,6 +301,11 @@ def _chunked(
     ctx = round(context_s * 16000 / hop) * hop
     chunk_frames = max(1, int(chunk_s * 16000) // hop)
     if g.max_samples is not None:  # Whisper: one call sees at most 30 s, context included
+        if 2 * ctx + g.field + hop > g.max_samples:
+            raise ConfigError(
+                f"features.context_seconds={context_s}: Whisper's encoder sees at most 30 s per call, context on "
+                "both sides included; use at most 10"
+            )
         chunk_frames = max(1, min(chunk_frames, (g.max_samples - 2 * ctx - g.field) // hop))
     total = enc.frames(n)
     out: np.ndarray | None = None

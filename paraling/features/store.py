@@ -161,6 +161,11 @@ class FeatureStore:
         try:
             return self.spec.extract(wave)
         except (RuntimeError, ValueError) as exc:
+            if "out of memory" in str(exc).lower():  # torch.OutOfMemoryError: the machine's fault, not the file's
+                raise ResourceError(
+                    f"{path}: out of memory while extracting features ({' '.join(str(exc).split())[:160]}); lower "
+                    "features.chunk_seconds, run fewer trials per GPU, or extract on the CPU (features.device=cpu)"
+                ) from exc
             raise AudioError(path, f"feature extraction failed ({exc}).", "check the file plays correctly.") from exc
 
     def _write(self, f: Path, arr: np.ndarray) -> None:

@@ -36,6 +36,7 @@ from paraling.models import build_estimator
 from paraling.pipeline.cv import CVData, FoldOutput, run_cv, seed_everything
 from paraling.pipeline.results import RunResult
 from paraling.progress import Progress
+from paraling.tracking.runs import ENCODER_TAG
 from paraling.tracking.tracker import RunTracker
 
 __all__ = ["BaselineRunner", "FoldData", "prepare_folds", "run_baseline"]
@@ -128,6 +129,7 @@ class BaselineRunner:
             self.provider = emb.fold
             tags["paraling.embedding_run"] = str(emb.run_id)
         else:
+            tags |= _encoder_tags(self.cfg, self.kind)
             bar = self.progress.bar(len(manifest), f"{self.kind} features")
             X, ok = utterance_features(self.kind, [u.path for u in manifest], self.cfg, bar.update)
             bar.close()
@@ -137,7 +139,8 @@ class BaselineRunner:
                 X, y, speakers = X[ok], y[ok], speakers[ok]
             self.provider = _static_provider(X, y, speakers)
         self.y, self.n_cls = y, len(classes)
-        return CVData(manifest, classes, y, tags=tags)
+        params = {"data.encoder": tags[ENCODER_TAG]} if ENCODER_TAG in tags else {}
+        return CVData(manifest, classes, y, params=params, tags=tags)
 
     def fit_fold(self, plan: FoldPlan, log_epoch: Callable[[int, dict[str, float]], None]) -> FoldOutput:
         """Fit the estimator on the fold's training speakers; score its test utterances."""
@@ -149,6 +152,16 @@ class BaselineRunner:
 
     def log_model(self, tracker: RunTracker, tmp: Path) -> None:
         """Baselines log no model folder (``paraling predict`` serves CNNs)."""
+
+
+def _encoder_tags(cfg: DictConfig, kind: str) -> dict[str, str]:
+    """The pre-trained encoder whose pooled frames the model reads (``features=ssl``), as a tag."""
+    if kind not in ("frames", "logmel"):
+        return {}
+    from paraling.features import make_extractor
+
+    identity = getattr(make_extractor(cfg.features), "identity", None)
+    return {ENCODER_TAG: str(identity)} if identity else {}
 
 
 def run_baseline(

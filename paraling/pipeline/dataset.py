@@ -161,7 +161,7 @@ def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedD
     manifest, variants, transforms = _augment(manifest, cfg)
     classes = manifest.labels
     items = [_Item(u, v, t) for u, v, t in zip(manifest, variants, transforms, strict=True)]
-    spec = make_extractor(cfg.features)
+    spec = make_extractor(cfg.features, device=str(cfg.device))
     store = FeatureStore(Path(cfg.cache_dir) / "features", spec, bool(cfg.features.cache))
     reused = False
     if cfg.features.cache:

@@ -7,6 +7,7 @@ in the encoder's terms: ``k`` (the top ``k`` layers), ``all``, or the layer numb
 encoder; layer ``i`` outputs hidden state ``i``). The run then reads hidden state ``L - k`` (``features.layers`` is
 set to it) and the head (``model=ssl_head``) holds a trainable copy of layers ``L - k + 1 .. L``
 (:meth:`paraling.features.hf_encoder.HFEncoder.top_layers`); ``transfer.freeze_epochs`` keeps them fixed at first.
+``features.normalize`` is set to ``none``: the copied layers must see the hidden state they were trained on.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def resolve_encoder_transfer(cfg: DictConfig) -> DictConfig:
     out = cfg.copy()
     OmegaConf.set_readonly(out, False)
     out.features.layers = n_layers - k
+    out.features.normalize = "none"  # the copied layers read the hidden state as the encoder gives it
     out.model.finetune_layers = k
     out.model.encoder_lr_scale = float(cfg.transfer.lr_scale)
     log.info(

@@ -43,14 +43,16 @@ from paraling.training.runlock import hold_run_lock
 __all__ = ["PreparedData", "RunResult", "prepare_data", "run_experiment"]
 
 
-def _checkpoint_dir(cfg: DictConfig, manifest: Manifest) -> Path:
-    """Deterministic folder for per-fold checkpoints: same config + same data ⇒ same folder (resume)."""
+def _checkpoint_dir(cfg: DictConfig, manifest: Manifest, features: str = "") -> Path:
+    """Deterministic folder for per-fold checkpoints: same config + same data + same features (``features``: the
+    extractor's key, which holds a pre-trained encoder's identity) ⇒ same folder (resume)."""
     d = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(d, dict)
     d.pop("tracking", None)
     d.pop("progress", None)
     h = hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=10)
     h.update(manifest.digest().encode())
+    h.update(features.encode())
     return Path(cfg.cache_dir) / "checkpoints" / h.hexdigest()
 
 
@@ -78,13 +80,13 @@ def run_experiment(
     cfg = validate(cfg)
     prepare_determinism_env(bool(cfg.trainer.deterministic))  # before anything starts CUDA (cuBLAS reads it once)
     mark_cache(cfg.cache_dir)  # paraling cache clean deletes only in folders tagged (or laid out) as paraling's
+    cfg = resolve_encoder_transfer(cfg)  # transfer=encoder: the layers to fine-tune, in the model and features
     if model_level(str(cfg.model.kind)) == "utterance":  # svm, rf, dnn, lr...: same folds, metrics and oof format
         from paraling.pipeline.baselines import run_baseline
 
         return run_baseline(cfg, parent_run_id=parent_run_id, overrides=overrides, tags=tags)
     tags = dict(tags or {})
     source = None
-    cfg = resolve_encoder_transfer(cfg)  # transfer=encoder: the layers to fine-tune, in the model and features
     if cfg.transfer.source and not is_encoder_transfer(cfg):  # resolve (or pre-train) the source before seeding
         source = load_transfer_source(cfg, run=run_experiment)
         tags = {SOURCE_TAG: source.run_id, **tags}
@@ -99,7 +101,9 @@ def run_experiment(
     resume = bool(cfg.trainer.checkpoint)
     runner = CNNRunner(cfg, device, progress, reporter, None, source)
     data = runner.prepare()
-    ckpt_dir = _checkpoint_dir(cfg, data.manifest)
+    spec = runner.data.spec if runner.data is not None else None
+    encoder = spec.key() if hasattr(spec, "identity") and spec is not None else ""  # a pre-trained encoder's weights
+    ckpt_dir = _checkpoint_dir(cfg, data.manifest, encoder)
     if resume:
         runner.checkpoints = ckpt_dir
     with hold_run_lock(ckpt_dir) if resume else contextlib.nullcontext():

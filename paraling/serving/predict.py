@@ -101,11 +101,11 @@ class MemberDetail:
     proba: np.ndarray
 
 
-def _frontend(name: str, features: dict[str, Any]) -> Extractor:
+def _frontend(name: str, features: dict[str, Any], device: str = "cpu") -> Extractor:
     """The member's feature extractor, checked now: a pre-trained encoder that is missing here, or another one than
     the member was trained on (``features.encoder_id``), fails at load with the fix, not at the first file."""
     try:
-        frontend = make_extractor(features)
+        frontend = make_extractor({**features, "device": "auto"}, device=device)  # where this prediction runs
         if features.get("encoder_id"):
             _ = frontend.n_features  # reads the encoder's config and checks its identity
     except ConfigError as exc:
@@ -140,7 +140,7 @@ class CNNMember:
         self.channels_last = bool(spec.get("channels_last", False))
 
     @classmethod
-    def load(cls, directory: str | Path, name: str | None = None) -> CNNMember:
+    def load(cls, directory: str | Path, name: str | None = None, device: str = "cpu") -> CNNMember:
         """Load a run's ``model/`` folder (:class:`~paraling.tracking.model_dir.ModelDir`): spec and every fold.
 
         Raises:
@@ -152,7 +152,7 @@ class CNNMember:
         name = name or folder.path.name
         if not spec.is_cnn:
             raise ModelError(f"member {name}: model {spec.model_kind!r} cannot predict from audio")
-        frontend = _frontend(name, spec.features)
+        frontend = _frontend(name, spec.features, device)
         folds = []
         for k in spec.folds:
             state = folder.weights(k)
@@ -339,9 +339,9 @@ class Predictor:
         """
         d = _find_bundle(Path(path))
         if not (d / BUNDLE_FILE).is_file():
-            return cls([CNNMember.load(d, name)], [1], "mean", device)
+            return cls([CNNMember.load(d, name, device)], [1], "mean", device)
         bundle = read_bundle(d)
-        members = [CNNMember.load(m.path, m.run_id) for m in bundle.members]
+        members = [CNNMember.load(m.path, m.run_id, device) for m in bundle.members]
         return cls(members, [m.weight for m in bundle.members], bundle.combiner, device)
 
     def predict(self, paths: Sequence[str | Path], details: bool = False, chunk: int = 64) -> list[FilePrediction]:

@@ -138,3 +138,21 @@ def test_the_installed_speaker_encoder_is_exact_under_chunking() -> None:
     a, b = whole.extract(wave)[0], chunked.extract(wave)[0]
     assert a.shape == (201, 4 * 256) and whole.identity.startswith("resemblyzer:")
     np.testing.assert_array_equal(a, b)  # the LSTMs carry their state from chunk to chunk
+
+
+def test_the_extractor_follows_the_runs_device_and_oom_is_not_a_bad_file(tiny_encoder: Encoder, tmp_path: Path) -> None:
+    from paraling.errors import ResourceError
+
+    node = {"kind": "ssl", "model": str(tiny_encoder("wav2vec2"))}
+    assert make_extractor(node, device="cpu").device == "cpu"  # features.device=auto: the run's device
+    assert make_extractor({**node, "device": "cuda"}, device="cpu").device == "cuda"  # an explicit one stays
+
+    class OutOfMemory(SslExtractor):
+        def extract(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, _wave(0.5), 16000)
+    store = FeatureStore(tmp_path / "cache", OutOfMemory.from_config(node))
+    with pytest.raises(ResourceError, match="out of memory while extracting features.*features.chunk_seconds"):
+        store.get(wav)

@@ -19,6 +19,7 @@ from paraling.features.ssl import SslExtractor
 from paraling.models import build_window_model
 from paraling.models.ssl_head import SslHead
 from paraling.pipeline.encoder_transfer import resolve_encoder_transfer, top_k
+from paraling.pipeline.experiment import run_experiment
 from paraling.training.loop import FitOptions, fit
 
 Encoder = Callable[[str], Path]
@@ -75,9 +76,12 @@ def test_transfer_encoder_sets_the_input_layer_and_the_heads_fine_tuning(tiny_en
     cfg = compose_cfg(["features=ssl", f"features.model={folder}", "model=ssl_head", "transfer=encoder"])
     out = resolve_encoder_transfer(cfg)
     assert (out.features.layers, out.model.finetune_layers, out.model.encoder_lr_scale) == (0, 2, 0.1)
+    assert out.features.normalize == "none", "the copied layers read the hidden state unstandardised"
     assert cfg.features.layers == "all", "the composed config is left as it was"
     with pytest.raises(ConfigError, match="use model=ssl_head"):
         resolve_encoder_transfer(compose_cfg(["features=ssl", f"features.model={folder}", "transfer=encoder"]))
+    with pytest.raises(ConfigError, match="model=svm cannot fine-tune"):  # refused, not ignored by the baselines
+        run_experiment(compose_cfg(["features=ssl", f"features.model={folder}", "transfer=encoder", "model=svm"]))
     with pytest.raises(ConfigError, match="features=ssl"):
         resolve_encoder_transfer(compose_cfg(["model=ssl_head", "transfer=encoder"]))
 
