@@ -18,23 +18,29 @@ __all__ = [
     "AugmentConfig",
     "BaselineConfig",
     "CNNConfig",
+    "CompareCorpusConfig",
     "CorpusConfig",
+    "CremadCorpusConfig",
     "CsvCorpusConfig",
     "DemoCorpusConfig",
     "DnnBaselineConfig",
     "DnnConfig",
+    "EmoDbCorpusConfig",
     "FeaturesConfig",
     "FoldersCorpusConfig",
+    "IemocapCorpusConfig",
     "LogMelConfig",
     "LrBaselineConfig",
     "LrConfig",
     "ManifestCorpusConfig",
     "ModelConfig",
+    "RavdessCorpusConfig",
     "RfBaselineConfig",
     "RfConfig",
     "SpeechCorpusConfig",
     "SslConfig",
     "SslHeadConfig",
+    "StandardCorpusConfig",
     "SvmBaselineConfig",
     "SvmConfig",
 ]
@@ -104,6 +110,61 @@ class SpeechCorpusConfig(CorpusConfig):
     speech_utts_per_class: int = 6
     demo_seed: int = 0
     demo_snr_db: list[float] | None = None
+
+
+@dataclass
+class StandardCorpusConfig(CorpusConfig):
+    """A standard corpus as distributed, at ``path`` (its unpacked root); its manifest is prepared once into
+    ``manifest_dir`` (default ``data/<kind>``) and reused while the corpus's files are unchanged."""
+
+    manifest_dir: str | None = None
+
+
+@dataclass
+class EmoDbCorpusConfig(StandardCorpusConfig):
+    """Berlin EmoDB (``wav/03a01Fa.wav``): 7 emotions, 10 speakers; leave-one-speaker-out."""
+
+    name: str = "emodb"
+    kind: str = "emodb"
+
+
+@dataclass
+class RavdessCorpusConfig(StandardCorpusConfig):
+    """RAVDESS (``Actor_NN/03-01-EE-II-SS-RR-AA.wav``): 8 emotions, 24 actors; ``vocal_channel`` speech, song or
+    both."""
+
+    name: str = "ravdess"
+    kind: str = "ravdess"
+    vocal_channel: str = "speech"
+
+
+@dataclass
+class CremadCorpusConfig(StandardCorpusConfig):
+    """CREMA-D (``AudioWAV/1001_DFA_ANG_XX.wav``): 6 emotions, 91 actors."""
+
+    name: str = "cremad"
+    kind: str = "cremad"
+
+
+@dataclass
+class IemocapCorpusConfig(StandardCorpusConfig):
+    """IEMOCAP (``SessionN/sentences/wav``, labels in ``SessionN/dialog/EmoEvaluation``); ``label_map``: raw label ->
+    class (``None``: the 4-class set, excited merged into happy); others are left out."""
+
+    name: str = "iemocap"
+    kind: str = "iemocap"
+    label_map: dict[str, str] | None = None
+
+
+@dataclass
+class CompareCorpusConfig(StandardCorpusConfig):
+    """A ComParE task (``wav/{train,devel,test}_*.wav``, ``lab/*.tsv|csv``); ``label_column``/``speaker_column``:
+    the label file's columns (default: ``label`` or the second column; no speakers)."""
+
+    name: str = "compare"
+    kind: str = "compare"
+    label_column: str | None = None
+    speaker_column: str | None = None
 
 
 # --- features ---------------------------------------------------------------------------------------------------
@@ -302,6 +363,11 @@ BUILTIN_SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("corpus", "manifest", ManifestCorpusConfig),
     ("corpus", "demo", DemoCorpusConfig),
     ("corpus", "speech", SpeechCorpusConfig),
+    ("corpus", "emodb", EmoDbCorpusConfig),
+    ("corpus", "ravdess", RavdessCorpusConfig),
+    ("corpus", "cremad", CremadCorpusConfig),
+    ("corpus", "iemocap", IemocapCorpusConfig),
+    ("corpus", "compare", CompareCorpusConfig),
     ("features", "fbank", LogMelConfig),
     ("features", "melspec", LogMelConfig),
     ("features", "ssl", SslConfig),

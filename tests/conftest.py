@@ -38,6 +38,21 @@ def _load_helper(name: str) -> Any:
 
 
 PostgresCluster = _load_helper("postgres_cluster").PostgresCluster
+_TREES = _load_helper("standard_trees")
+
+
+@pytest.fixture(scope="session")
+def standard_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``standard_tree(name)``: a tiny tree of the standard corpus ``name`` as distributed (tests/standard_trees.py),
+    built once per session (do not modify; copy it first)."""
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = getattr(_TREES, f"make_{name}")(tmp_path_factory.mktemp(name))
+        return built[name]
+
+    return get
 
 
 def make_tone_corpus(

@@ -7,7 +7,6 @@ their own flags and call one library function each. A :class:`~paraling.errors.P
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable
@@ -84,67 +83,9 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-def _data(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="paraling data", description="Generate the embedded corpora.")
-    sub = p.add_subparsers(dest="which", required=True)
-    d = sub.add_parser("demo", help="synthetic eating-condition corpus (7 classes, espeak-ng speech + eating noise)")
-    d.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
-    d.add_argument("--speakers", type=int, default=30, help="number of speakers (default: 30)")
-    d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    d.add_argument("--utts-per-class", type=int, default=None, help="utterances per speaker and class")
-    d.add_argument(
-        "--snr-db",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("LO", "HI"),
-        help="speech-to-eating-noise ratio range (difficulty)",
-    )
-    g = sub.add_parser("langid", help="7-language language-ID corpus (transfer source)")
-    g.add_argument("--out", default="data/langid", help="output folder (default: data/langid)")
-    g.add_argument("--speakers", type=int, default=None, help="number of speaker voices")
-    g.add_argument("--seed", type=int, default=0)
-    from paraling.data.recipes.speech import DEFAULT_ROOT, SPEAKERS
-
-    s = sub.add_parser(
-        "speech",
-        help="real recorded speech (Asterisk prompts, 7 speakers) with eating noise",
-        description="Needs: apt-get install -y " + " ".join(pkg for _, _, pkgs in SPEAKERS for pkg in pkgs.split()),
-    )
-    s.add_argument("--out", default="data/speech", help="output folder (default: data/speech)")
-    s.add_argument("--root", default=DEFAULT_ROOT, help=f"where the prompt folders are (default: {DEFAULT_ROOT})")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    s.add_argument("--utts-per-class", type=int, default=6, help="utterances per speaker and class (default: 6)")
-    s.add_argument("--snr-db", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="speech-to-noise range")
-    a = p.parse_args(argv)
-    kwargs: dict = {"seed": a.seed}
-    if a.which == "speech":
-        from paraling.data.recipes.speech import prepare_speech
-
-        if a.snr_db is not None:
-            kwargs["snr_db"] = tuple(a.snr_db)
-        print(prepare_speech(Path(a.out), a.root, utts_per_class=a.utts_per_class, **kwargs))
-        return 0
-    if a.which == "demo":
-        from paraling.data.recipes.demo import prepare_demo
-
-        if a.utts_per_class is not None:
-            kwargs["utts_per_class"] = a.utts_per_class
-        if a.snr_db is not None:
-            kwargs["snr_db"] = tuple(a.snr_db)
-        path = prepare_demo(Path(a.out), n_speakers=a.speakers, **kwargs)
-    else:
-        from paraling.data.recipes.langid import prepare_langid
-
-        if a.speakers is not None:
-            kwargs["n_speakers"] = a.speakers
-        path = prepare_langid(Path(a.out), **kwargs)
-    print(path)
-    return 0
-
-
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, help); each module exposes ``main(argv: list[str]) -> int``
+    "data": ("paraling.cli.data", "corpora: generate the embedded ones, prepare standard ones, list them"),
     "sweep": ("paraling.cli.sweep", "run or resume an Optuna study from sweeps/NAME.yaml"),
     "ensemble": ("paraling.cli.ensemble", "assemble an ensemble from tracked runs"),
     "predict": ("paraling.cli.predict", "label new audio files with a trained model"),
@@ -160,7 +101,6 @@ def _usage() -> str:
         "",
         "commands:",
         "  train      train and cross-validate (Hydra: paraling train model.n_blocks=4 ..., -m for multirun)",
-        "  data       generate the embedded corpora (paraling data demo|langid|speech --out DIR)",
     ]
     lines += [f"  {k:<10} {h}" for k, (_, h) in COMMANDS.items()]
     return "\n".join(lines)
@@ -175,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_masking()
-    handlers: dict[str, Callable[[list[str]], int]] = {"train": _train, "data": _data}
+    handlers: dict[str, Callable[[list[str]], int]] = {"train": _train}
     try:
         if cmd in handlers:
             return handlers[cmd](rest)

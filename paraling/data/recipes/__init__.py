@@ -10,10 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from paraling.config_groups import (
+    CompareCorpusConfig,
+    CremadCorpusConfig,
     CsvCorpusConfig,
     DemoCorpusConfig,
+    EmoDbCorpusConfig,
     FoldersCorpusConfig,
+    IemocapCorpusConfig,
     ManifestCorpusConfig,
+    RavdessCorpusConfig,
     SpeechCorpusConfig,
 )
 from paraling.data.manifest import Manifest
@@ -32,6 +37,11 @@ for _kind, _target, _config in (
     ("manifest", "paraling.data.manifest:load_manifest", ManifestCorpusConfig),
     ("demo", "paraling.data.recipes.demo:load_demo", DemoCorpusConfig),
     ("speech", "paraling.data.recipes.speech:load_speech", SpeechCorpusConfig),
+    ("emodb", "paraling.data.recipes.emodb:load_emodb", EmoDbCorpusConfig),
+    ("ravdess", "paraling.data.recipes.ravdess:load_ravdess", RavdessCorpusConfig),
+    ("cremad", "paraling.data.recipes.cremad:load_cremad", CremadCorpusConfig),
+    ("iemocap", "paraling.data.recipes.iemocap:load_iemocap", IemocapCorpusConfig),
+    ("compare", "paraling.data.recipes.compare:load_compare", CompareCorpusConfig),
 ):
     CORPORA.add(Entry(_kind, _target, _config))
 
