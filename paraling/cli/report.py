@@ -74,14 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="wilcoxon",
         help="paired test over the (seed, fold) units: wilcoxon signed-rank (default) or a sign-flip permutation test",
     )
-    p.add_argument(
-        "--metric",
-        choices=("uar", "wa", "macro_f1"),
-        default="uar",
-        help="what the paired tests compare per (seed, fold): UAR (default), weighted accuracy or macro-F1 (the "
-        "table shows all three)",
-    )
-    p.add_argument("--sort", action="store_true", help="order the rows by --metric, best first")
+    _metric_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default: reports/<experiment>)")
     p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="only these run names")
     p.add_argument(
@@ -112,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
     )
     return p
+
+
+def _metric_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metric",
+        choices=("uar", "wa", "macro_f1"),
+        default="uar",
+        help="what the paired tests compare per (seed, fold): UAR (default), weighted accuracy or macro-F1 (the "
+        "table shows all three)",
+    )
+    p.add_argument("--sort", action="store_true", help="order the rows by --metric, best first")
 
 
 def _report_kwargs(a: argparse.Namespace) -> dict[str, Any]:

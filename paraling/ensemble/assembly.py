@@ -1,19 +1,18 @@
 """Ensembles of tracked runs as MLflow runs (``paraling ensemble``).
 
 :func:`assemble_ensemble` reads the out-of-fold scores of finished runs (:mod:`paraling.tracking.runs`), refuses
-misaligned runs, selects an ensemble (:mod:`paraling.ensemble`), evaluates it honestly with nested
-cross-validation next to the best single run, and logs the result as an MLflow run tagged
-``paraling.kind=ensemble`` (members, weights, trajectory plot, per-fold UAR, confusion matrix,
-``ensemble.json``, the ensemble's own ``oof/scores.npz``).
+misaligned runs, selects an ensemble (:mod:`paraling.ensemble`), evaluates it honestly with nested cross-validation
+next to the best single run, and logs the result as an MLflow run tagged ``paraling.kind=ensemble`` (members,
+weights, trajectory plot, per-fold UAR, WA and macro-F1 of the selection set, confusion matrix, ``ensemble.json``,
+the ensemble's own ``oof/scores.npz``).
 
 With ``register=NAME`` the ensemble is also logged as an MLflow pyfunc model and registered under ``NAME`` with an
-alias (default ``champion``) through :mod:`paraling.tracking.registry`. Only runs predictable from audio can enter a
-registered ensemble: with ``register`` the candidate library is restricted to them before selection (baselines on
-utterance functionals are skipped with a message), so the registered model is exactly the evaluated ensemble.
+alias (default ``champion``) through :mod:`paraling.tracking.registry`. Only runs predictable from audio enter a
+registered ensemble: the candidates are restricted to them before selection (utterance-level baselines are skipped
+with a message), so the registered model is exactly the evaluated ensemble.
 
 Example:
     >>> res = assemble_ensemble("paraling", combiner="harmonic", register="eating")  # doctest: +SKIP
-    >>> import mlflow
     >>> mlflow.pyfunc.load_model("models:/eating@champion").predict(df)  # doctest: +SKIP
 """
 
@@ -306,16 +305,14 @@ def _log_ensemble(
                 "weights": json.dumps([w for _, w in members]),
             }
         )
-        sel = rep.selection_mask
-        y_sel, pred_sel = ref.y[sel], rep.proba[sel].argmax(1)
-        n_cls = len(result.classes)
-        wa, f1 = accuracy(y_sel, pred_sel, n_cls), macro_f1(y_sel, pred_sel, n_cls)
+        y_sel, pred_sel = ref.y[rep.selection_mask], rep.proba[rep.selection_mask].argmax(1)
+        wa, f1 = accuracy(y_sel, pred_sel), macro_f1(y_sel, pred_sel)
         tracker.log_metrics(_metrics(rep) | {"wa_selection": wa, "macro_f1_selection": f1})
         out = tmp / "artifacts"
         (out / "plots").mkdir(parents=True)
         (out / "ensemble.json").write_text(json.dumps(_describe(result), indent=2))
         _plot_trajectory(result, out / "plots" / "trajectory.png")
-        cm = confusion_matrix(y_sel, pred_sel, n_cls)
+        cm = confusion_matrix(y_sel, pred_sel, len(result.classes))
         plot_confusion_matrix(
             cm, result.classes, out / "plots" / "confusion_matrix.png", title="ensemble, selection set"
         )

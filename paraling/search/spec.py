@@ -73,22 +73,9 @@ _TOP = (
     "storage",
 )
 KNOWN_METRICS = (
-    "uar",
-    "accuracy",
-    "wa",
-    "macro_f1",
-    "uar_ci_low",
-    "uar_ci_high",
-    "uar_fold_mean",
-    "uar_fold_std",
-    "uar_speaker_mean",
-    "uar_speaker_std",
-    "uar_binary",
-    "uar_majority",
-    "uar_mean",
-    "uar_logmean",
-    "uar_weighted",
-    "seconds",
+    *("uar", "accuracy", "wa", "macro_f1", "uar_ci_low", "uar_ci_high", "uar_fold_mean", "uar_fold_std"),
+    *("uar_speaker_mean", "uar_speaker_std", "uar_binary", "uar_majority", "uar_mean", "uar_logmean"),
+    *("uar_weighted", "seconds"),
 )
 _PER_EPOCH = ("val_uar", "val_loss", "train_loss")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
