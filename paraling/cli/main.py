@@ -88,6 +88,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("paraling.cli.data", "corpora: generate the embedded ones, prepare standard ones, list them"),
     "sweep": ("paraling.cli.sweep", "run or resume an Optuna study from sweeps/NAME.yaml"),
     "ensemble": ("paraling.cli.ensemble", "assemble an ensemble from tracked runs"),
+    "export": ("paraling.cli.export", "a trained model as an ONNX folder that runs without PyTorch"),
     "predict": ("paraling.cli.predict", "label new audio files with a trained model"),
     "report": ("paraling.cli.report", "comparison table of tracked experiments"),
     "bench": ("paraling.cli.bench", "speed/memory benchmarks against naive baselines"),
