@@ -27,7 +27,10 @@ def print_summary(result: RunResult, cfg: DictConfig, stream: Any = None) -> Non
     ]
     for k, v in sorted(result.fold_uars.items()):
         lines.append(f"  fold {k}: UAR {v:.3f}")
-    vote = f"{cfg.aggregation.kind} vote" if cfg.model.kind == "cnn" else f"{cfg.model.kind} baseline"
+    from paraling.models.registry import model_level
+
+    window = model_level(str(cfg.model.kind)) == "window"
+    vote = f"{cfg.model.kind}, {cfg.aggregation.kind} vote" if window else f"{cfg.model.kind} baseline"
     lines.append(
         f"  out-of-fold UAR ({vote}): {m['uar']:.3f}  "
         f"[95% CI {m['uar_ci_low']:.3f}-{m['uar_ci_high']:.3f}]  fold mean {m['uar_fold_mean']:.3f} "

@@ -76,12 +76,17 @@ def _requirements() -> list[str]:
 def log_pyfunc(tracker: RunTracker, bundle: Path, tmp: Path, artifact_path: str = "model") -> None:
     """Save ``bundle`` as a models-from-code pyfunc; upload it into the tracker's run at ``artifact_path``."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     entry = tmp / "paraling_model.py"
     entry.write_text(_ENTRY)
     out = tmp / "pyfunc"
-    signature = ModelSignature(inputs=Schema([ColSpec("string", "path")]))
+    # one row per recording: its bytes as base64 (`audio`, what a served model is sent) or a local `path`
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec("string", "audio", required=False),
+        ColSpec("string", "path", required=False),
+    ]
+    signature = ModelSignature(inputs=Schema(columns))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input example.*")
         mlflow.pyfunc.save_model(
