@@ -28,6 +28,8 @@ def _naive(folder: Path, paths: list[Path]) -> float:
     import torch
     from transformers import AutoModel, Wav2Vec2FeatureExtractor
 
+    from paraling.device import to_numpy
+
     model = AutoModel.from_pretrained(str(folder)).eval()
     processor = Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16000)
     t0 = time.perf_counter()
@@ -36,7 +38,7 @@ def _naive(folder: Path, paths: list[Path]) -> float:
         inputs = processor(wave, sampling_rate=16000, return_tensors="pt")
         with torch.no_grad():
             out = model(**inputs, output_hidden_states=True)
-        torch.stack(out.hidden_states).numpy()
+        to_numpy(torch.stack(out.hidden_states))
     return time.perf_counter() - t0
 
 

@@ -22,6 +22,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from paraling.device import load_state
 from paraling.errors import ConfigError, DependencyError
 
 __all__ = ["GE2EEncoder", "GE2ENetwork", "installed_weights"]
@@ -69,7 +70,7 @@ class GE2ENetwork(nn.Module):
             ConfigError: The file is not such a checkpoint.
         """
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+            state = load_state(Path(path))["model_state"]
             mine = {"linear.weight": state["linear.weight"], "linear.bias": state["linear.bias"]}
             for i in range(_LAYERS):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):

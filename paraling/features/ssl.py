@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paraling.device import to_numpy
 from paraling.errors import ConfigError
 
 __all__ = ["BACKENDS", "SslExtractor", "select_layers"]
@@ -262,7 +263,7 @@ class SslExtractor:
         device = _resolve_device(self.device)
         if self.backend == "resemblyzer":
             states = enc.encode(wave, device, max(1, round(self.chunk_seconds * 100)))[self.selected]
-            feats = states.permute(1, 0, 2).reshape(states.shape[1], -1).numpy()
+            feats = to_numpy(states.permute(1, 0, 2).reshape(states.shape[1], -1))
             hop, field_ = enc.hop, enc.field
         else:
             args = (self.chunk_seconds, self.context_seconds, device, self.precision, self.selected)
@@ -320,7 +321,7 @@ def _chunked(
         block = states[:, off : off + end - frame].permute(1, 0, 2).reshape(end - frame, -1)
         if out is None:
             out = np.empty((total, block.shape[1]), dtype=np.float32)
-        out[frame:end] = block.cpu().numpy()
+        out[frame:end] = to_numpy(block)
         frame = end
     assert out is not None
     return out
