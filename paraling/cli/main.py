@@ -74,6 +74,11 @@ def _train(argv: list[str]) -> int:
             print(mask_secrets(traceback.format_exc()), file=sys.stderr)
             raise SystemExit(1) from None
         print_summary(result, cfg)
+        from paraling.serving.challenge import write_challenge_predictions
+
+        written = write_challenge_predictions(cfg, result.run_id)  # corpus=compare: the withheld test set
+        if written:
+            print(f"  test predictions: {written} (artifact of the run)")
         return result.uar
 
     from paraling.config_compat import rewrite_override

@@ -91,3 +91,20 @@ def test_report_tests_and_sorts_by_any_metric(
         capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri}, timeout=300,
     )  # fmt: skip
     assert compared.returncode == 0 and "mean a - b (WA points)" in compared.stdout
+
+
+def test_a_challenge_run_predicts_the_withheld_test_set(standard_tree: Tree, tmp_path: Path, mlflow_uri: str) -> None:
+    tree = standard_tree("compare")
+    args = ["train", "corpus=compare", f"corpus.path={tree}", f"corpus.manifest_dir={tmp_path / 'm'}"]
+    args += [f"cache_dir={tmp_path / 'cache'}", *TINY, f"hydra.run.dir={tmp_path / 'h'}"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri}
+    cmd = [sys.executable, "-m", "paraling.cli.main", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test predictions: predictions/test.csv" in proc.stdout
+    client = MlflowClient(mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("paraling").experiment_id])
+    table = Path(client.download_artifacts(run.info.run_id, "predictions/test.csv", str(tmp_path)))
+    rows = table.read_text().splitlines()
+    assert len(rows) == 7 and all("/wav/test_" in r for r in rows[1:])  # header + the 6 unlabelled test files
+    assert {r.split(",")[1] for r in rows[1:]} <= {"low", "high", "mid"}

@@ -4,7 +4,8 @@
 The partition comes from the file name. The challenge protocol: tune on train, score devel (``corpus=compare`` sets
 ``cv=challenge``: ``cv.scheme=split``, ``cv.test_split=devel``; the test files are not trained on); then train on
 train + devel and score test (``cv.test_split=test``) where its labels are there. Test files without labels are left
-out of the manifest (counted in the log): predict them with ``paraling predict --model runs:/<run> ROOT/wav/test_*``.
+out of the manifest (counted in the log); ``paraling train`` labels them with the run's model afterwards
+(:mod:`paraling.serving.challenge`, the artifact ``predictions/test.csv``).
 Speakers come from ``corpus.speaker_column`` when the label file has one, else each file is its own group (the
 partitions are speaker-independent by the challenge's design).
 """
@@ -20,7 +21,7 @@ from paraling.data.recipes.common import SkipLog, make_utterance
 from paraling.data.recipes.standard import CATALOG, CorpusInfo, left_out, load_prepared, prepare
 from paraling.errors import CorpusError
 
-__all__ = ["INFO", "load_compare", "prepare_compare", "read_labels"]
+__all__ = ["INFO", "load_compare", "prepare_compare", "read_labels", "unlabelled_test"]
 
 SPLITS = ("train", "devel", "test")
 _FILE_COLUMNS = ("file_name", "filename", "file", "name", "instance_name", "id")
@@ -113,6 +114,15 @@ def _scan(
             "predict them with paraling predict",
         )
     return utts
+
+
+def unlabelled_test(root: str | Path, label_column: str | None = None) -> list[Path]:
+    """The task's test files without a label (the challenge withholds them), sorted; ``[]`` when all are labelled."""
+    root = Path(root)
+    labels = read_labels(root / "lab", label_column)
+    return [
+        p for p in sorted((root / "wav").glob("test_*.wav")) if labels.get(p.stem, {}).get("label", "") in _UNLABELLED
+    ]
 
 
 def prepare_compare(
