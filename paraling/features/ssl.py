@@ -22,6 +22,7 @@ layers, the precision and the chunking, so a sweep over heads and layers extract
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ class SslExtractor:
     calls: int = 0
     _encoder: Any = field(default=None, repr=False)
     _config: Any = field(default=None, repr=False)
+    _key_memo: Any = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, cfg: Any) -> SslExtractor:
@@ -224,7 +226,14 @@ class SslExtractor:
 
     def key(self) -> str:
         """Cache identity: encoder, layers, precision, chunking and the ``transformers`` major version (its hidden
-        states have changed between majors, e.g. the top state of stable-layer-norm models)."""
+        states have changed between majors, e.g. the top state of stable-layer-norm models); computed once per
+        setting (the feature store asks for it on every file)."""
+        memo = (self.device, self.precision, str(self.layers), self.chunk_seconds, self.context_seconds)
+        if self._key_memo is None or self._key_memo[0] != memo:
+            self._key_memo = (memo, self._key())
+        return self._key_memo[1]
+
+    def _key(self) -> str:
         return json.dumps(
             {
                 "kind": "ssl",
@@ -272,6 +281,7 @@ class SslExtractor:
         return feats.astype(np.float32, copy=False), _frame_energy(wave, feats.shape[0], hop, field_)
 
 
+@functools.cache
 def _transformers_major() -> str:
     from importlib import metadata
 
