@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from paraling.data.manifest import Manifest, Utterance
-from paraling.data.recipes.common import SkipLog, make_utterance
-from paraling.data.recipes.standard import CATALOG, CorpusInfo, check_counts, left_out, load_prepared, prepare
+from paraling.data.recipes.common import SkipLog
+from paraling.data.recipes.standard import (
+    CATALOG,
+    CorpusInfo,
+    Parsed,
+    check_counts,
+    load_prepared,
+    prepare,
+    scan_named,
+)
 from paraling.errors import CorpusError
 
 __all__ = ["EMOTIONS", "INFO", "load_cremad", "prepare_cremad"]
@@ -33,6 +41,13 @@ INFO = CorpusInfo(
 CATALOG[INFO.name] = INFO
 
 
+def _parse(stem: str) -> Parsed:
+    m = _NAME.match(stem)
+    if m is None or m["emotion"] not in EMOTIONS:
+        return None
+    return EMOTIONS[m["emotion"]], m["actor"], {"sentence": m["sentence"], "level": m["level"]}
+
+
 def _scan(root: Path, skips: SkipLog, on_bad_file: str) -> list[Utterance]:
     wav = root / "AudioWAV"
     if not wav.is_dir():
@@ -40,18 +55,7 @@ def _scan(root: Path, skips: SkipLog, on_bad_file: str) -> list[Utterance]:
             f"{root}: no AudioWAV/ folder; CREMA-D's audio is ROOT/AudioWAV/1001_DFA_ANG_XX.wav ...: set corpus.path "
             "to the folder that holds AudioWAV/"
         )
-    utts, odd = [], []
-    for path in sorted(wav.glob("*.wav")):
-        m = _NAME.match(path.stem)
-        if m is None or m["emotion"] not in EMOTIONS:
-            odd.append(path.name)
-            continue
-        extra = {"sentence": m["sentence"], "level": m["level"]}
-        u = make_utterance(path.stem, path, EMOTIONS[m["emotion"]], m["actor"], on_bad_file, skips, extra=extra)
-        if u is not None:
-            utts.append(u)
-    if odd:
-        left_out(wav, f"{len(odd)} file name(s) not in CREMA-D's scheme (e.g. {odd[0]}) left out")
+    utts = scan_named(wav, sorted(wav.glob("*.wav")), _parse, "CREMA-D", on_bad_file, skips)
     check_counts(INFO, utts, complete=len(utts) == INFO.files)
     return utts
 

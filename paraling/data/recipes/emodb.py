@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from paraling.data.manifest import Manifest, Utterance
-from paraling.data.recipes.common import SkipLog, make_utterance
-from paraling.data.recipes.standard import CATALOG, CorpusInfo, check_counts, left_out, load_prepared, prepare
+from paraling.data.recipes.common import SkipLog
+from paraling.data.recipes.standard import (
+    CATALOG,
+    CorpusInfo,
+    Parsed,
+    check_counts,
+    load_prepared,
+    prepare,
+    scan_named,
+)
 from paraling.errors import CorpusError
 
 __all__ = ["EMOTIONS", "INFO", "load_emodb", "prepare_emodb"]
@@ -43,6 +51,14 @@ INFO = CorpusInfo(
 CATALOG[INFO.name] = INFO
 
 
+def _parse(stem: str) -> Parsed:
+    m = _NAME.match(stem)
+    if m is None or m["emotion"] not in EMOTIONS:
+        return None
+    extra = {"text": m["text"], "gender": "female" if m["speaker"] in _FEMALE else "male"}
+    return EMOTIONS[m["emotion"]], m["speaker"], extra
+
+
 def _scan(root: Path, skips: SkipLog, on_bad_file: str) -> list[Utterance]:
     wav = root / "wav"
     if not wav.is_dir():
@@ -50,18 +66,7 @@ def _scan(root: Path, skips: SkipLog, on_bad_file: str) -> list[Utterance]:
             f"{root}: no wav/ folder; EmoDB unpacks to ROOT/wav/03a01Fa.wav ...: set corpus.path to the folder that "
             "holds wav/"
         )
-    utts, odd = [], []
-    for path in sorted(wav.glob("*.wav")):
-        m = _NAME.match(path.stem)
-        if m is None or m["emotion"] not in EMOTIONS:
-            odd.append(path.name)
-            continue
-        extra = {"text": m["text"], "gender": "female" if m["speaker"] in _FEMALE else "male"}
-        u = make_utterance(path.stem, path, EMOTIONS[m["emotion"]], m["speaker"], on_bad_file, skips, extra=extra)
-        if u is not None:
-            utts.append(u)
-    if odd:
-        left_out(wav, f"{len(odd)} file name(s) not in EmoDB's scheme (e.g. {odd[0]}) left out")
+    utts = scan_named(wav, sorted(wav.glob("*.wav")), _parse, "EmoDB", on_bad_file, skips)
     check_counts(INFO, utts, complete=len(utts) == INFO.files)
     return utts
 

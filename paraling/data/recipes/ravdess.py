@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from paraling.data.manifest import Manifest, Utterance
-from paraling.data.recipes.common import SkipLog, make_utterance
-from paraling.data.recipes.standard import CATALOG, CorpusInfo, check_counts, left_out, load_prepared, prepare
+from paraling.data.recipes.common import SkipLog
+from paraling.data.recipes.standard import (
+    CATALOG,
+    SKIP,
+    CorpusInfo,
+    Parsed,
+    check_counts,
+    load_prepared,
+    prepare,
+    scan_named,
+)
 from paraling.errors import ConfigError, CorpusError
 
 __all__ = ["EMOTIONS", "INFO", "load_ravdess", "prepare_ravdess"]
@@ -43,6 +52,23 @@ INFO = CorpusInfo(
 CATALOG[INFO.name] = INFO
 
 
+def _parse(stem: str, vocal_channel: str) -> Parsed:
+    parts = stem.split("-")
+    if len(parts) != 7 or parts[2] not in EMOTIONS or not all(p.isdigit() for p in parts):
+        return None
+    modality, channel, emotion, intensity, statement, repetition, actor = parts
+    if channel not in _CHANNELS[vocal_channel] or modality != "03":
+        return SKIP
+    extra = {
+        "intensity": "strong" if intensity == "02" else "normal",
+        "statement": statement,
+        "repetition": repetition,
+        "channel": "song" if channel == "02" else "speech",
+        "gender": "male" if int(actor) % 2 else "female",
+    }
+    return EMOTIONS[emotion], f"actor{actor}", extra
+
+
 def _scan(root: Path, skips: SkipLog, on_bad_file: str, vocal_channel: str) -> list[Utterance]:
     actors = sorted(p for p in root.glob("Actor_*") if p.is_dir())
     if not actors:
@@ -50,28 +76,8 @@ def _scan(root: Path, skips: SkipLog, on_bad_file: str, vocal_channel: str) -> l
             f"{root}: no Actor_NN/ folders; RAVDESS unpacks to ROOT/Actor_01/03-01-01-01-01-01-01.wav ...: set "
             "corpus.path to the folder that holds Actor_01 ... Actor_24"
         )
-    utts, odd = [], []
-    for folder in actors:
-        for path in sorted(folder.glob("*.wav")):
-            parts = path.stem.split("-")
-            if len(parts) != 7 or parts[2] not in EMOTIONS or not all(p.isdigit() for p in parts):
-                odd.append(path.name)
-                continue
-            modality, channel, emotion, intensity, statement, repetition, actor = parts
-            if channel not in _CHANNELS[vocal_channel] or modality != "03":
-                continue
-            extra = {
-                "intensity": "strong" if intensity == "02" else "normal",
-                "statement": statement,
-                "repetition": repetition,
-                "channel": "song" if channel == "02" else "speech",
-                "gender": "male" if int(actor) % 2 else "female",
-            }
-            u = make_utterance(path.stem, path, EMOTIONS[emotion], f"actor{actor}", on_bad_file, skips, extra=extra)
-            if u is not None:
-                utts.append(u)
-    if odd:
-        left_out(root, f"{len(odd)} file name(s) not in RAVDESS's scheme (e.g. {odd[0]}) left out")
+    paths = [path for folder in actors for path in sorted(folder.glob("*.wav"))]
+    utts = scan_named(root, paths, lambda stem: _parse(stem, vocal_channel), "RAVDESS", on_bad_file, skips)
     check_counts(INFO, utts, complete=vocal_channel == "speech" and len(utts) == INFO.files)
     return utts
 

@@ -20,10 +20,26 @@ from pathlib import Path
 from typing import Any
 
 from paraling.data.manifest import Manifest, Utterance, atomic_write_text
-from paraling.data.recipes.common import SkipLog
+from paraling.data.recipes.common import SkipLog, make_utterance
 from paraling.errors import CorpusError
 
-__all__ = ["CATALOG", "CorpusInfo", "check_counts", "left_out", "listing", "load_prepared", "prepare"]
+__all__ = [
+    "CATALOG",
+    "SKIP",
+    "CorpusInfo",
+    "Parsed",
+    "check_counts",
+    "left_out",
+    "listing",
+    "load_prepared",
+    "prepare",
+    "scan_named",
+]
+
+#: What a recipe's name parser returns: ``(label, speaker, extra fields)``, :data:`SKIP` for a name that fits the
+#: corpus's scheme but that the recipe's options leave out (RAVDESS's song files), or ``None`` for a name outside it.
+Parsed = tuple[str, str, dict[str, Any]] | str | None
+SKIP = "skip"
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +79,26 @@ CATALOG: dict[str, CorpusInfo] = {}
 def left_out(where: Path, what: str) -> None:
     """Log what a recipe leaves out on purpose (files outside the corpus's naming, labels outside the class set)."""
     log.warning("%s: %s", where, what)
+
+
+def scan_named(
+    where: Path, paths: Iterable[Path], parse: Callable[[str], Parsed], scheme: str, on_bad_file: str, skips: SkipLog
+) -> list[Utterance]:
+    """Utterances of the audio files ``paths`` whose names ``parse`` reads (a file name stem -> :data:`Parsed`);
+    names outside the corpus's ``scheme`` are left out and counted in one log line about ``where``."""
+    utts, odd = [], []
+    for path in paths:
+        got = parse(path.stem)
+        if got is None:
+            odd.append(path.name)
+        elif isinstance(got, tuple):  # else SKIP
+            label, speaker, extra = got
+            u = make_utterance(path.stem, path, label, speaker, on_bad_file, skips, extra=extra)
+            if u is not None:
+                utts.append(u)
+    if odd:
+        left_out(where, f"{len(odd)} file name(s) not in {scheme}'s scheme (e.g. {odd[0]}) left out")
+    return utts
 
 
 def listing(root: Path, folders: Iterable[str] = (".",)) -> dict[str, int]:
