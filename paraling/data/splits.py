@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
@@ -21,6 +22,7 @@ from paraling.errors import CorpusError
 __all__ = [
     "EXCLUDED",
     "FoldPlan",
+    "assign_cv_folds",
     "assign_folds",
     "describe_protocol",
     "groups_of",
@@ -148,6 +150,13 @@ def _split_folds(utts: Manifest, ids: np.ndarray, groups: np.ndarray, test_split
         )
     folds = np.where(test, 0, np.where(held_out, EXCLUDED, -1))
     return dict(zip(ids.tolist(), folds.tolist(), strict=True))
+
+
+def assign_cv_folds(manifest: Manifest, cv: Any, seed: int) -> Manifest:
+    """``manifest`` with the folds a ``cv`` config node describes (:func:`assign_folds`)."""
+    group_by, test_split = str(getattr(cv, "group_by", "speaker")), str(getattr(cv, "test_split", "test"))
+    folds = assign_folds(manifest, cv.scheme, int(cv.folds), bool(cv.stratify), seed, group_by, test_split)
+    return manifest.with_folds(folds)
 
 
 def plan_folds(manifest: Manifest) -> list[FoldPlan]:

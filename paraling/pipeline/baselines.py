@@ -1,8 +1,8 @@
 """Run an utterance-level baseline as one tracked, cross-validated experiment.
 
 ``paraling train model=svm|rf|dnn|lr ...`` (or ``experiment=net0``) reaches :func:`run_baseline` through
-:func:`paraling.pipeline.experiment.run_experiment`. The corpus is loaded and split with the CNN's own
-:func:`~paraling.data.splits.assign_folds` call (same ``cv`` settings and ``seed`` ⇒ the same speaker folds; the run's
+:func:`paraling.pipeline.experiment.run_experiment`. The corpus is loaded and split with the CNN's own call,
+:func:`~paraling.data.splits.assign_cv_folds` (same ``cv`` settings and ``seed`` ⇒ the same speaker folds; the run's
 ``paraling.fold_digest`` tag equals that of a CNN run without augmentation), features come from
 :mod:`paraling.features.functionals` (or per fold from a CNN run's embeddings,
 :mod:`paraling.pipeline.embeddings_lr`), and per fold the estimator of :mod:`paraling.models.baselines` is fitted on
@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 from paraling.data.manifest import Manifest
 from paraling.data.recipes import load_corpus
-from paraling.data.splits import FoldPlan, assign_folds
+from paraling.data.splits import FoldPlan, assign_cv_folds
 from paraling.features.functionals import baseline_features, utterance_features
 from paraling.models import build_estimator
 from paraling.pipeline.cv import CVData, FoldOutput, run_cv, seed_everything
@@ -51,16 +51,7 @@ FoldData = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | No
 def prepare_folds(cfg: DictConfig) -> tuple[Manifest, list[str], np.ndarray]:
     """Load the corpus and assign the CNN's speaker folds; returns ``(manifest, classes, y)``."""
     manifest = load_corpus(cfg.corpus)
-    folds = assign_folds(
-        manifest,
-        cfg.cv.scheme,
-        int(cfg.cv.folds),
-        bool(cfg.cv.stratify),
-        int(cfg.seed),
-        str(cfg.cv.get("group_by", "speaker")),
-        str(cfg.cv.get("test_split", "test")),
-    )
-    manifest = manifest.with_folds(folds)
+    manifest = assign_cv_folds(manifest, cfg.cv, int(cfg.seed))
     classes = manifest.labels
     index = {c: i for i, c in enumerate(classes)}
     return manifest, classes, np.array([index[u.label] for u in manifest], dtype=np.int64)

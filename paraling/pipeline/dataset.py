@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from paraling.data.manifest import Manifest, Utterance
 from paraling.data.recipes import load_corpus
-from paraling.data.splits import assign_folds
+from paraling.data.splits import assign_cv_folds
 from paraling.data.windows import WindowBank, fill_frames, plan_layout
 from paraling.device import to_numpy
 from paraling.errors import AudioError
@@ -148,16 +148,7 @@ def _packed_bank(
 def prepare_data(cfg: DictConfig, progress: Progress | None = None) -> PreparedData:
     """Load the corpus, assign folds, (augment), extract cached features and build the window bank."""
     manifest = load_corpus(cfg.corpus)
-    folds = assign_folds(
-        manifest,
-        cfg.cv.scheme,
-        int(cfg.cv.folds),
-        bool(cfg.cv.stratify),
-        int(cfg.seed),
-        str(cfg.cv.get("group_by", "speaker")),
-        str(cfg.cv.get("test_split", "test")),
-    )
-    manifest = manifest.with_folds(folds)
+    manifest = assign_cv_folds(manifest, cfg.cv, int(cfg.seed))
     manifest, variants, transforms = _augment(manifest, cfg)
     classes = manifest.labels
     items = [_Item(u, v, t) for u, v, t in zip(manifest, variants, transforms, strict=True)]
