@@ -122,22 +122,26 @@ class SslExtractor:
         Raises:
             ConfigError: An unknown backend, no model for ``transformers``, or chunking that is not positive.
         """
-        get = (lambda k, d=None: getattr(cfg, k, d)) if not isinstance(cfg, dict) else cfg.get
-        backend = str(get("backend", "transformers"))
+        defaults = {k: f.default for k, f in cls.__dataclass_fields__.items()}
+
+        def get(key: str) -> Any:  # the node's value, or this class's default
+            return cfg.get(key, defaults[key]) if isinstance(cfg, dict) else getattr(cfg, key, defaults[key])
+
+        backend = str(get("backend"))
         if backend not in BACKENDS:
             raise ConfigError(f"features.backend must be one of {list(BACKENDS)}, not {backend!r}")
-        model = str(get("model", "") or "")
+        model = str(get("model") or "")
         if backend == "transformers" and not model:
             raise ConfigError(
                 "features=ssl needs features.model: a Hugging Face hub id (e.g. microsoft/wavlm-base-plus) or a "
                 "local folder written by save_pretrained"
             )
-        chunk, context = float(get("chunk_seconds", 20.0)), float(get("context_seconds", 1.0))
+        chunk, context = float(get("chunk_seconds")), float(get("context_seconds"))
         if not (chunk > 0 and context >= 0 and chunk == chunk):
             raise ConfigError(f"features.chunk_seconds must be > 0 and context_seconds >= 0, got {chunk}, {context}")
-        layers = get("layers", "all")
+        layers = get("layers")
         layers = list(layers) if not isinstance(layers, int | str) else layers
-        if int(get("sample_rate", 16000)) != 16000:
+        if int(get("sample_rate")) != 16000:
             raise ConfigError("features.sample_rate must be 16000 for features=ssl (audio is resampled to it)")
         return cls(
             backend=backend,
@@ -146,8 +150,8 @@ class SslExtractor:
             layers=layers,
             chunk_seconds=chunk,
             context_seconds=context,
-            device=str(get("device", "auto")),
-            precision=str(get("precision", "auto")),
+            device=str(get("device")),
+            precision=str(get("precision")),
             encoder_id=get("encoder_id"),
         )
 

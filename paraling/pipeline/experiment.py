@@ -101,8 +101,9 @@ def run_experiment(
     resume = bool(cfg.trainer.checkpoint)
     runner = CNNRunner(cfg, device, progress, reporter, None, source)
     data = runner.prepare()
-    spec = runner.data.spec if runner.data is not None else None
-    encoder = spec.key() if hasattr(spec, "identity") and spec is not None else ""  # a pre-trained encoder's weights
+    assert runner.data is not None, "prepare() sets it"
+    spec = runner.data.spec
+    encoder = spec.key() if hasattr(spec, "identity") else ""  # a pre-trained encoder's: its weights are in the key
     ckpt_dir = _checkpoint_dir(cfg, data.manifest, encoder)
     if resume:
         runner.checkpoints = ckpt_dir

@@ -123,12 +123,13 @@ class CNNMember:
         name: Run id or folder name, used in messages.
         spec: Contents of ``spec.json``.
         folds: Loaded fold models.
+        frontend: The feature extractor the folds were built with (default: the one ``spec`` describes).
     """
 
-    def __init__(self, name: str, spec: dict[str, Any], folds: list[_Fold]) -> None:
+    def __init__(self, name: str, spec: dict[str, Any], folds: list[_Fold], frontend: Extractor | None = None) -> None:
         self.name, self.spec, self.folds = name, spec, folds
         self.classes: list[str] = list(spec["classes"])
-        self.feature_spec: Extractor = make_extractor(spec["features"])
+        self.feature_spec: Extractor = frontend if frontend is not None else make_extractor(spec["features"])
         self.normalize = str(spec["features"].get("normalize", "utterance"))
         win = spec["windows"]
         self.width, self.shift = int(win["width"]), int(win["shift"])
@@ -192,9 +193,7 @@ class CNNMember:
             folds.append(_Fold(int(k), model, agg, mean, std))
         if not folds:
             raise ModelError(f"member {name}: {SPEC_FILE} lists no folds")
-        member = cls(name, spec.to_dict(), folds)
-        member.feature_spec = frontend  # the loaded encoder serves extraction too
-        return member
+        return cls(name, spec.to_dict(), folds, frontend)  # the models' front-end extracts their features too
 
     def window_times(self, starts: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
         """Start and end seconds of windows beginning at frames ``starts`` (clipped to ``duration``)."""
