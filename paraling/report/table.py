@@ -164,8 +164,9 @@ def score_seeds(
         wa.append(accuracy(y, pred, n))
         f1.append(macro_f1(y, pred, n))
         for k in np.unique(fold):
-            per_unit_uar[(seed, int(k))] = uar(y[fold == k], pred[fold == k], n)
-            scores.uar[(seed, int(k))] = score(y[fold == k], pred[fold == k], n)
+            unit, yk, pk = (seed, int(k)), y[fold == k], pred[fold == k]
+            per_unit_uar[unit] = uar(yk, pk, n)
+            scores.uar[unit] = per_unit_uar[unit] if metric == "uar" else score(yk, pk, n)
         classes = [str(c) for c in oof.classes]
         if negative_class is not None and negative_class in classes:
             neg = classes.index(negative_class)
